@@ -1,0 +1,164 @@
+"""The compile driver and artifacts.
+
+`compile(model, target, output)` imports, optimizes, lowers and builds, then writes an artifact
+directory atomically (a failed compile leaves nothing behind):
+
+    DIR/model.so        the compiled library
+    DIR/manifest.json   inputs and outputs, target, pipeline, source sha256, versions, kernels
+    DIR/model.eir       the final IR
+
+`load(DIR).run({name: array})` runs a host artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import EdgecError, InputError
+from .ir import Graph, TensorType
+from .passmanager import Instruments, PassManager, format_pipeline
+
+LIBRARY, MANIFEST, FINAL_IR = "model.so", "manifest.json", "model.eir"
+
+
+def edgec_version() -> str:
+    from . import __version__
+    return __version__
+
+
+def _io(names: list[str], types: list[TensorType]) -> list[dict[str, Any]]:
+    return [{"name": n, "dtype": t.dtype, "shape": list(t.shape)} for n, t in zip(names, types)]
+
+
+@dataclass
+class CompileResult:
+    graph: Graph  # the optimized graph
+    pass_manager: PassManager
+    kernels: list[str]
+    artifact: "Artifact | None"
+
+
+def _source(model: Any) -> tuple[Any, str]:
+    """The model to import and the sha256 of its bytes."""
+    import onnx
+    if isinstance(model, onnx.ModelProto):
+        return model, hashlib.sha256(model.SerializeToString()).hexdigest()
+    path = Path(model)
+    if not path.is_file():
+        raise EdgecError(f"{path}: no such model file")
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def compile(model: Any, target: str = "host", output: str | Path | None = None, level: int = 2,
+            passes: str | None = None, input_shapes: dict[str, tuple[int, ...]] | None = None,
+            instruments: Instruments | None = None) -> CompileResult:
+    """Import `model` (ONNX path or ModelProto), optimize, build for `target`, write `output`."""
+    from edgec.targets import get_target
+    from edgec.targets.build import build_graph, export_library
+    from .onnx_import import import_onnx
+    from .text import print_ir
+
+    tgt = get_target(target)
+    pipeline = passes if passes is not None else tgt.pipeline(level)
+    out_dir = Path(output) if output is not None else None
+    if out_dir is not None and out_dir.exists() and not (out_dir / MANIFEST).is_file() \
+            and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise EdgecError(f"output {out_dir} exists and is not an edgec artifact; choose another -o")
+    source, sha = _source(model)
+    graph = import_onnx(source, input_shapes)
+    pm = PassManager(pipeline, instruments)
+    graph = pm.run(graph)
+    built = build_graph(graph, tgt)
+    artifact = None
+    if out_dir is not None:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+        try:
+            export_library(built, tgt, tmp / LIBRARY)
+            (tmp / FINAL_IR).write_text(print_ir(graph))
+            import tvm
+            manifest = {
+                "format": 1,
+                "inputs": _io([v.name for v in graph.inputs], [v.type for v in graph.inputs]),
+                "outputs": _io(graph.output_names, [v.type for v in graph.outputs]),
+                "target": tgt.name, "arch": tgt.arch, "tvm_target": tgt.tvm,
+                "pipeline": format_pipeline(pm.items),
+                "level": level if passes is None else None,
+                "source_sha256": sha,
+                "library": LIBRARY,
+                "kernels": len(built.kernels),
+                "edgec_version": edgec_version(), "tvm_version": tvm.__version__,
+            }
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            os.replace(tmp, out_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        artifact = Artifact(out_dir)
+    return CompileResult(graph, pm, built.kernels, artifact)
+
+
+class Artifact:
+    """A compiled artifact directory."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        mf = self.path / MANIFEST
+        if not mf.is_file():
+            raise EdgecError(f"{self.path} is not an edgec artifact (no {MANIFEST}); "
+                             "make one with `edgec compile MODEL -o DIR`")
+        try:
+            self.manifest = json.loads(mf.read_text())
+        except ValueError as e:
+            raise EdgecError(f"{mf} is not valid JSON ({e})") from None
+        self.inputs = [(d["name"], TensorType(d["dtype"], tuple(d["shape"]))) for d in self.manifest["inputs"]]
+        self.outputs = [(d["name"], TensorType(d["dtype"], tuple(d["shape"]))) for d in self.manifest["outputs"]]
+        self._vm = None
+
+    def check_inputs(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Inputs in order, checked by name, shape and dtype."""
+        expected = dict(self.inputs)
+        unknown = sorted(set(feeds) - set(expected))
+        missing = [n for n in expected if n not in feeds]
+        if unknown or missing:
+            raise InputError(
+                "inputs do not match the model: "
+                + "; ".join(filter(None, [missing and "missing " + ", ".join(f"'{n}'" for n in missing),
+                                          unknown and "unknown " + ", ".join(f"'{n}'" for n in unknown)]))
+                + "; expected " + ", ".join(f"{n}: {t}" for n, t in self.inputs))
+        arrays = []
+        for name, t in self.inputs:
+            a = np.asarray(feeds[name])
+            if a.dtype != t.np_dtype or tuple(a.shape) != t.shape:
+                raise InputError(f"input '{name}' is {a.dtype}{list(a.shape)}; the model expects "
+                                 f"{t.np_dtype}{list(t.shape)}")
+            arrays.append(np.ascontiguousarray(a))
+        return arrays
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        arrays = self.check_inputs(feeds)
+        if self.manifest["arch"] != "x86_64" or self.manifest["target"] != "host":
+            from edgec.targets import runners
+            return runners.run_artifact(self, arrays)
+        import tvm
+        from tvm import relax
+        if self._vm is None:
+            lib = tvm.runtime.load_module(str(self.path / self.manifest["library"]))
+            self._vm = relax.VirtualMachine(lib, tvm.cpu())
+        result = self._vm["main"](*[tvm.runtime.tensor(a) for a in arrays])
+        return {name: r.numpy() for (name, _), r in zip(self.outputs, result)}
+
+
+def load(path: str | Path) -> Artifact:
+    return Artifact(path)

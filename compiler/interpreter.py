@@ -1,0 +1,51 @@
+"""The numpy reference interpreter: the oracle for passes and lowering."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError, VerifyError
+from .ir import Graph, Value
+from .ops import get_op
+
+
+def check_inputs(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Inputs by name, checked against the graph's inputs (names, shapes, dtypes)."""
+    expected = {v.name: v.type for v in graph.inputs}
+    unknown = sorted(set(feeds) - set(expected))
+    missing = sorted(set(expected) - set(feeds))
+    if unknown or missing:
+        parts = []
+        if missing:
+            parts.append("missing " + ", ".join(f"'{n}' ({expected[n]})" for n in missing))
+        if unknown:
+            parts.append("unknown " + ", ".join(f"'{n}'" for n in unknown))
+        raise InputError(f"inputs do not match the model: {'; '.join(parts)}; "
+                         f"expected {', '.join(f'{n}: {t}' for n, t in expected.items())}")
+    out = {}
+    for name, t in expected.items():
+        arr = np.asarray(feeds[name])
+        if arr.dtype != t.np_dtype or tuple(arr.shape) != t.shape:
+            raise InputError(f"input '{name}' is {arr.dtype}{list(arr.shape)}; the model expects "
+                             f"{t.np_dtype}{list(t.shape)}")
+        out[name] = arr
+    return out
+
+
+def interpret(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run `graph` on numpy inputs with each op's reference implementation."""
+    feeds = check_inputs(graph, feeds)
+    env: dict[int, np.ndarray] = {id(v): feeds[v.name] for v in graph.inputs}
+
+    def get(v: Value) -> np.ndarray:
+        return v.const_value() if v.is_const else env[id(v)]
+
+    for node in graph.nodes:
+        results = get_op(node.op).run([get(v) for v in node.inputs], node.attrs)
+        for o, r in zip(node.outputs, results):
+            r = np.asarray(r)
+            if r.shape != o.type.shape:
+                raise VerifyError(f"{node.describe()}: the reference gave shape {list(r.shape)}, "
+                                  f"the inferred type is {o.type} (a bug in op '{node.op}')")
+            env[id(o)] = r.astype(o.type.np_dtype, copy=False)
+    return {name: get(v) for name, v in zip(graph.output_names, graph.outputs)}

@@ -1,0 +1,269 @@
+"""ONNX import: a ModelProto (or file) to an edgec Graph.
+
+Each ONNX op type has a converter registered with `@onnx_op` beside the ops it produces
+(`edgec.ops.*`). The importer
+- reads the file (a truncated or malformed one is a `ModelError`), external data only from
+  inside the model's own directory;
+- lists every unsupported op type with the nodes that use it, in one message;
+- fixes dynamic dims from `input_shapes`, and refuses a dynamic dim left without a value;
+- treats initializers that also appear as graph inputs as constants;
+- folds integer computations on constants as it goes (shape arithmetic such as
+  Shape -> Gather -> Concat -> Reshape), so that shape operands become attributes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import EdgecError, ModelError, ShapeError, UnsupportedError
+from .ir import DTYPES, Graph, TensorType, Value, is_float
+from .ops import ONNX_CONVERTERS, get_op
+
+MIN_OPSET, MAX_OPSET = 11, 21
+FOLD_LIMIT = 1 << 16  # elements: larger integer results are not folded at import
+
+# ONNX TensorProto data type -> edgec dtype name
+ONNX_DTYPES = {1: "f32", 2: "u8", 3: "i8", 4: "u16", 5: "i16", 6: "i32", 7: "i64", 9: "bool",
+               10: "f16", 11: "f64", 12: "u32", 13: "u64"}
+ONNX_DTYPE_OF = {v: k for k, v in ONNX_DTYPES.items()}
+
+
+class ImportContext:
+    """What a converter sees: the graph being built, the opset, and helpers."""
+
+    def __init__(self, graph: Graph, opset: int):
+        self.graph = graph
+        self.opset = opset
+        self.node: Any = None  # the ONNX NodeProto being converted
+        self.origin: str = ""
+
+    def fail(self, message: str) -> UnsupportedError:
+        """An error naming the ONNX node being converted."""
+        return UnsupportedError(f"ONNX node '{self.origin}' ({self.node.op_type}): {message}")
+
+    def emit(self, op: str, inputs: list[Value], attrs: dict[str, Any] | None = None) -> list[Value]:
+        """Add an edgec node for the current ONNX node; integer results of constants fold."""
+        try:
+            node = self.graph.add(op, inputs, attrs, origin=[self.origin])
+        except EdgecError as e:
+            raise self.fail(str(e)) from None
+        if all(v.is_const for v in inputs) and all(
+                not is_float(o.type.dtype) and o.type.size <= FOLD_LIMIT for o in node.outputs):
+            results = get_op(op).run([v.const_value() for v in inputs], node.attrs)
+            consts = [self.graph.const(np.asarray(r, dtype=o.type.np_dtype).reshape(o.type.shape))
+                      for r, o in zip(results, node.outputs)]
+            self.graph.nodes.remove(node)
+            node._drop_inputs()
+            return consts
+        return node.outputs
+
+    def emit1(self, op: str, inputs: list[Value], attrs: dict[str, Any] | None = None) -> Value:
+        return self.emit(op, inputs, attrs)[0]
+
+    def const(self, array: Any, dtype: str | None = None) -> Value:
+        return self.graph.const(array, dtype)
+
+    def constant_of(self, value: Value | None, what: str) -> np.ndarray:
+        """The constant behind an input that edgec needs at compile time (a shape, axes, ...)."""
+        if value is None:
+            raise self.fail(f"input '{what}' is missing")
+        if not value.is_const:
+            raise self.fail(f"input '{what}' must be a constant: edgec compiles static shapes only; "
+                            "fix the model's input shapes with --input-shape so it can be computed")
+        return value.const_value()
+
+
+def _read_model(model: Any):
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if isinstance(model, onnx.ModelProto):
+        return model, None
+    path = Path(model)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    data = path.read_bytes()
+    try:
+        proto = onnx.load_model_from_string(data)
+    except (DecodeError, ValueError, RuntimeError) as e:
+        raise ModelError(f"{path}: not a valid ONNX file ({type(e).__name__}: {e}); "
+                         "the file may be truncated or not an ONNX model") from None
+    if not proto.HasField("graph") or not proto.graph.node and not proto.graph.output:
+        raise ModelError(f"{path}: the file holds no ONNX graph; it may be truncated or not an ONNX model")
+    return proto, path.resolve().parent
+
+
+def _load_external(proto, base_dir: Path | None) -> None:
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    for tensor in _get_all_tensors(proto):
+        if not uses_external_data(tensor):
+            continue
+        if base_dir is None:
+            raise ModelError(f"initializer '{tensor.name}' uses external data; pass the model as a "
+                             "file path so edgec can read its data files")
+        info = {e.key: e.value for e in tensor.external_data}
+        location = info.get("location", "")
+        target = (base_dir / location).resolve()
+        if os.path.isabs(location) or base_dir not in target.parents:
+            raise ModelError(f"initializer '{tensor.name}' points to external data '{location}' outside "
+                             f"the model's directory {base_dir}; edgec reads data files only from there")
+        if not target.is_file():
+            raise ModelError(f"initializer '{tensor.name}': external data file '{location}' is missing")
+        offset, length = int(info.get("offset", 0)), info.get("length")
+        with open(target, "rb") as f:
+            f.seek(offset)
+            raw = f.read(int(length)) if length is not None else f.read()
+        tensor.raw_data = raw
+        del tensor.external_data[:]
+        tensor.data_location = 0
+
+
+def _tensor_array(tensor) -> np.ndarray:
+    from onnx import numpy_helper
+    if tensor.data_type not in ONNX_DTYPES:
+        raise UnsupportedError(f"initializer '{tensor.name}' has ONNX data type {tensor.data_type}, "
+                               f"which edgec does not support (supported: {', '.join(ONNX_DTYPE_OF)})")
+    try:
+        arr = numpy_helper.to_array(tensor)
+    except Exception as e:  # noqa: BLE001 - protobuf content is untrusted
+        raise ModelError(f"initializer '{tensor.name}' is malformed: {e}") from None
+    return np.ascontiguousarray(arr.astype(DTYPES[ONNX_DTYPES[tensor.data_type]], copy=False))
+
+
+def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """`name=1,3,224,224` -> ('name', (1, 3, 224, 224)); the CLI's --input-shape."""
+    name, sep, dims = text.rpartition("=")
+    try:
+        if not sep or not name:
+            raise ValueError
+        return name, tuple(int(d) for d in dims.split(",") if d.strip())
+    except ValueError:
+        raise ShapeError(f"--input-shape {text!r}: expected NAME=D0,D1,... such as input=1,3,224,224") from None
+
+
+def _attr_values(node) -> dict[str, Any]:
+    from onnx import helper
+    out = {}
+    for a in node.attribute:
+        if a.type in (5, 10, 11, 12):  # GRAPH, GRAPHS, SPARSE_TENSOR, SPARSE_TENSORS
+            raise UnsupportedError(f"ONNX node '{node.name or node.op_type}' ({node.op_type}): "
+                                   f"attribute '{a.name}' holds a subgraph or sparse tensor, not supported")
+        v = helper.get_attribute_value(a)
+        if isinstance(v, bytes):
+            v = v.decode("utf-8", "replace")
+        elif isinstance(v, list) and v and isinstance(v[0], bytes):
+            v = [x.decode("utf-8", "replace") for x in v]
+        elif a.type == 4:  # TENSOR
+            v = _tensor_array(v)
+        out[a.name] = v
+    return out
+
+
+def import_onnx(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
+    """Import an ONNX model (path or ModelProto) into an edgec Graph."""
+    proto, base_dir = _read_model(model)
+    _load_external(proto, base_dir)
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None:
+        raise ModelError("the model declares no opset for the default ONNX domain")
+    if opset > MAX_OPSET:
+        raise UnsupportedError(f"the model uses opset {opset}; edgec supports opsets {MIN_OPSET} to "
+                               f"{MAX_OPSET}. Convert it with onnx.version_converter to opset {MAX_OPSET}")
+    if opset < MIN_OPSET:
+        raise UnsupportedError(f"the model uses opset {opset}; edgec supports opsets {MIN_OPSET} to "
+                               f"{MAX_OPSET}. Convert it with onnx.version_converter to opset {MIN_OPSET} or newer")
+    gp = proto.graph
+    input_shapes = dict(input_shapes or {})
+
+    # Every unsupported op, at once.
+    unsupported: dict[str, list[str]] = {}
+    for i, n in enumerate(gp.node):
+        key = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+        if n.domain not in ("", "ai.onnx") or n.op_type not in ONNX_CONVERTERS:
+            unsupported.setdefault(key, []).append(n.name or f"#{i}")
+    if unsupported:
+        parts = [f"{t} (nodes: {', '.join(names[:10])}{', ...' if len(names) > 10 else ''})"
+                 for t, names in sorted(unsupported.items())]
+        raise UnsupportedError(f"the model uses {len(unsupported)} op type(s) edgec does not support: "
+                               + "; ".join(parts))
+
+    graph = Graph(gp.name if gp.name.isidentifier() else "main")
+    env: dict[str, Value] = {}
+    for t in gp.initializer:
+        if t.name in env:
+            raise ModelError(f"initializer name '{t.name}' is defined twice")
+        env[t.name] = graph.const(_tensor_array(t))
+
+    unknown = sorted(set(input_shapes) - {i.name for i in gp.input})
+    if unknown:
+        raise ShapeError(f"--input-shape names {', '.join(unknown)}, which the model has no input of; "
+                         f"its inputs: {', '.join(i.name for i in gp.input if i.name not in env)}")
+    for inp in gp.input:
+        if inp.name in env:  # older exporters list initializers as inputs too: constants
+            continue
+        tt = inp.type.tensor_type
+        if not inp.type.HasField("tensor_type"):
+            raise UnsupportedError(f"input '{inp.name}' is not a tensor")
+        if tt.elem_type not in ONNX_DTYPES:
+            raise UnsupportedError(f"input '{inp.name}' has ONNX data type {tt.elem_type}, not supported")
+        if inp.name in input_shapes:
+            shape = tuple(input_shapes[inp.name])
+            if tt.HasField("shape") and len(tt.shape.dim) != len(shape):
+                raise ShapeError(f"--input-shape {inp.name} has rank {len(shape)}, the model's input "
+                                 f"has rank {len(tt.shape.dim)}")
+        else:
+            if not tt.HasField("shape"):
+                raise ShapeError(f"input '{inp.name}' has no shape; give one with --input-shape "
+                                 f"{inp.name}=D0,D1,...")
+            dims = []
+            for d in tt.shape.dim:
+                if d.HasField("dim_value") and d.dim_value > 0:
+                    dims.append(d.dim_value)
+                else:
+                    sym = d.dim_param or "?"
+                    raise ShapeError(f"input '{inp.name}' has a dynamic dimension '{sym}'; give its "
+                                     f"shape with --input-shape {inp.name}=D0,D1,... "
+                                     f"(input_shapes={{'{inp.name}': (...)}} from Python)")
+            shape = tuple(dims)
+        if any(d <= 0 for d in shape) or np.prod(shape, dtype=np.float64) > 2**31:
+            raise ShapeError(f"input '{inp.name}' has shape {list(shape)}, which is empty or too large")
+        if inp.name in env:
+            raise ModelError(f"input name '{inp.name}' is defined twice")
+        env[inp.name] = graph.add_input(inp.name, TensorType(ONNX_DTYPES[tt.elem_type], shape))
+
+    ctx = ImportContext(graph, opset)
+    for i, n in enumerate(gp.node):
+        ctx.node, ctx.origin = n, n.name or f"{n.op_type}_{i}"
+        inputs: list[Value | None] = []
+        for name in n.input:
+            if name == "":
+                inputs.append(None)
+            elif name not in env:
+                raise ModelError(f"ONNX node '{ctx.origin}' ({n.op_type}) uses '{name}', which no "
+                                 "earlier node, input or initializer defines (a dangling input, a cycle "
+                                 "or nodes out of topological order)")
+            else:
+                inputs.append(env[name])
+        outs = ONNX_CONVERTERS[n.op_type](ctx, n, inputs, _attr_values(n))
+        for name, v in zip(n.output, outs):
+            if name == "":
+                continue
+            if name in env:
+                raise ModelError(f"ONNX node '{ctx.origin}' ({n.op_type}) defines '{name}', which is "
+                                 "already defined (names must be unique)")
+            env[name] = v
+
+    outputs = []
+    for o in gp.output:
+        if o.name not in env:
+            raise ModelError(f"graph output '{o.name}' is not produced by any node")
+        outputs.append(env[o.name])
+    graph.set_outputs(outputs, [o.name for o in gp.output])
+    from .verifier import verify
+    verify(graph)
+    return graph

@@ -1,0 +1,16 @@
+"""The op registry, split by family. Importing this package registers every op.
+
+| module | ops |
+|---|---|
+| `elementwise` | unary and binary math, activations, comparisons, logic, where, cast, clip |
+| `nn` | conv, conv_transpose, pooling, normalization, softmax, matmul/dense, resize |
+| `shape` | reshape, transpose, concat, split, slice, gather, pad, expand, ... |
+| `reduce` | reductions, argmax/argmin |
+| `quant` | quantize/dequantize and integer conv/matmul |
+
+See `base.py` for what an op definition holds.
+"""
+
+from .base import (ONNX_CONVERTERS, OPS, REQUIRED, Attr, OpDef, broadcast_infer,  # noqa: F401
+                   broadcast_shapes, get_op, normalize_axis, onnx_op, register_op, same_as_first)
+from . import elementwise, nn, shape, reduce, quant  # noqa: F401,E402  (registers the ops)

@@ -1,0 +1,1 @@
+"""Ops of the nn family (see base.py for what a definition holds)."""

@@ -1,0 +1,42 @@
+"""Build: a lowered Relax module to a TVM executable and a shared library on disk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tvm
+from tvm import relax
+
+from edgec.ir import Graph
+
+from .lower import lower_graph
+
+
+@dataclass
+class BuildResult:
+    executable: Any  # tvm.relax.VMExecutable
+    kernels: list[str]  # names of the TIR kernels in the built module, sorted
+    relax_text: str  # the Relax module after the pipeline, for --dump
+
+
+def relax_pipeline(target: Any):
+    """TVM's Relax pipeline for the target: legalize, fuse, schedule, lower to the VM."""
+    return relax.get_default_pipeline(target.tvm_target())
+
+
+def build_graph(graph: Graph, target: Any) -> BuildResult:
+    """Lower `graph` and compile it for `target`."""
+    mod = lower_graph(graph, target)
+    tvm_target = target.tvm_target()
+    with tvm_target:
+        mod = relax_pipeline(target)(mod)
+    kernels = sorted(gv.name_hint for gv, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc))
+    ex = relax.build(mod, tvm_target, relax_pipeline=None)
+    return BuildResult(ex, kernels, "")
+
+
+def export_library(result: BuildResult, target: Any, path: Path) -> None:
+    """Write the compiled module as a shared library for the target's machine."""
+    result.executable.export_library(str(path))

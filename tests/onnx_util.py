@@ -1,0 +1,76 @@
+"""Shared test helpers: build one-node ONNX models and check edgec against ONNX Runtime."""
+
+from __future__ import annotations
+
+import tempfile
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+import edgec
+
+NP_TO_ONNX = {np.dtype(k): v for k, v in {
+    "float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "float64": TensorProto.DOUBLE,
+    "int64": TensorProto.INT64, "int32": TensorProto.INT32, "int8": TensorProto.INT8,
+    "uint8": TensorProto.UINT8, "bool": TensorProto.BOOL}.items()}
+
+
+def make_model(nodes, inputs: dict[str, np.ndarray], outputs: list[str], initializers: dict | None = None,
+               opset: int = 17) -> onnx.ModelProto:
+    """A model whose inputs take the shapes and dtypes of the given arrays; output types are inferred."""
+    ins = [helper.make_tensor_value_info(n, NP_TO_ONNX[a.dtype], a.shape) for n, a in inputs.items()]
+    inits = [numpy_helper.from_array(np.asarray(a), n) for n, a in (initializers or {}).items()]
+    graph = helper.make_graph(nodes, "test", ins, [], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    # Output types come from ONNX shape inference, so tests never restate them.
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    known = {v.name: v for v in inferred.graph.value_info}
+    for n in outputs:
+        model.graph.output.append(known[n] if n in known else onnx.ValueInfoProto(name=n))
+    return model
+
+
+def node_model(op_type: str, inputs: dict[str, np.ndarray], initializers: dict | None = None,
+               n_outputs: int = 1, opset: int = 17, input_names: list[str] | None = None, **attrs):
+    """A one-node model; `input_names` orders the node's inputs (defaults: inputs then initializers,
+    "" for an omitted optional input)."""
+    names = input_names if input_names is not None else [*inputs, *(initializers or {})]
+    outs = [f"out{i}" for i in range(n_outputs)]
+    node = helper.make_node(op_type, names, outs, name=f"{op_type}_node", **attrs)
+    return make_model([node], inputs, outs, initializers, opset)
+
+
+def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, feeds)))
+
+
+def assert_close(actual: dict, expected: dict, rtol: float = 1e-4, atol: float = 1e-5, what: str = "") -> None:
+    assert set(actual) == set(expected), (what, set(actual), set(expected))
+    for name in expected:
+        a, e = np.asarray(actual[name]), np.asarray(expected[name])
+        assert a.shape == e.shape, f"{what} {name}: shape {a.shape} != {e.shape}"
+        if e.dtype.kind in "fc":
+            scale = max(1.0, float(np.max(np.abs(e)))) if e.size else 1.0
+            np.testing.assert_allclose(a, e, rtol=rtol, atol=atol * scale, err_msg=f"{what} {name}")
+        else:
+            np.testing.assert_array_equal(a, e, err_msg=f"{what} {name}")
+
+
+def check_model(model: onnx.ModelProto, feeds: dict[str, np.ndarray], rtol: float = 1e-4,
+                atol: float = 1e-5, compiled: bool = True, level: int = 0) -> dict[str, np.ndarray]:
+    """ORT on the model vs edgec's interpreter, and (if `compiled`) vs the host-compiled module."""
+    expected = run_ort(model, feeds)
+    graph = edgec.import_onnx(model)
+    assert_close(edgec.interpret(graph, feeds), expected, rtol, atol, "interpreter")
+    if compiled:
+        with tempfile.TemporaryDirectory() as d:
+            art = edgec.compile(model, target="host", output=f"{d}/out", level=level).artifact
+            assert_close(art.run(feeds), expected, rtol, atol, "compiled")
+    return expected
