@@ -143,7 +143,7 @@ class Artifact:
             if a.dtype != t.np_dtype or tuple(a.shape) != t.shape:
                 raise InputError(f"input '{name}' is {a.dtype}{list(a.shape)}; the model expects "
                                  f"{t.np_dtype}{list(t.shape)}")
-            arrays.append(np.ascontiguousarray(a))
+            arrays.append(np.array(a, order="C"))
         return arrays
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

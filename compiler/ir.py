@@ -192,7 +192,7 @@ class Graph:
         arr = np.asarray(array, dtype=DTYPES[dtype] if dtype else None)
         if arr.dtype == np.float64 and dtype is None and not isinstance(array, np.ndarray):
             arr = arr.astype(np.float32)
-        arr = np.ascontiguousarray(arr)
+        arr = np.array(arr, order="C")  # a copy; np.ascontiguousarray would make 0-d arrays 1-d
         arr.flags.writeable = False
         return Value(TensorType.of(arr), const=arr)
 

@@ -132,7 +132,7 @@ def _tensor_array(tensor) -> np.ndarray:
         arr = numpy_helper.to_array(tensor)
     except Exception as e:  # noqa: BLE001 - protobuf content is untrusted
         raise ModelError(f"initializer '{tensor.name}' is malformed: {e}") from None
-    return np.ascontiguousarray(arr.astype(DTYPES[ONNX_DTYPES[tensor.data_type]], copy=False))
+    return np.array(arr, dtype=DTYPES[ONNX_DTYPES[tensor.data_type]], order="C")
 
 
 def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:

@@ -38,7 +38,7 @@ def const_hash(v: Value) -> str:
         return v.placeholder_hash
     arr = v.const_value()
     h = hashlib.sha256(f"{v.type}".encode())
-    h.update(np.ascontiguousarray(arr).tobytes())
+    h.update(arr.tobytes())
     return h.hexdigest()[:16]
 
 
@@ -76,7 +76,7 @@ def print_ir(graph: Graph, full_constants: bool = False) -> str:
         else:
             body = f"#{const_hash(v)}"
             if full_constants and v.placeholder_hash is None:
-                raw = np.ascontiguousarray(v.const_value()).tobytes()
+                raw = v.const_value().tobytes()
                 body += ' b64"' + base64.b64encode(raw).decode() + '"'
         lines.append(f"  %c{i} = const {v.type} {body}")
     counter = 0

@@ -79,3 +79,9 @@ def get_target(name: str) -> Target:
 
 def all_target_names() -> list[str]:
     return ["host", *sorted({t.name for t in TARGETS.values()})]
+
+
+# The target `edgec compile` uses when --target is omitted: the project's reference board.
+DEFAULT_TARGET = "arm-a72"
+
+from . import arm  # noqa: E402,F401 - registers the ARM Cortex-A targets

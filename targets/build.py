@@ -38,5 +38,10 @@ def build_graph(graph: Graph, target: Any) -> BuildResult:
 
 
 def export_library(result: BuildResult, target: Any, path: Path) -> None:
-    """Write the compiled module as a shared library for the target's machine."""
+    """Write the compiled module as a shared library for the target's machine
+    (aarch64 targets are cross-linked, see targets/crosslink.py)."""
+    if getattr(target, "arch", "x86_64") == "aarch64":
+        from .crosslink import shared_library_fcompile
+        result.executable.export_library(str(path), fcompile=shared_library_fcompile())
+        return
     result.executable.export_library(str(path))

@@ -58,7 +58,7 @@ def lower_graph(graph: Graph, target: Any) -> tvm.IRModule:
 
     def get(v: Value) -> relax.Expr:
         if id(v) not in env:
-            env[id(v)] = relax.const(np.ascontiguousarray(v.const_value()), DTYPES[v.type.dtype].name)
+            env[id(v)] = relax.const(np.array(v.const_value(), order="C"), DTYPES[v.type.dtype].name)
         return env[id(v)]
 
     with bb.function("main", params):

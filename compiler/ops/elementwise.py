@@ -128,3 +128,45 @@ for _name, (_ref, _low, _onnx) in BINARY.items():
     register_op(_binary_op(_name, _ref, _low))
     if _onnx:
         onnx_op(*_onnx)(_onnx_binary(_name))
+
+
+# ---- activations that fusion attaches to conv / matmul / dense ------------------------------
+# A fused node carries `activation` (a name below, "" for none) and `activation_params`.
+# name: (numpy fn(x, params), relax fn(x, params), number of params)
+ACTIVATIONS: dict[str, tuple] = {
+    "relu": (lambda x, p: np.maximum(x, 0).astype(x.dtype), lambda x, p: R.nn.relu(x), 0),
+    "clip": (lambda x, p: np.clip(x, p[0], p[1]).astype(x.dtype), lambda x, p: R.clip(x, p[0], p[1]), 2),
+    "sigmoid": (lambda x, p: UNARY["sigmoid"][0](x, {}), lambda x, p: R.sigmoid(x), 0),
+    "hard_sigmoid": (lambda x, p: UNARY["hard_sigmoid"][0](x, {"alpha": p[0], "beta": p[1]}),
+                     lambda x, p: UNARY["hard_sigmoid"][1](x, {"alpha": p[0], "beta": p[1]}), 2),
+    "hard_swish": (lambda x, p: UNARY["hard_swish"][0](x, {}), lambda x, p: UNARY["hard_swish"][1](x, {}), 0),
+    "silu": (lambda x, p: UNARY["silu"][0](x, {}), lambda x, p: R.nn.silu(x), 0),
+    "leaky_relu": (lambda x, p: UNARY["leaky_relu"][0](x, {"alpha": p[0]}), lambda x, p: R.nn.leakyrelu(x, p[0]), 1),
+    "gelu": (lambda x, p: UNARY["gelu"][0](x, {"approximate": "none"}), lambda x, p: R.nn.gelu(x), 0),
+    "gelu_tanh": (lambda x, p: UNARY["gelu"][0](x, {"approximate": "tanh"}), lambda x, p: R.nn.gelu_tanh(x), 0),
+    "tanh": (lambda x, p: np.tanh(x), lambda x, p: R.tanh(x), 0),
+}
+ACTIVATION_ATTRS = {"activation": Attr("str", ""), "activation_params": Attr("floats", [])}
+
+
+def check_activation(attrs: dict) -> None:
+    name, params = attrs.get("activation", ""), attrs.get("activation_params", [])
+    if name == "":
+        if params:
+            raise VerifyError("activation_params given without an activation")
+        return
+    if name not in ACTIVATIONS:
+        raise VerifyError(f"unknown fused activation '{name}' (known: {', '.join(ACTIVATIONS)})")
+    if len(params) != ACTIVATIONS[name][2]:
+        raise VerifyError(f"activation '{name}' takes {ACTIVATIONS[name][2]} params, got {len(params)}")
+
+
+def apply_activation_np(x: np.ndarray, attrs: dict) -> np.ndarray:
+    name = attrs.get("activation", "")
+    return x if name == "" else ACTIVATIONS[name][0](x, attrs["activation_params"])
+
+
+def apply_activation_relax(x, attrs: dict):
+    """Wraps a relax expr (unemitted) with the fused activation, if any."""
+    name = attrs.get("activation", "")
+    return x if name == "" else ACTIVATIONS[name][1](x, attrs["activation_params"])

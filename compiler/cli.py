@@ -1,0 +1,335 @@
+"""The `edgec` command line.
+
+    edgec compile MODEL [--target T] -o DIR [-O N] [--passes STR] [--input-shape NAME=DIMS] [instruments]
+    edgec run DIR --input NAME=FILE.npy ... [-o OUTDIR]
+    edgec opt MODEL|IR (--passes STR | -O N) [-o OUT.eir] [--full-constants] [instruments]
+    edgec verify MODEL [--target T] [-O N] [--input NAME=FILE.npy] [--bisect]
+    edgec inspect MODEL
+    edgec passes | targets | ops
+
+Errors on bad input print one message and exit with status 2; `--debug` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import EdgecError, InputError
+
+DEFAULT_LEVEL = 2
+
+
+def _default_target() -> str:
+    from edgec import targets
+    return getattr(targets, "DEFAULT_TARGET", "host")
+
+
+# ---- shared options -----------------------------------------------------------------------
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
+                   help="fix the shape of a model input (needed for dynamic dims)")
+    p.add_argument("--load-pass", action="append", default=[], metavar="FILE.py",
+                   help="load custom passes from a Python file (they register with @register_pass)")
+
+
+def _add_pipeline_options(p: argparse.ArgumentParser, target: bool = True) -> None:
+    if target:
+        p.add_argument("--target", "-t", default=None, help="target name (see `edgec targets`)")
+    p.add_argument("-O", dest="level", type=int, default=None, choices=range(0, 4), metavar="N",
+                   help=f"optimization level 0-3 (default {DEFAULT_LEVEL})")
+    p.add_argument("--passes", default=None, help="explicit pipeline, e.g. 'fold-constants,dce'")
+
+
+def _add_instrument_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("pass instruments")
+    g.add_argument("--print-ir-before", action="append", default=[], metavar="PASS")
+    g.add_argument("--print-ir-after", action="append", default=[], metavar="PASS")
+    g.add_argument("--print-ir-after-all", action="store_true")
+    g.add_argument("--print-ir-after-change", action="store_true")
+    g.add_argument("--dump-ir", type=Path, metavar="DIR", help="write the IR after each pass, numbered")
+    g.add_argument("--timing", action="store_true", help="per-pass wall time, changes, node counts, stats")
+    g.add_argument("--no-verify", action="store_true", help="do not verify the IR after each pass")
+    g.add_argument("--reproducer-dir", type=Path, default=None, metavar="DIR",
+                   help="where a failing pass writes its reproducer (default: a new temporary directory)")
+
+
+def _instruments(args: argparse.Namespace):
+    from .passmanager import Instruments
+    split = lambda items: {p for item in items for p in item.split(",") if p}  # noqa: E731
+    return Instruments(
+        verify=not args.no_verify,
+        print_before=split(args.print_ir_before), print_after=split(args.print_ir_after),
+        print_after_all=args.print_ir_after_all, print_after_change=args.print_ir_after_change,
+        dump_dir=args.dump_ir,
+        reproducer_dir=args.reproducer_dir or Path(tempfile.mkdtemp(prefix="edgec-reproducer-")),
+        out=lambda text: print(text, file=sys.stderr))
+
+
+def _input_shapes(args: argparse.Namespace) -> dict[str, tuple[int, ...]]:
+    from .onnx_import import parse_shape
+    return dict(parse_shape(s) for s in args.input_shape)
+
+
+def _load_passes(files: list[str]) -> None:
+    for f in files:
+        path = Path(f)
+        if not path.is_file():
+            raise EdgecError(f"--load-pass {f}: no such file")
+        spec = importlib.util.spec_from_file_location(f"edgec_user_pass_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except EdgecError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the user's file; say which and why
+            raise EdgecError(f"--load-pass {f}: loading it failed: {type(e).__name__}: {e}") from e
+
+
+def _read_inputs(items: list[str]) -> dict[str, np.ndarray]:
+    feeds = {}
+    for item in items:
+        name, sep, file = item.rpartition("=")
+        if not sep or not name:
+            raise InputError(f"--input {item!r}: expected NAME=FILE.npy")
+        try:
+            feeds[name] = np.load(file, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise InputError(f"--input {name}: cannot read {file} as a .npy array ({e})") from None
+    return feeds
+
+
+def _level(args) -> int:
+    return DEFAULT_LEVEL if args.level is None else args.level
+
+
+# ---- commands -----------------------------------------------------------------------------
+
+def cmd_compile(args) -> int:
+    from .driver import compile
+    _load_passes(args.load_pass)
+    target = args.target or _default_target()
+    result = compile(args.model, target=target, output=args.output, level=_level(args), passes=args.passes,
+                     input_shapes=_input_shapes(args), instruments=_instruments(args))
+    if args.bundle:
+        from edgec.targets import bundle
+        bundle.make_bundle(result.artifact)
+    if args.timing:
+        print(result.pass_manager.timing_table())
+        print(f"kernels in the built module: {len(result.kernels)}")
+    print(f"compiled {args.model} for {target} ({_describe_pipeline(result)}): "
+          f"{len(result.graph.nodes)} nodes, {len(result.kernels)} kernels -> {args.output}")
+    return 0
+
+
+def _describe_pipeline(result) -> str:
+    from .passmanager import format_pipeline
+    return format_pipeline(result.pass_manager.items) or "no passes"
+
+
+def _safe_file_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "output"
+
+
+def cmd_run(args) -> int:
+    from .driver import load
+    art = load(args.artifact)
+    outputs = art.run(_read_inputs(args.input))
+    if args.output:
+        args.output.mkdir(parents=True, exist_ok=True)
+    for name, arr in outputs.items():
+        stats = f"min {arr.min():.6g} max {arr.max():.6g} mean {arr.mean():.6g}" if arr.size else "empty"
+        print(f"{name}: {arr.dtype}{list(arr.shape)}  {stats}")
+        if args.output:
+            np.save(args.output / f"{_safe_file_name(name)}.npy", arr)
+    return 0
+
+
+def _load_graph(path: str, input_shapes):
+    from .onnx_import import import_onnx
+    from .text import parse_ir
+    p = Path(path)
+    if p.suffix == ".eir":
+        if not p.is_file():
+            raise EdgecError(f"{p}: no such IR file")
+        return parse_ir(p.read_text())
+    return import_onnx(p, input_shapes)
+
+
+def cmd_opt(args) -> int:
+    from .passmanager import PassManager
+    from .text import print_ir
+    _load_passes(args.load_pass)
+    graph = _load_graph(args.model, _input_shapes(args))
+    if args.passes is not None:
+        pipeline = args.passes
+    else:
+        from edgec.targets import get_target
+        pipeline = get_target(args.target or _default_target()).pipeline(_level(args))
+    pm = PassManager(pipeline, _instruments(args))
+    graph = pm.run(graph)
+    text = print_ir(graph, full_constants=args.full_constants)
+    if args.timing:
+        print(pm.timing_table(), file=sys.stderr)
+    if args.output:
+        args.output.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from .verify import bisect, verify_model
+    _load_passes(args.load_pass)
+    feeds = _read_inputs(args.input) or None
+    target = args.target or _default_target()
+    if args.bisect:
+        found = bisect(args.model, target=target, level=_level(args), passes=args.passes,
+                       input_shapes=_input_shapes(args), inputs=feeds)
+        print(found.format())
+        return 0 if found.ok else 1
+    report = verify_model(args.model, target=target, level=_level(args), passes=args.passes,
+                          input_shapes=_input_shapes(args), inputs=feeds)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def cmd_inspect(args) -> int:
+    from .inspect import inspect_model
+    print(inspect_model(args.model, _input_shapes(args)).format())
+    return 0
+
+
+def cmd_passes(args) -> int:
+    from .passmanager import PASSES, _load_builtin_passes
+    _load_passes(args.load_pass)
+    _load_builtin_passes()
+    for name in sorted(PASSES):
+        cls = PASSES[name]
+        opts = ", ".join(f"{k}={v}" for k, v in cls.options.items())
+        print(f"{name:<22} {cls.summary}" + (f"  [{opts}]" if opts else ""))
+    return 0
+
+
+def cmd_targets(args) -> int:
+    from edgec.targets import all_target_names, get_target
+    default = _default_target()
+    for name in all_target_names():
+        t = get_target(name)
+        aliases = f" (aliases: {', '.join(t.aliases)})" if t.aliases else ""
+        mark = " [default]" if name == default else ""
+        print(f"{t.name:<18} {t.description}{aliases}{mark}")
+        print(f"{'':<18} arch {t.arch}, layout {t.layout}, vector {t.vector_bits} bits, "
+              f"int8 dot product {'yes' if t.dotprod else 'no'}, tvm {t.tvm}")
+    return 0
+
+
+def cmd_ops(args) -> int:
+    from .ops import ONNX_CONVERTERS, OPS
+    print(f"{len(OPS)} edgec ops, {len(ONNX_CONVERTERS)} ONNX op types imported")
+    for name in sorted(OPS):
+        print(f"  {name:<24} {OPS[name].kind}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from edgec.targets import rpc
+    report = rpc.bench(args.artifact, args.rpc, key=args.key, repeat=args.repeat)
+    print(report.format() if hasattr(report, "format") else report)
+    return 0
+
+
+# ---- entry point --------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgec", description="Compile ONNX models for edge devices.")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compile", help="compile an ONNX model to an artifact directory")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", type=Path, required=True, help="artifact directory to write")
+    p.add_argument("--bundle", action="store_true", help="add the runtime and a runner for the board")
+    _add_pipeline_options(p)
+    _add_model_options(p)
+    _add_instrument_options(p)
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("run", help="run a compiled artifact on .npy inputs")
+    p.add_argument("artifact")
+    p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE.npy")
+    p.add_argument("-o", "--output", type=Path, help="directory for NAME.npy per output")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("opt", help="run passes on a model or .eir file and print the IR")
+    p.add_argument("model", help="an ONNX model or an .eir IR file")
+    p.add_argument("-o", "--output", type=Path, help="write the IR here instead of stdout")
+    p.add_argument("--full-constants", action="store_true", help="write constants in full (re-runnable)")
+    _add_pipeline_options(p)
+    _add_model_options(p)
+    _add_instrument_options(p)
+    p.set_defaults(func=cmd_opt)
+
+    p = sub.add_parser("verify", help="compare interpreter and compiled outputs with ONNX Runtime")
+    p.add_argument("model")
+    p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE.npy")
+    p.add_argument("--bisect", action="store_true", help="find the first pass after which outputs diverge")
+    _add_pipeline_options(p)
+    _add_model_options(p)
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("inspect", help="op histogram, parameters, MACs, unsupported ops")
+    p.add_argument("model")
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("passes", help="list the registered passes")
+    p.add_argument("--load-pass", action="append", default=[], metavar="FILE.py")
+    p.set_defaults(func=cmd_passes)
+
+    p = sub.add_parser("targets", help="list the targets")
+    p.set_defaults(func=cmd_targets)
+
+    p = sub.add_parser("ops", help="list the registered ops")
+    p.set_defaults(func=cmd_ops)
+
+    p = sub.add_parser("bench", help="time a compiled artifact on a remote device over TVM RPC")
+    p.add_argument("artifact")
+    p.add_argument("--rpc", required=True, metavar="HOST:PORT")
+    p.add_argument("--key", default=None, help="device key, when HOST:PORT is an RPC tracker")
+    p.add_argument("--repeat", type=int, default=20)
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except EdgecError as e:
+        if args.debug:
+            raise
+        print(f"edgec: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("edgec: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - a bug: say so plainly, traceback only with --debug
+        if args.debug:
+            raise
+        print(f"edgec: internal error: {type(e).__name__}: {e}\n"
+              "This is a bug in edgec; rerun with --debug for the traceback and report it.", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

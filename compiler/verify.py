@@ -1,0 +1,462 @@
+"""End-to-end numerical verification against ONNX Runtime, and pass bisection.
+
+`verify_model(model, target, level)` runs the same inputs through
+- ONNX Runtime on the original model (CPU, one thread): the independent oracle,
+- edgec's numpy interpreter on the optimized graph,
+- the compiled module (`edgec.compile(..., output=tmp)` then `Artifact.run`; for a non-host target
+  `Artifact.run` hands the artifact to that target's runner),
+and reports, per output, the max abs error and the max error relative to the output's scale
+(`max|expected|`) of the interpreter and of the compiled module.
+
+An output is within tolerance when `max abs error <= max(atol, rtol * scale)`. Defaults by dtype:
+f32 `rtol = atol = 1e-4` (that is, 1e-4 relative to the output scale, never tighter than 1e-4),
+f16 1e-2, f64 1e-9; integer and bool outputs must match exactly. A NaN where the oracle has none
+(or the reverse), or a shape difference, is an infinite error.
+
+`bisect(model, target, level)` runs the pipeline one pass at a time with the interpreter and
+returns the first pass after which the outputs leave the unoptimized graph's tolerance, with the
+ONNX origins of the nodes that pass changed and of the first intermediate value that diverged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import EdgecError, PassError, ToolError
+from .ir import Graph, Value
+
+# Tolerances by dtype: an output passes when max abs error <= max(atol, rtol * max|expected|).
+DEFAULT_RTOL = {"f16": 1e-2, "f32": 1e-4, "f64": 1e-9}
+DEFAULT_ATOL = {"f16": 1e-2, "f32": 1e-4, "f64": 1e-9}
+
+
+# ---- inputs, oracle, comparison ------------------------------------------------------------
+def random_inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded inputs for each graph input: floats standard normal, integers in [0, 10), bools fair."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for v in graph.inputs:
+        t = v.type
+        if t.np_dtype.kind == "f":
+            arr = rng.standard_normal(t.shape)
+        elif t.np_dtype.kind in "iu":
+            arr = rng.integers(0, 10, t.shape)
+        elif t.np_dtype.kind == "b":
+            arr = rng.integers(0, 2, t.shape).astype(bool)
+        else:
+            raise EdgecError(f"cannot make random values for input '{v.name}' of type {t}; pass inputs=")
+        feeds[v.name] = np.asarray(arr).astype(t.np_dtype)
+    return feeds
+
+
+def run_onnxruntime(model: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """ONNX Runtime (CPU, one thread) on the original model (path or ModelProto)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ToolError("verification compares against ONNX Runtime, which is not installed: "
+                        "pip install onnxruntime") from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    source = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
+    try:
+        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        return dict(zip(names, session.run(names, feeds)))
+    except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
+        raise ToolError(f"ONNX Runtime could not run the model, so there is no reference to compare "
+                        f"with: {type(e).__name__}: {e}") from None
+
+
+def _tolerance(dtype: str, rtol: float | dict | None, atol: float | dict | None) -> tuple[float, float]:
+    def pick(given, default):
+        if given is None:
+            return default.get(dtype, 0.0)
+        if isinstance(given, dict):
+            return given.get(dtype, default.get(dtype, 0.0))
+        return float(given)
+    return pick(rtol, DEFAULT_RTOL), pick(atol, DEFAULT_ATOL)
+
+
+@dataclass
+class Error:
+    """How far `actual` is from `expected`: max abs error, and that over max(|expected|)."""
+    abs: float
+    rel: float
+    note: str = ""
+
+
+def compare(actual: np.ndarray, expected: np.ndarray) -> Error:
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    if actual.shape != expected.shape:
+        return Error(float("inf"), float("inf"), f"shape {list(actual.shape)} != {list(expected.shape)}")
+    if expected.size == 0:
+        return Error(0.0, 0.0)
+    a, e = actual.astype(np.float64), expected.astype(np.float64)
+    nan_a, nan_e = np.isnan(a), np.isnan(e)
+    if np.any(nan_a != nan_e):
+        return Error(float("inf"), float("inf"), f"{int(np.sum(nan_a != nan_e))} NaN mismatches")
+    both = ~nan_e
+    with np.errstate(invalid="ignore"):
+        diff = np.where(both & (a == e), 0.0, np.abs(a - e))  # equal infinities differ by 0
+    err = float(np.max(diff[both])) if np.any(both) else 0.0
+    finite = np.isfinite(e) & both
+    scale = float(np.max(np.abs(e[finite]))) if np.any(finite) else 0.0
+    return Error(err, err / scale if scale > 0 else err)
+
+
+def output_scale(expected: np.ndarray) -> float:
+    e = np.asarray(expected)
+    if e.size == 0 or e.dtype.kind not in "fiub":
+        return 0.0
+    e = e.astype(np.float64)
+    finite = np.isfinite(e)
+    return float(np.max(np.abs(e[finite]))) if np.any(finite) else 0.0
+
+
+def within(error: Error, dtype: str, scale: float, rtol=None, atol=None) -> tuple[bool, float]:
+    """Whether `error` passes for this dtype and scale, and the bound it was held to."""
+    if dtype in DEFAULT_RTOL:
+        r, a = _tolerance(dtype, rtol, atol)
+        bound = max(a, r * scale)
+    else:
+        bound = 0.0  # integers and bools: exact
+    return error.abs <= bound, bound
+
+
+# ---- verify_model --------------------------------------------------------------------------
+@dataclass
+class OutputReport:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    scale: float  # max |expected|
+    bound: float  # the max abs error allowed
+    interpreter: Error
+    compiled: Error | None  # None when the compiled module was not run
+
+    @property
+    def ok(self) -> bool:
+        errors = [self.interpreter] + ([self.compiled] if self.compiled is not None else [])
+        return all(e.abs <= self.bound for e in errors)
+
+
+@dataclass
+class VerifyReport:
+    model: str
+    target: str
+    pipeline: str
+    outputs: list[OutputReport]
+    inputs: dict[str, np.ndarray]
+    seconds: dict[str, float] = field(default_factory=dict)  # onnxruntime, optimize, interpreter, compile, run
+
+    @property
+    def ok(self) -> bool:
+        return all(o.ok for o in self.outputs)
+
+    def format(self) -> str:
+        """A readable table: one row per output, then the verdict and the timings."""
+        has_compiled = any(o.compiled is not None for o in self.outputs)
+        lines = [f"verify {self.model} --target {self.target}  pipeline: {self.pipeline or '(none)'}"]
+        header = ["output", "dtype", "shape", "scale", "tolerance", "interp abs", "interp rel"]
+        if has_compiled:
+            header += ["compiled abs", "compiled rel"]
+        rows = [header + ["result"]]
+        for o in self.outputs:
+            row = [o.name, o.dtype, "x".join(map(str, o.shape)) or "scalar", f"{o.scale:.3g}", f"{o.bound:.1e}",
+                   f"{o.interpreter.abs:.2e}", f"{o.interpreter.rel:.2e}"]
+            if has_compiled:
+                row += ([f"{o.compiled.abs:.2e}", f"{o.compiled.rel:.2e}"] if o.compiled is not None else ["-", "-"])
+            notes = "; ".join(filter(None, [o.interpreter.note, o.compiled.note if o.compiled else ""]))
+            row.append(("ok" if o.ok else "MISMATCH") + (f" ({notes})" if notes else ""))
+            rows.append(row)
+        widths = [max(len(r[i]) for r in rows) for i in range(len(header) + 1)]
+        for i, r in enumerate(rows):
+            lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+            if i == 0:
+                lines.append("  ".join("-" * w for w in widths))
+        lines.append(("OK: every output matches ONNX Runtime within tolerance" if self.ok else
+                      "FAILED: some output differs from ONNX Runtime beyond tolerance"))
+        if self.seconds:
+            lines.append("time: " + ", ".join(f"{k} {v:.2f}s" for k, v in self.seconds.items()))
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def _pipeline(target: str, level: int | None, passes: str | None) -> str:
+    if passes is not None:
+        return passes
+    from edgec.targets import get_target
+    return get_target(target).pipeline(2 if level is None else level)
+
+
+def _model_label(model: Any) -> str:
+    return str(model) if isinstance(model, (str, Path)) else (getattr(model.graph, "name", "") or "<model>")
+
+
+def verify_model(model: Any, target: str = "host", level: int | None = 2, passes: str | None = None,
+                 input_shapes: dict[str, tuple[int, ...]] | None = None,
+                 inputs: dict[str, np.ndarray] | None = None, seed: int = 0,
+                 rtol: float | dict[str, float] | None = None, atol: float | dict[str, float] | None = None,
+                 compiled: bool = True) -> VerifyReport:
+    """Compare edgec (interpreter on the optimized graph, and the compiled module) with ONNX Runtime.
+
+    `model` is a path or an onnx.ModelProto; `passes` overrides the level's pipeline; `inputs`
+    (name -> array) replaces the seeded random inputs; `rtol`/`atol` are floats or dicts by dtype
+    name ("f32", ...); `compiled=False` skips the build and checks the interpreter only.
+    """
+    from .interpreter import interpret
+    from .onnx_import import import_onnx
+    from .passmanager import optimize
+
+    seconds: dict[str, float] = {}
+    pipeline = _pipeline(target, level, passes)
+    graph = import_onnx(model, input_shapes)
+    feeds = dict(inputs) if inputs is not None else random_inputs(graph, seed)
+
+    start = time.perf_counter()
+    expected = run_onnxruntime(model, feeds)
+    seconds["onnxruntime"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    optimized = optimize(graph, target=target, passes=pipeline)
+    seconds["optimize"] = time.perf_counter() - start
+    start = time.perf_counter()
+    interp = interpret(optimized, feeds)
+    seconds["interpreter"] = time.perf_counter() - start
+
+    got_compiled = None
+    if compiled:
+        from .driver import compile as edgec_compile
+        with tempfile.TemporaryDirectory(prefix="edgec-verify-") as tmp:
+            start = time.perf_counter()
+            artifact = edgec_compile(model, target=target, output=Path(tmp) / "artifact", passes=pipeline,
+                                     input_shapes=input_shapes).artifact
+            seconds["compile"] = time.perf_counter() - start
+            start = time.perf_counter()
+            got_compiled = artifact.run(feeds)
+            seconds["run"] = time.perf_counter() - start
+
+    reports = []
+    for name, value in zip(optimized.output_names, optimized.outputs):
+        if name not in expected:
+            raise EdgecError(f"ONNX Runtime gave no output '{name}' (it gave {', '.join(expected)})")
+        exp = expected[name]
+        scale = output_scale(exp)
+        _, bound = within(Error(0, 0), value.type.dtype, scale, rtol, atol)
+        reports.append(OutputReport(
+            name, value.type.dtype, value.type.shape, scale, bound,
+            interpreter=compare(interp[name], exp),
+            compiled=compare(got_compiled[name], exp) if got_compiled is not None else None))
+    label = format_label = _model_label(model)
+    del format_label
+    return VerifyReport(label, target, pipeline, reports, feeds, seconds)
+
+
+# ---- bisect --------------------------------------------------------------------------------
+def run_all_values(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[int, np.ndarray]:
+    """Interpret `graph` keeping every node result: id(Value) -> array."""
+    from .interpreter import check_inputs
+    from .ops import get_op
+    feeds = check_inputs(graph, feeds)
+    env: dict[int, np.ndarray] = {id(v): feeds[v.name] for v in graph.inputs}
+
+    def get(v: Value) -> np.ndarray:
+        return v.const_value() if v.is_const else env[id(v)]
+
+    for node in graph.nodes:
+        results = get_op(node.op).run([get(v) for v in node.inputs], node.attrs)
+        for o, r in zip(node.outputs, results):
+            env[id(o)] = np.asarray(r).astype(o.type.np_dtype, copy=False).reshape(o.type.shape)
+    for v in graph.outputs:
+        if v.is_const:
+            env[id(v)] = v.const_value()
+    return env
+
+
+def _const_digest(v: Value) -> str:
+    if v.placeholder_hash is not None:
+        return v.placeholder_hash
+    arr = np.ascontiguousarray(v.const_value())
+    return hashlib.sha256(str(v.type).encode() + arr.tobytes()).hexdigest()[:16]
+
+
+def _node_key(node) -> tuple:
+    """What identifies a node across a pass: op, origin, attributes and its constant inputs."""
+    consts = tuple(_const_digest(v) if v.is_const else "" for v in node.inputs)
+    return (node.op, node.origin, repr(sorted(node.attrs.items())), consts)
+
+
+def _match_key(node, index: int) -> tuple:
+    """How a value is matched between two graphs: its producer's op and origin, and output index."""
+    return (node.op, node.origin, index)
+
+
+def _unique_values(graph: Graph) -> dict[tuple, Value]:
+    seen: dict[tuple, list[Value]] = {}
+    for node in graph.nodes:
+        for i, o in enumerate(node.outputs):
+            seen.setdefault(_match_key(node, i), []).append(o)
+    return {k: vs[0] for k, vs in seen.items() if len(vs) == 1}
+
+
+@dataclass
+class Divergence:
+    """An intermediate value that differs between the graph before and after a pass."""
+    op: str
+    origin: tuple[str, ...]
+    error: Error
+    scale: float
+
+    def describe(self) -> str:
+        where = ", ".join(self.origin) or "(no ONNX origin)"
+        return f"'{self.op}' from ONNX node {where}: max abs error {self.error.abs:.3g} (scale {self.scale:.3g})"
+
+
+@dataclass
+class BisectReport:
+    model: str
+    target: str
+    pipeline: str
+    culprit: str | None  # "import", a pass label such as "fold-constants{max-size=8}", or None
+    step: int | None  # 1-based position of the culprit pass in the pipeline (0 for import)
+    passes_before: str = ""
+    changed_origins: list[str] = field(default_factory=list)  # ONNX origins of nodes the pass added or removed
+    first_divergence: Divergence | None = None
+    outputs: dict[str, Error] = field(default_factory=dict)  # per output, after the culprit
+    error: str | None = None  # when the culprit pass raised instead of diverging
+
+    @property
+    def ok(self) -> bool:
+        return self.culprit is None
+
+    def format(self) -> str:
+        lines = [f"bisect {self.model} --target {self.target}  pipeline: {self.pipeline or '(none)'}"]
+        if self.culprit is None:
+            lines.append("no divergence: every pass keeps the outputs within tolerance of the unoptimized graph")
+            return "\n".join(lines)
+        if self.culprit == "import":
+            lines.append("the unoptimized graph already differs from ONNX Runtime: the divergence is in "
+                         "import or an op's reference, not in a pass")
+        else:
+            lines.append(f"first diverging pass: {self.culprit} (step {self.step}); passes before it: "
+                         f"{self.passes_before or '(none)'}")
+        if self.error:
+            lines.append(f"  the pass failed: {self.error}")
+        if self.changed_origins:
+            shown = self.changed_origins[:20]
+            more = len(self.changed_origins) - len(shown)
+            lines.append("  nodes it changed (ONNX origin): " + ", ".join(shown) + (f", ... ({more} more)" if more else ""))
+        if self.first_divergence is not None:
+            lines.append("  first diverging value: " + self.first_divergence.describe())
+        for name, e in self.outputs.items():
+            lines.append(f"  output {name}: max abs error {e.abs:.3g}, rel {e.rel:.3g}" + (f" ({e.note})" if e.note else ""))
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def changed_nodes(before: Graph, after: Graph) -> list[str]:
+    """ONNX origins of nodes a pass added or removed (a changed node counts as both), sorted, unique."""
+    from collections import Counter
+    keys_before = Counter(_node_key(n) for n in before.nodes)
+    keys_after = Counter(_node_key(n) for n in after.nodes)
+    origins: set[str] = set()
+    for key in (keys_before - keys_after) + (keys_after - keys_before):
+        origins.update(key[1] or ("(no origin)",))
+    return sorted(origins)
+
+
+def first_divergence(before: Graph, after: Graph, feeds: dict[str, np.ndarray],
+                     rtol=None, atol=None) -> Divergence | None:
+    """The first value of `after` (in its node order) that differs from its match in `before`.
+
+    Values match when their producers have the same op, origin and output index, each unique in its
+    graph, and the same type; values with no match (fused, re-laid-out) are skipped."""
+    env_before, env_after = run_all_values(before, feeds), run_all_values(after, feeds)
+    values_before = _unique_values(before)
+    values_after = _unique_values(after)
+    for node in after.nodes:
+        for i, o in enumerate(node.outputs):
+            key = _match_key(node, i)
+            ref = values_before.get(key)
+            if ref is None or values_after.get(key) is not o or ref.type != o.type:
+                continue
+            exp = env_before[id(ref)]
+            err = compare(env_after[id(o)], exp)
+            scale = output_scale(exp)
+            ok, _ = within(err, o.type.dtype, scale, rtol, atol)
+            if not ok:
+                return Divergence(node.op, node.origin, err, scale)
+    return None
+
+
+def _compare_outputs(got: dict[str, np.ndarray], expected: dict[str, np.ndarray], graph: Graph,
+                     rtol, atol) -> tuple[bool, dict[str, Error]]:
+    errors, ok = {}, True
+    for name, value in zip(graph.output_names, graph.outputs):
+        err = compare(got[name], expected[name])
+        errors[name] = err
+        ok = ok and within(err, value.type.dtype, output_scale(expected[name]), rtol, atol)[0]
+    return ok, errors
+
+
+def bisect(model: Any, target: str = "host", level: int | None = 2, passes: str | None = None,
+           inputs: dict[str, np.ndarray] | None = None, input_shapes: dict[str, tuple[int, ...]] | None = None,
+           seed: int = 0, rtol: float | dict[str, float] | None = None,
+           atol: float | dict[str, float] | None = None, check_import: bool = True) -> BisectReport:
+    """Find the first pass after which the interpreter's outputs leave the unoptimized graph's.
+
+    The pipeline (`passes`, or the target's for `level`) runs one pass at a time on a copy of the
+    graph; after each, the interpreter's outputs are compared with the unoptimized graph's. At the
+    first divergence the report names the pass, the ONNX origins of the nodes it added or removed,
+    and the first intermediate value (matched by producer op and origin) that differs. A pass that
+    raises is reported the same way, with its error. With `check_import`, the unoptimized graph is
+    first compared with ONNX Runtime; a divergence there is reported as culprit "import".
+    """
+    from .interpreter import interpret
+    from .onnx_import import import_onnx
+    from .passmanager import PassManager, format_pipeline, parse_pipeline
+
+    pipeline = _pipeline(target, level, passes)
+    items = parse_pipeline(pipeline)
+    graph = import_onnx(model, input_shapes)
+    feeds = dict(inputs) if inputs is not None else random_inputs(graph, seed)
+    label = _model_label(model)
+    reference = interpret(graph, feeds)
+
+    if check_import:
+        ok, errors = _compare_outputs(reference, run_onnxruntime(model, feeds), graph, rtol, atol)
+        if not ok:
+            return BisectReport(label, target, pipeline, "import", 0, outputs=errors)
+
+    current = graph.copy()
+    for step, item in enumerate(items, start=1):
+        before = current.copy()
+        step_label = format_pipeline([item])
+        report = BisectReport(label, target, pipeline, step_label, step, format_pipeline(items[:step - 1]))
+        try:
+            PassManager(step_label).run(current)
+        except PassError as e:
+            report.error = str(e)
+            return report
+        got = interpret(current, feeds)
+        ok, errors = _compare_outputs(got, reference, graph, rtol, atol)
+        if not ok:
+            report.outputs = errors
+            report.changed_origins = changed_nodes(before, current)
+            report.first_divergence = first_divergence(before, current, feeds, rtol, atol)
+            return report
+    return BisectReport(label, target, pipeline, None, None)

@@ -1,0 +1,126 @@
+"""Pass manager: pipelines round-trip, instruments, failures name the pass and leave a reproducer."""
+
+import numpy as np
+import pytest
+
+import edgec
+from edgec.errors import EdgecError, PassError
+from edgec.ir import Graph, TensorType
+from edgec.passmanager import (PASSES, Instruments, Pass, PassManager, format_pipeline, parse_pipeline,
+                               register_pass)
+
+
+def graph_with_foldable_chain():
+    g = Graph()
+    x = g.add_input("x", TensorType("f32", (3,)))
+    c = g.add("neg", [g.const(np.array([1, 2, 3], np.float32))], origin=["Neg_c"]).output
+    dead = g.add("relu", [x], origin=["Dead"]).output  # noqa: F841
+    y = g.add("add", [x, c], origin=["Add_y"]).output
+    g.set_outputs([y], ["y"])
+    return g
+
+
+def test_pipeline_strings_round_trip():
+    items = parse_pipeline(" fold-constants{max-size=16}, dce ,fold-constants")
+    assert items == [("fold-constants", {"max-size": 16}), ("dce", {}), ("fold-constants", {})]
+    assert format_pipeline(items) == "fold-constants{max-size=16},dce,fold-constants"
+    assert parse_pipeline(format_pipeline(items)) == items
+
+
+@pytest.mark.parametrize("text,message", [
+    ("no-such-pass", "unknown pass 'no-such-pass'"),
+    ("dce{x=1}", "no option 'x'"),
+    ("fold-constants{max-size=big}", "expected a int"),
+    ("dce,,", "cannot parse pipeline"),
+    ("fold-constants{max-size}", "key=value"),
+])
+def test_bad_pipelines_are_clear_errors(text, message):
+    with pytest.raises(EdgecError, match=message):
+        parse_pipeline(text)
+
+
+def test_fold_and_dce_with_timing_statistics():
+    g = graph_with_foldable_chain()
+    pm = PassManager("fold-constants,dce")
+    pm.run(g)
+    assert [n.op for n in g.nodes] == ["add"]
+    folded, dce = pm.records
+    assert folded.changed and folded.stats == {"folded": 1} and folded.nodes_before == 3
+    assert dce.changed and dce.stats == {"removed": 1} and dce.nodes_after == 1
+    table = pm.timing_table()
+    assert "| fold-constants |" in table and "3 -> 2" in table and "folded=1" in table
+
+
+def test_fold_constants_respects_max_size():
+    g = graph_with_foldable_chain()
+    pm = PassManager("fold-constants{max-size=2}")
+    pm.run(g)
+    assert pm.records[0].stats == {"skipped-large": 1} and not pm.records[0].changed
+
+
+def test_print_after_change_and_dump_dir(tmp_path):
+    printed = []
+    ins = Instruments(print_after_change=True, print_before={"dce"}, dump_dir=tmp_path / "dump",
+                      out=printed.append)
+    PassManager("dce,dce", ins).run(graph_with_foldable_chain())
+    assert printed[0].startswith("// -----// IR before dce")
+    assert sum("IR after dce" in p for p in printed) == 1  # the second dce changes nothing
+    assert sorted(p.name for p in (tmp_path / "dump").iterdir()) == ["00-input.eir", "01-dce.eir", "02-dce.eir"]
+    assert (tmp_path / "dump" / "01-dce.eir").read_text() == (tmp_path / "dump" / "02-dce.eir").read_text()
+
+
+class _Broken(Pass):
+    name = "test-broken"
+    summary = "breaks the graph: gives a node a wrong result type"
+
+    def run(self, graph):
+        graph.nodes[-1].outputs[0].type = TensorType("f32", (7,))
+        return True
+
+
+class _Liar(Pass):
+    name = "test-liar"
+    summary = "changes the graph but says it did not"
+
+    def run(self, graph):
+        graph.nodes[-1].origin = ("moved",)
+        return False
+
+
+@pytest.fixture
+def test_passes():
+    register_pass(_Broken)
+    register_pass(_Liar)
+    yield
+    PASSES.pop("test-broken")
+    PASSES.pop("test-liar")
+
+
+def test_failing_pass_is_named_with_its_predecessors_and_a_reproducer(tmp_path, test_passes):
+    g = graph_with_foldable_chain()
+    pm = PassManager("dce,test-broken", Instruments(reproducer_dir=tmp_path))
+    with pytest.raises(PassError) as info:
+        pm.run(g)
+    message = str(info.value)
+    assert "pass 'test-broken' (step 2) failed" in message and "Add_y" in message
+    assert "passes before it: dce" in message
+    repro = next(tmp_path.iterdir())
+    text = repro.read_text()
+    assert "pipeline: test-broken" in text
+    # the reproducer is the input IR of the failing pass, with full constants: it parses and runs
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("//"))
+    parsed = edgec.parse_ir(body)
+    assert [n.op for n in parsed.nodes] == ["neg", "add"]
+    edgec.interpret(parsed, {"x": np.zeros(3, np.float32)})
+
+
+def test_pass_that_hides_a_change_is_caught(test_passes):
+    with pytest.raises(PassError, match="changed the graph but returned False"):
+        PassManager("test-liar").run(graph_with_foldable_chain())
+
+
+def test_optimize_works_on_a_copy():
+    g = graph_with_foldable_chain()
+    before = str(g)
+    out = edgec.optimize(g, passes="fold-constants,dce")
+    assert str(g) == before and len(out.nodes) == 1
