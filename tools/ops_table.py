@@ -1,0 +1,61 @@
+"""Write the README's table of supported ONNX ops (between the ops-table markers).
+
+    python tools/ops_table.py            # rewrite README.md in place
+    python tools/ops_table.py --check    # exit 1 if README.md is out of date
+
+For each ONNX op type with an importer: the opset range edgec accepts and the versions of the
+op's ONNX schema inside that range (each version is a semantic change that the importer handles).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import onnx.defs
+
+from edgec.onnx_import import MAX_OPSET, MIN_OPSET
+from edgec.ops import ONNX_CONVERTERS, OPS
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BEGIN, END = "<!-- ops-table:begin -->", "<!-- ops-table:end -->"
+
+
+def schema_versions(op_type: str) -> list[int]:
+    versions = sorted({s.since_version for s in onnx.defs.get_all_schemas_with_history()
+                       if s.name == op_type and s.domain == ""})
+    in_range = [v for v in versions if MIN_OPSET <= v <= MAX_OPSET]
+    older = [v for v in versions if v < MIN_OPSET]
+    return ([older[-1]] if older else []) + in_range
+
+
+def table() -> str:
+    rows = [f"{len(ONNX_CONVERTERS)} ONNX op types import into {len(OPS)} edgec ops; every model must "
+            f"declare an opset from {MIN_OPSET} to {MAX_OPSET}.", "",
+            "| ONNX op | opsets | schema versions handled |", "|---|---|---|"]
+    for op in sorted(ONNX_CONVERTERS):
+        versions = schema_versions(op)
+        first = max(MIN_OPSET, versions[0]) if versions else MIN_OPSET
+        rows.append(f"| {op} | {first}-{MAX_OPSET} | {', '.join(map(str, versions)) or '-'} |")
+    return "\n".join(rows)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true")
+    args = ap.parse_args()
+    text = README.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    new = text[:start] + "\n" + table() + "\n" + text[end:]
+    if args.check:
+        if new != text:
+            print("README.md's ops table is out of date: run python tools/ops_table.py", file=sys.stderr)
+            return 1
+        return 0
+    README.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
