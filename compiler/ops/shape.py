@@ -1,1 +1,1091 @@
-"""Ops of the shape family (see base.py for what a definition holds)."""
+"""Shape and indexing ops: data movement whose shapes are known at compile time.
+
+Every compile-time operand (a target shape, axes, pads, starts/ends, repeats, k, ...) is an
+attribute; the ONNX importers read the constant inputs with `ctx.constant_of` and resolve the
+ONNX conventions (0/-1 in a Reshape shape, negative axes, Slice clamping, Expand's bidirectional
+broadcast, ...) so that an op's attributes always say exactly what it does.
+
+| op | attributes | ONNX |
+|---|---|---|
+| `reshape` | shape (final, static) | Reshape, Flatten, Squeeze, Unsqueeze |
+| `transpose` | perm | Transpose |
+| `concat` | axis | Concat |
+| `split` | axis, sizes (one output per size) | Split (opset 11 attr, 13 input, 18 num_outputs) |
+| `slice` | starts, ends, axes, steps (normalised) | Slice |
+| `gather` | axis | Gather |
+| `gather_elements` | axis | GatherElements |
+| `gather_nd` | batch_dims | GatherND |
+| `scatter_nd` | reduction | ScatterND |
+| `pad` | pads, mode, value | Pad (opset 11 input form, opset 18 axes) |
+| `expand` | shape (the output shape) | Expand |
+| `tile` | repeats | Tile |
+| `identity` | | Identity, Dropout (inference) |
+| `cast` | to (an edgec dtype name) | Cast, CastLike |
+| `where` | | Where |
+| `trilu` | upper, k | Trilu |
+| `one_hot` | depth, axis, off_value, on_value, dtype | OneHot |
+| `cumsum` | axis, exclusive, reverse | CumSum |
+| `topk` | k, axis, largest, sorted (values and i64 indices) | TopK |
+| `einsum` | equation | Einsum |
+
+Importers that produce constants directly: Constant, ConstantOfShape, Shape, Size, Range, and
+NonZero of a constant. Integer results of constant inputs fold at import (`ctx.emit`), so every
+reference here also works on integer tensors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tvm
+from tvm import relax, topi
+
+from ..errors import VerifyError
+from ..ir import DTYPES, TensorType, dtype_name, is_float
+from .base import Attr, OpDef, broadcast_shapes, normalize_axis, onnx_op, register_op, same_as_first
+
+R = relax.op
+INDEX_DTYPES = ("i32", "i64")
+
+
+def tvm_dtype(name: str) -> str:
+    return DTYPES[name].name
+
+
+def _prod(shape) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def _axes(axes, rank: int, what: str = "axes") -> list[int]:
+    """Axes made non-negative; refuses duplicates and out-of-range axes."""
+    out = [normalize_axis(a, rank) for a in axes]
+    if len(set(out)) != len(out):
+        raise VerifyError(f"{what} {list(axes)} repeat an axis")
+    return out
+
+
+def _onnx_axis(ctx, axis: int, rank: int) -> int:
+    try:
+        return normalize_axis(axis, rank)
+    except VerifyError as e:
+        raise ctx.fail(str(e)) from None
+
+
+def _onnx_axes_list(ctx, axes, rank: int) -> list[int]:
+    try:
+        return _axes(axes, rank)
+    except VerifyError as e:
+        raise ctx.fail(str(e)) from None
+
+
+def _check_index_dtype(t: TensorType, what: str = "indices") -> None:
+    if t.dtype not in INDEX_DTYPES:
+        raise VerifyError(f"{what} must be i32 or i64, got {t}")
+
+
+def _wrap_negative(ctx, indices, extent):
+    """Relax indices with negative entries mapped to index + extent (extent: int or int array
+    broadcasting against indices). Constant indices are wrapped at compile time."""
+    dtype = str(indices.ty.dtype)
+    if isinstance(indices, tvm.ir.GenericConst):
+        arr = indices.value.numpy()
+        return relax.const(np.where(arr < 0, arr + np.asarray(extent, arr.dtype), arr).astype(arr.dtype), dtype)
+    extent = relax.const(np.asarray(extent, dtype=dtype), dtype)
+    return ctx.bb.emit(R.where(R.less(indices, relax.const(0, dtype)), R.add(indices, extent), indices))
+
+
+def emit_nonempty(ctx, op: str, inputs, attrs):
+    """ctx.emit, refusing a computed (not folded) result with no elements: the TVM build does not
+    handle empty tensors. Empty constants from folded shape arithmetic are fine."""
+    outs = ctx.emit(op, inputs, attrs)
+    for v in outs:
+        if not v.is_const and v.type.size == 0:
+            raise ctx.fail(f"the result {v.type} is empty, which edgec does not support")
+    return outs
+
+
+def _wrap_negative_np(indices: np.ndarray, extent) -> np.ndarray:
+    return np.where(indices < 0, indices + np.asarray(extent, indices.dtype), indices)
+
+
+# ---- reshape ---------------------------------------------------------------------------------
+
+def _reshape_infer(types, attrs):
+    shape = tuple(attrs["shape"])
+    if any(d < 0 for d in shape) or _prod(shape) != types[0].size:
+        raise VerifyError(f"cannot reshape {types[0]} to {list(shape)}")
+    return [TensorType(types[0].dtype, shape)]
+
+
+register_op(OpDef(
+    name="reshape", kind="injective", attrs={"shape": Attr("ints")}, infer=_reshape_infer,
+    reference=lambda xs, a: xs[0].reshape(a["shape"]),
+    lower=lambda ctx, xs, a, out: R.reshape(xs[0], a["shape"]),
+    summary="the same elements in a new static shape"))
+
+
+def _onnx_shape_operand(ctx, value, what: str) -> list[int]:
+    arr = ctx.constant_of(value, what)
+    if arr.ndim > 1 or arr.dtype.kind not in "iu":
+        raise ctx.fail(f"input '{what}' must be a 1-D integer tensor, got {arr.dtype}{list(arr.shape)}")
+    return [int(v) for v in arr.reshape(-1)]
+
+
+def resolve_reshape(ctx, in_shape: tuple[int, ...], target: list[int], allowzero: bool) -> list[int]:
+    """ONNX Reshape's shape: 0 copies the input dim (unless allowzero), one -1 is inferred."""
+    out = []
+    for i, d in enumerate(target):
+        if d == 0 and not allowzero:
+            if i >= len(in_shape):
+                raise ctx.fail(f"shape {target} copies dim {i} (a 0), but the input has rank {len(in_shape)}")
+            d = in_shape[i]
+        elif d < -1:
+            raise ctx.fail(f"shape {target} holds {d}, which is not a dimension")
+        out.append(d)
+    if out.count(-1) > 1:
+        raise ctx.fail(f"shape {target} has more than one -1")
+    size = _prod(in_shape)
+    if -1 in out:
+        known = _prod([d for d in out if d != -1])
+        if known == 0 or size % known:
+            raise ctx.fail(f"cannot reshape {list(in_shape)} to {target}")
+        out[out.index(-1)] = size // known
+    if _prod(out) != size:
+        raise ctx.fail(f"cannot reshape {list(in_shape)} ({size} elements) to {target} ({_prod(out)})")
+    return out
+
+
+@onnx_op("Reshape")
+def _onnx_reshape(ctx, node, inputs, attrs):
+    target = _onnx_shape_operand(ctx, inputs[1], "shape")
+    shape = resolve_reshape(ctx, inputs[0].type.shape, target, bool(attrs.get("allowzero", 0)))
+    return emit_nonempty(ctx, "reshape", [inputs[0]], {"shape": shape})
+
+
+@onnx_op("Flatten")
+def _onnx_flatten(ctx, node, inputs, attrs):
+    shape = inputs[0].type.shape
+    axis = attrs.get("axis", 1)
+    if not -len(shape) <= axis <= len(shape):
+        raise ctx.fail(f"axis {axis} is out of range for rank {len(shape)}")
+    if axis < 0:
+        axis += len(shape)
+    return ctx.emit("reshape", [inputs[0]], {"shape": [_prod(shape[:axis]), _prod(shape[axis:])]})
+
+
+def _onnx_axes(ctx, node, inputs, attrs) -> list[int] | None:
+    """Squeeze/Unsqueeze axes: an attribute before opset 13, an (optional) input after."""
+    if ctx.opset < 13:
+        return attrs.get("axes")
+    if len(inputs) > 1 and inputs[1] is not None:
+        return _onnx_shape_operand(ctx, inputs[1], "axes")
+    return None
+
+
+@onnx_op("Squeeze")
+def _onnx_squeeze(ctx, node, inputs, attrs):
+    """Squeeze -> reshape: named axes (which must have size 1) or every size-1 axis."""
+    shape = inputs[0].type.shape
+    axes = _onnx_axes(ctx, node, inputs, attrs)
+    if axes is None:
+        drop = {i for i, d in enumerate(shape) if d == 1}
+    else:
+        drop = set(_onnx_axes_list(ctx, axes, len(shape)))
+        bad = [a for a in sorted(drop) if shape[a] != 1]
+        if bad:
+            raise ctx.fail(f"cannot squeeze axes {bad} of shape {list(shape)}: their size is not 1")
+    return ctx.emit("reshape", [inputs[0]], {"shape": [d for i, d in enumerate(shape) if i not in drop]})
+
+
+@onnx_op("Unsqueeze")
+def _onnx_unsqueeze(ctx, node, inputs, attrs):
+    """Unsqueeze -> reshape: axes count in the output's rank."""
+    shape = inputs[0].type.shape
+    axes = _onnx_axes(ctx, node, inputs, attrs)
+    if axes is None:
+        raise ctx.fail("Unsqueeze needs axes")
+    rank = len(shape) + len(axes)
+    new = set(_onnx_axes_list(ctx, axes, rank))
+    rest = iter(shape)
+    return ctx.emit("reshape", [inputs[0]], {"shape": [1 if i in new else next(rest) for i in range(rank)]})
+
+
+# ---- transpose -------------------------------------------------------------------------------
+
+def _transpose_infer(types, attrs):
+    perm, shape = attrs["perm"], types[0].shape
+    if sorted(perm) != list(range(len(shape))):
+        raise VerifyError(f"perm {perm} is not a permutation of the {len(shape)} axes")
+    return [TensorType(types[0].dtype, tuple(shape[p] for p in perm))]
+
+
+register_op(OpDef(
+    name="transpose", kind="injective", attrs={"perm": Attr("ints")}, infer=_transpose_infer,
+    reference=lambda xs, a: np.transpose(xs[0], a["perm"]),
+    lower=lambda ctx, xs, a, out: R.permute_dims(xs[0], a["perm"]),
+    summary="permute axes"))
+
+
+@onnx_op("Transpose")
+def _onnx_transpose(ctx, node, inputs, attrs):
+    rank = inputs[0].type.rank
+    perm = attrs.get("perm", list(range(rank))[::-1])
+    perm = [_onnx_axis(ctx, p, rank) for p in perm]
+    return ctx.emit("transpose", [inputs[0]], {"perm": perm})
+
+
+# ---- concat / split --------------------------------------------------------------------------
+
+def _concat_infer(types, attrs):
+    first = types[0]
+    axis = normalize_axis(attrs["axis"], first.rank)
+    for t in types[1:]:
+        if t.dtype != first.dtype or t.rank != first.rank or any(
+                a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != axis):
+            raise VerifyError(f"cannot concatenate {', '.join(map(str, types))} on axis {axis}")
+    shape = list(first.shape)
+    shape[axis] = sum(t.shape[axis] for t in types)
+    return [TensorType(first.dtype, tuple(shape))]
+
+
+register_op(OpDef(
+    name="concat", kind="injective", attrs={"axis": Attr("int")}, num_inputs=(1, -1), infer=_concat_infer,
+    reference=lambda xs, a: np.concatenate(xs, axis=a["axis"]),
+    lower=lambda ctx, xs, a, out: R.concat(xs, axis=normalize_axis(a["axis"], len(out[0].shape))),
+    summary="join tensors along an axis"))
+
+
+@onnx_op("Concat")
+def _onnx_concat(ctx, node, inputs, attrs):
+    if "axis" not in attrs:
+        raise ctx.fail("Concat needs an axis")
+    axis = _onnx_axis(ctx, attrs["axis"], inputs[0].type.rank)
+    return ctx.emit("concat", [v for v in inputs if v is not None], {"axis": axis})
+
+
+def _split_infer(types, attrs):
+    t = types[0]
+    axis = normalize_axis(attrs["axis"], t.rank)
+    sizes = attrs["sizes"]
+    if not sizes or any(s < 0 for s in sizes) or sum(sizes) != t.shape[axis]:
+        raise VerifyError(f"split sizes {sizes} do not add up to dim {axis} of {t}")
+    outs = []
+    for s in sizes:
+        shape = list(t.shape)
+        shape[axis] = s
+        outs.append(TensorType(t.dtype, tuple(shape)))
+    return outs
+
+
+def _split_ref(xs, a):
+    return np.split(xs[0], np.cumsum(a["sizes"])[:-1], axis=a["axis"])
+
+
+def _split_lower(ctx, xs, a, out):
+    if len(a["sizes"]) == 1:
+        return [xs[0]]
+    axis = normalize_axis(a["axis"], len(out[0].shape))
+    return R.split(xs[0], [int(i) for i in np.cumsum(a["sizes"])[:-1]], axis=axis)
+
+
+register_op(OpDef(
+    name="split", kind="injective", attrs={"axis": Attr("int"), "sizes": Attr("ints")}, infer=_split_infer,
+    reference=_split_ref, lower=_split_lower, summary="cut a tensor into pieces along an axis"))
+
+
+@onnx_op("Split")
+def _onnx_split(ctx, node, inputs, attrs):
+    """Sizes from the `split` attribute (opset < 13), the `split` input (13+), `num_outputs`
+    (18+, the last piece smaller) or an equal split into as many pieces as outputs."""
+    x = inputs[0]
+    axis = _onnx_axis(ctx, attrs.get("axis", 0), x.type.rank)
+    dim = x.type.shape[axis]
+    n = len(node.output)
+    if ctx.opset < 13 and "split" in attrs:
+        sizes = list(attrs["split"])
+    elif ctx.opset >= 13 and len(inputs) > 1 and inputs[1] is not None:
+        sizes = _onnx_shape_operand(ctx, inputs[1], "split")
+    elif "num_outputs" in attrs:
+        n = attrs["num_outputs"]
+        chunk = -(-dim // n)
+        sizes = [chunk] * (n - 1) + [dim - chunk * (n - 1)]
+        if sizes[-1] < 0:
+            raise ctx.fail(f"cannot split dim {dim} into {n} pieces")
+    else:
+        if dim % n:
+            raise ctx.fail(f"cannot split dim {dim} equally into {n} outputs")
+        sizes = [dim // n] * n
+    if len(sizes) != len(node.output):
+        raise ctx.fail(f"{len(sizes)} split sizes {sizes} for {len(node.output)} outputs")
+    if sum(sizes) != dim:
+        raise ctx.fail(f"split sizes {sizes} do not add up to {dim}")
+    return emit_nonempty(ctx, "split", [x], {"axis": axis, "sizes": sizes})
+
+
+# ---- slice -----------------------------------------------------------------------------------
+
+def _slice_len(start: int, end: int, step: int) -> int:
+    return len(range(start, end, step))
+
+
+def _slice_infer(types, attrs):
+    t = types[0]
+    starts, ends, axes, steps = attrs["starts"], attrs["ends"], attrs["axes"], attrs["steps"]
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise VerifyError("slice starts, ends, axes and steps differ in length")
+    if any(a < 0 for a in axes):
+        raise VerifyError(f"slice axes {axes} are not normalised (non-negative)")
+    axes = _axes(axes, t.rank)
+    shape = list(t.shape)
+    for a, b, e, s in zip(axes, starts, ends, steps):
+        d = t.shape[a]
+        low = 0 if s > 0 else -1
+        high = d if s > 0 else d - 1
+        if s == 0 or not (low <= b <= high and low <= e <= high):
+            raise VerifyError(f"slice of axis {a} (size {d}): start {b}, end {e}, step {s} are not "
+                              "normalised (clamped, non-negative except an end of -1 for negative steps)")
+        shape[a] = _slice_len(b, e, s)
+    return [TensorType(t.dtype, tuple(shape))]
+
+
+def _slice_ref(xs, a):
+    index = [slice(None)] * xs[0].ndim
+    for ax, b, e, s in zip(a["axes"], a["starts"], a["ends"], a["steps"]):
+        index[ax] = slice(b, e if e >= 0 else None, s)
+    return xs[0][tuple(index)]
+
+
+def _slice_lower(ctx, xs, a, out):
+    shape = [int(d) for d in xs[0].ty.shape]
+    # TVM adds the dim to a negative end; -(dim + 1) is "before index 0" for a negative step.
+    ends = [e if e >= 0 else -(shape[ax] + 1) for ax, e in zip(a["axes"], a["ends"])]
+    return R.strided_slice(xs[0], a["axes"], a["starts"], ends, a["steps"])
+
+
+register_op(OpDef(
+    name="slice", kind="injective", infer=_slice_infer, reference=_slice_ref, lower=_slice_lower,
+    attrs={"starts": Attr("ints"), "ends": Attr("ints"), "axes": Attr("ints"), "steps": Attr("ints")},
+    summary="strided slice; attributes are normalised: 0 <= start, end <= dim for positive steps, "
+            "-1 <= start, end <= dim-1 for negative steps (end -1: through index 0)"))
+
+
+def normalize_slice(dim: int, start: int, end: int, step: int) -> tuple[int, int]:
+    """ONNX Slice rules for one axis: negative start/end count from the end, then clamp to
+    [0, dim] for positive steps, start to [0, dim-1] and end to [-1, dim-1] for negative ones."""
+    if start < 0:
+        start += dim
+    if end < 0:
+        end += dim
+    if step > 0:
+        start = min(max(start, 0), dim)
+        end = min(max(end, 0), dim)
+    else:
+        start = min(max(start, 0), dim - 1)
+        end = min(max(end, -1), dim - 1)
+    return start, end
+
+
+@onnx_op("Slice")
+def _onnx_slice(ctx, node, inputs, attrs):
+    x = inputs[0]
+    shape = x.type.shape
+    starts = _onnx_shape_operand(ctx, inputs[1], "starts")
+    ends = _onnx_shape_operand(ctx, inputs[2], "ends")
+    given = len(inputs) > 3 and inputs[3] is not None
+    axes = _onnx_shape_operand(ctx, inputs[3], "axes") if given else list(range(len(starts)))
+    given = len(inputs) > 4 and inputs[4] is not None
+    steps = _onnx_shape_operand(ctx, inputs[4], "steps") if given else [1] * len(starts)
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise ctx.fail(f"starts {starts}, ends {ends}, axes {axes} and steps {steps} differ in length")
+    if 0 in steps:
+        raise ctx.fail(f"steps {steps} hold a 0")
+    axes = _onnx_axes_list(ctx, axes, len(shape))
+    norm = [normalize_slice(shape[a], b, e, s) for a, b, e, s in zip(axes, starts, ends, steps)]
+    return emit_nonempty(ctx, "slice", [x], {"starts": [b for b, _ in norm], "ends": [e for _, e in norm],
+                                   "axes": axes, "steps": steps})
+
+
+# ---- gather family ---------------------------------------------------------------------------
+
+def _gather_infer(types, attrs):
+    data, idx = types
+    _check_index_dtype(idx)
+    axis = normalize_axis(attrs["axis"], data.rank)
+    return [TensorType(data.dtype, data.shape[:axis] + idx.shape + data.shape[axis + 1:])]
+
+
+def _gather_ref(xs, a):
+    data, idx = xs
+    axis = normalize_axis(a["axis"], data.ndim)
+    return np.take(data, _wrap_negative_np(idx, data.shape[axis]), axis=axis)
+
+
+def _gather_lower(ctx, xs, a, out):
+    data, idx = xs
+    axis = normalize_axis(a["axis"], len(data.ty.shape))
+    return R.take(data, _wrap_negative(ctx, idx, int(data.ty.shape[axis])), axis=axis)
+
+
+register_op(OpDef(
+    name="gather", kind="injective", attrs={"axis": Attr("int", 0)}, num_inputs=(2, 2),
+    infer=_gather_infer, reference=_gather_ref, lower=_gather_lower,
+    summary="take slices along an axis at the given indices (negative indices count from the end)"))
+
+
+def _gather_elements_infer(types, attrs):
+    data, idx = types
+    _check_index_dtype(idx)
+    normalize_axis(attrs["axis"], data.rank)
+    if idx.rank != data.rank:
+        raise VerifyError(f"indices {idx} and data {data} differ in rank")
+    return [TensorType(data.dtype, idx.shape)]
+
+
+def _gather_elements_ref(xs, a):
+    data, idx = xs
+    axis = normalize_axis(a["axis"], data.ndim)
+    return np.take_along_axis(data, _wrap_negative_np(idx, data.shape[axis]), axis=axis)
+
+
+def _gather_elements_lower(ctx, xs, a, out):
+    data, idx = xs
+    axis = normalize_axis(a["axis"], len(data.ty.shape))
+    return R.gather_elements(data, _wrap_negative(ctx, idx, int(data.ty.shape[axis])), axis=axis)
+
+
+register_op(OpDef(
+    name="gather_elements", kind="injective", attrs={"axis": Attr("int", 0)}, num_inputs=(2, 2),
+    infer=_gather_elements_infer, reference=_gather_elements_ref, lower=_gather_elements_lower,
+    summary="out[i][j][k] = data[idx[i][j][k]][j][k] (for axis 0)"))
+
+
+def _gather_nd_infer(types, attrs):
+    data, idx = types
+    _check_index_dtype(idx)
+    b = attrs["batch_dims"]
+    if idx.rank < 1 or not 0 <= b < min(data.rank, idx.rank) or data.shape[:b] != idx.shape[:b]:
+        raise VerifyError(f"gather_nd of {data} at {idx} with batch_dims {b}: shapes do not fit")
+    k = idx.shape[-1]
+    if b + k > data.rank:
+        raise VerifyError(f"gather_nd indices {idx} index {k} axes of {data} after {b} batch dims")
+    return [TensorType(data.dtype, idx.shape[:-1] + data.shape[b + k:])]
+
+
+def _gather_nd_ref(xs, a):
+    data, idx = xs
+    b, k = a["batch_dims"], idx.shape[-1]
+    nb = _prod(data.shape[:b])
+    flat_data = data.reshape((nb,) + data.shape[b:])
+    flat_idx = _wrap_negative_np(idx.reshape((nb, -1, k)), np.array(data.shape[b:b + k]))
+    parts = [flat_data[i][tuple(flat_idx[i].T)] for i in range(nb)]
+    return np.stack(parts).reshape(idx.shape[:-1] + data.shape[b + k:])
+
+
+def _gather_nd_lower(ctx, xs, a, out):
+    data, idx = xs
+    b, k = a["batch_dims"], int(idx.ty.shape[-1])
+    extents = np.array([int(d) for d in data.ty.shape][b:b + k])
+    return R.gather_nd(data, _wrap_negative(ctx, idx, extents), a["batch_dims"])
+
+
+register_op(OpDef(
+    name="gather_nd", kind="injective", attrs={"batch_dims": Attr("int", 0)}, num_inputs=(2, 2),
+    infer=_gather_nd_infer, reference=_gather_nd_ref, lower=_gather_nd_lower,
+    summary="gather slices addressed by the last axis of indices (ONNX GatherND)"))
+
+
+SCATTER_REDUCTIONS = {"none": "update", "add": "add", "mul": "mul", "max": "max", "min": "min"}
+
+
+def _scatter_nd_infer(types, attrs):
+    data, idx, upd = types
+    _check_index_dtype(idx)
+    if attrs["reduction"] not in SCATTER_REDUCTIONS:
+        raise VerifyError(f"scatter_nd reduction '{attrs['reduction']}' is not one of {', '.join(SCATTER_REDUCTIONS)}")
+    k = idx.shape[-1] if idx.rank else 0
+    if idx.rank < 1 or k > data.rank or upd.shape != idx.shape[:-1] + data.shape[k:] or upd.dtype != data.dtype:
+        raise VerifyError(f"scatter_nd into {data} at {idx} with updates {upd}: shapes do not fit")
+    return [data]
+
+
+def _scatter_nd_ref(xs, a):
+    data, idx, upd = xs
+    k = idx.shape[-1]
+    out = data.copy()
+    where = tuple(_wrap_negative_np(idx.reshape(-1, k), np.array(data.shape[:k])).T)
+    values = upd.reshape((-1,) + data.shape[k:])
+    red = a["reduction"]
+    if red == "none":
+        out[where] = values
+    else:
+        {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}[red].at(out, where, values)
+    return out
+
+
+def _scatter_nd_lower(ctx, xs, a, out):
+    data, idx, upd = xs
+    k = int(idx.ty.shape[-1])
+    extents = np.array([int(d) for d in data.ty.shape][:k])
+    return R.scatter_nd(data, _wrap_negative(ctx, idx, extents), upd, SCATTER_REDUCTIONS[a["reduction"]])
+
+
+register_op(OpDef(
+    name="scatter_nd", kind="opaque", attrs={"reduction": Attr("str", "none")}, num_inputs=(3, 3),
+    infer=_scatter_nd_infer, reference=_scatter_nd_ref, lower=_scatter_nd_lower,
+    summary="copy of data with slices at indices replaced (or combined: add/mul/max/min) by updates"))
+
+
+@onnx_op("Gather")
+def _onnx_gather(ctx, node, inputs, attrs):
+    axis = _onnx_axis(ctx, attrs.get("axis", 0), inputs[0].type.rank)
+    return emit_nonempty(ctx, "gather", inputs[:2], {"axis": axis})
+
+
+@onnx_op("GatherElements")
+def _onnx_gather_elements(ctx, node, inputs, attrs):
+    axis = _onnx_axis(ctx, attrs.get("axis", 0), inputs[0].type.rank)
+    return ctx.emit("gather_elements", inputs[:2], {"axis": axis})
+
+
+@onnx_op("GatherND")
+def _onnx_gather_nd(ctx, node, inputs, attrs):
+    return emit_nonempty(ctx, "gather_nd", inputs[:2], {"batch_dims": attrs.get("batch_dims", 0)})
+
+
+@onnx_op("ScatterND")
+def _onnx_scatter_nd(ctx, node, inputs, attrs):
+    reduction = attrs.get("reduction", "none")
+    if reduction not in SCATTER_REDUCTIONS:
+        raise ctx.fail(f"reduction '{reduction}' is not supported")
+    return ctx.emit("scatter_nd", inputs[:3], {"reduction": reduction})
+
+
+# ---- pad -------------------------------------------------------------------------------------
+
+PAD_MODES = ("constant", "reflect", "edge", "wrap")
+
+
+def _pad_infer(types, attrs):
+    t = types[0]
+    pads = attrs["pads"]
+    if len(pads) != 2 * t.rank:
+        raise VerifyError(f"pad of {t} needs {2 * t.rank} pads (begins then ends), got {len(pads)}")
+    if attrs["mode"] not in PAD_MODES:
+        raise VerifyError(f"pad mode '{attrs['mode']}' is not one of {', '.join(PAD_MODES)}")
+    shape = tuple(d + b + e for d, b, e in zip(t.shape, pads[:t.rank], pads[t.rank:]))
+    if any(d < 0 for d in shape):
+        raise VerifyError(f"pads {pads} crop {t} below zero size")
+    if attrs["mode"] == "reflect" and any(
+            p > d - 1 for d, p in zip(t.shape * 2, pads)):
+        raise VerifyError(f"reflect pads {pads} must be smaller than the dims of {t}")
+    if attrs["mode"] != "constant" and any(p < 0 for p in pads):
+        raise VerifyError(f"negative pads {pads} are supported in constant mode only")
+    return [TensorType(t.dtype, shape)]
+
+
+def _pad_ref(xs, a):
+    x, pads = xs[0], a["pads"]
+    r = x.ndim
+    grow = [(max(b, 0), max(e, 0)) for b, e in zip(pads[:r], pads[r:])]
+    if a["mode"] == "constant":
+        y = np.pad(x, grow, mode="constant", constant_values=np.asarray(a["value"]).astype(x.dtype))
+    else:
+        y = np.pad(x, grow, mode=a["mode"])
+    crop = tuple(slice(-min(b, 0), y.shape[i] + min(e, 0)) for i, (b, e) in enumerate(zip(pads[:r], pads[r:])))
+    return y[crop]
+
+
+def _pad_lower(ctx, xs, a, out):
+    x, pads = xs[0], a["pads"]
+    r = len(x.ty.shape)
+    before = [max(p, 0) for p in pads[:r]]
+    after = [max(p, 0) for p in pads[r:]]
+    if a["mode"] == "constant":
+        value = a["value"]
+        if not is_float(out[0].dtype):
+            value = int(value) if out[0].dtype != "bool" else bool(value)
+        y = ctx.bb.emit_te(topi.nn.pad, x, before, after, tvm.tirx.const(value, str(x.ty.dtype)))
+    elif a["mode"] == "reflect":
+        y = ctx.bb.emit_te(topi.nn.mirror_pad, x, before, after, "REFLECT")
+    elif a["mode"] == "edge":
+        y = ctx.bb.emit_te(topi.nn.replicate_pad, x, before, after)
+    else:
+        y = _wrap_pad(ctx, x, before, after)
+    if all(p >= 0 for p in pads):
+        return y
+    shape = [int(d) for d in y.ty.shape]
+    return R.strided_slice(y, list(range(r)), [-min(p, 0) for p in pads[:r]],
+                           [d + min(p, 0) for d, p in zip(shape, pads[r:])])
+
+
+def _wrap_pad(ctx, x, before, after):
+    """Wrap padding, one axis at a time: tile the axis enough times, then cut the window."""
+    for axis, (b, e) in enumerate(zip(before, after)):
+        if b == 0 and e == 0:
+            continue
+        d = int(x.ty.shape[axis])
+        copies_before, copies_after = -(-b // d), -(-e // d)
+        reps = [1] * len(before)
+        reps[axis] = 1 + copies_before + copies_after
+        tiled = ctx.bb.emit(R.tile(x, reps))
+        start = copies_before * d - b
+        x = ctx.bb.emit(R.strided_slice(tiled, [axis], [start], [start + b + d + e]))
+    return x
+
+
+register_op(OpDef(
+    name="pad", kind="injective", infer=_pad_infer, reference=_pad_ref, lower=_pad_lower,
+    attrs={"pads": Attr("ints"), "mode": Attr("str", "constant"), "value": Attr("float", 0.0)},
+    summary="pad in mode constant, reflect, edge or wrap (ONNX layout: all begins then all ends; "
+            "negative pads crop, constant mode only)"))
+
+
+@onnx_op("Pad")
+def _onnx_pad(ctx, node, inputs, attrs):
+    """Pad from opset 11: pads (and constant_value, axes from opset 18) are inputs; mode wrap
+    from opset 19."""
+    x = inputs[0]
+    r = x.type.rank
+    mode = attrs.get("mode", "constant")
+    if mode not in PAD_MODES:
+        raise ctx.fail(f"pad mode '{mode}' is not supported (supported: {', '.join(PAD_MODES)})")
+    pads = _onnx_shape_operand(ctx, inputs[1], "pads")
+    value = 0.0
+    if len(inputs) > 2 and inputs[2] is not None:
+        arr = ctx.constant_of(inputs[2], "constant_value")
+        if arr.size != 1:
+            raise ctx.fail(f"constant_value must hold one value, got shape {list(arr.shape)}")
+        value = float(arr.reshape(-1)[0])
+    if len(inputs) > 3 and inputs[3] is not None:
+        axes = _onnx_axes_list(ctx, _onnx_shape_operand(ctx, inputs[3], "axes"), r)
+        if len(pads) != 2 * len(axes):
+            raise ctx.fail(f"{len(pads)} pads for {len(axes)} axes")
+        full = [0] * (2 * r)
+        for i, ax in enumerate(axes):
+            full[ax], full[r + ax] = pads[i], pads[len(axes) + i]
+        pads = full
+    if len(pads) != 2 * r:
+        raise ctx.fail(f"{len(pads)} pads for an input of rank {r}")
+    return emit_nonempty(ctx, "pad", [x], {"pads": pads, "mode": mode, "value": value})
+
+
+# ---- expand / tile ---------------------------------------------------------------------------
+
+def _expand_infer(types, attrs):
+    t, shape = types[0], tuple(attrs["shape"])
+    if broadcast_shapes(t.shape, shape) != shape:
+        raise VerifyError(f"{t} does not broadcast to {list(shape)}")
+    return [TensorType(t.dtype, shape)]
+
+
+register_op(OpDef(
+    name="expand", kind="injective", attrs={"shape": Attr("ints")}, infer=_expand_infer,
+    reference=lambda xs, a: np.broadcast_to(xs[0], a["shape"]).copy(),
+    lower=lambda ctx, xs, a, out: R.broadcast_to(xs[0], a["shape"]),
+    summary="broadcast to the given output shape"))
+
+
+@onnx_op("Expand")
+def _onnx_expand(ctx, node, inputs, attrs):
+    """ONNX Expand broadcasts both ways: the output is broadcast(input shape, shape)."""
+    target = _onnx_shape_operand(ctx, inputs[1], "shape")
+    try:
+        shape = list(broadcast_shapes(inputs[0].type.shape, tuple(target)))
+    except VerifyError as e:
+        raise ctx.fail(str(e)) from None
+    return emit_nonempty(ctx, "expand", [inputs[0]], {"shape": shape})
+
+
+def _tile_infer(types, attrs):
+    t, reps = types[0], attrs["repeats"]
+    if len(reps) != t.rank or any(r < 0 for r in reps):
+        raise VerifyError(f"tile repeats {reps} do not fit {t}")
+    return [TensorType(t.dtype, tuple(d * r for d, r in zip(t.shape, reps)))]
+
+
+register_op(OpDef(
+    name="tile", kind="injective", attrs={"repeats": Attr("ints")}, infer=_tile_infer,
+    reference=lambda xs, a: np.tile(xs[0], a["repeats"]),
+    lower=lambda ctx, xs, a, out: R.tile(xs[0], a["repeats"]),
+    summary="repeat the tensor along each axis"))
+
+
+@onnx_op("Tile")
+def _onnx_tile(ctx, node, inputs, attrs):
+    return emit_nonempty(ctx, "tile", [inputs[0]], {"repeats": _onnx_shape_operand(ctx, inputs[1], "repeats")})
+
+
+# ---- identity / cast / where -----------------------------------------------------------------
+
+register_op(OpDef(
+    name="identity", kind="injective", infer=same_as_first,
+    reference=lambda xs, a: xs[0].copy(),
+    lower=lambda ctx, xs, a, out: xs[0],
+    summary="the input unchanged (ONNX Identity, inference Dropout); removed by a later pass"))
+
+
+@onnx_op("Identity")
+def _onnx_identity(ctx, node, inputs, attrs):
+    return ctx.emit("identity", [inputs[0]])
+
+
+@onnx_op("Dropout")
+def _onnx_dropout(ctx, node, inputs, attrs):
+    """Inference-mode Dropout is the identity; the mask output and training mode are refused."""
+    if len(node.output) > 1 and node.output[1]:
+        raise ctx.fail("Dropout's mask output is used; edgec compiles inference graphs only")
+    if len(inputs) > 2 and inputs[2] is not None:
+        mode = ctx.constant_of(inputs[2], "training_mode")
+        if mode.reshape(-1).any():
+            raise ctx.fail("Dropout in training mode is not supported")
+    return ctx.emit("identity", [inputs[0]])
+
+
+def _cast_infer(types, attrs):
+    if attrs["to"] not in DTYPES:
+        raise VerifyError(f"cast to unknown dtype '{attrs['to']}'")
+    return [TensorType(attrs["to"], types[0].shape)]
+
+
+def _cast_ref(xs, a):
+    x = xs[0]
+    if a["to"] == "bool" or not (x.dtype.kind == "f" and DTYPES[a["to"]].kind in "iu"):
+        return x.astype(DTYPES[a["to"]])
+    return np.trunc(x).astype(DTYPES[a["to"]])
+
+
+register_op(OpDef(
+    name="cast", kind="elementwise", attrs={"to": Attr("str")}, infer=_cast_infer, reference=_cast_ref,
+    lower=lambda ctx, xs, a, out: R.astype(xs[0], tvm_dtype(a["to"])),
+    summary="convert to another dtype (float to integer truncates toward zero)"))
+
+
+def _emit_cast(ctx, x, to: str):
+    """A cast; a cast of a small constant is computed at import, also to a float dtype, because
+    shape arithmetic often goes through float (Shape -> Cast -> ... -> Cast -> Reshape)."""
+    from ..onnx_import import FOLD_LIMIT  # (import here: onnx_import imports the registry)
+    if x.is_const and x.type.size <= FOLD_LIMIT:
+        return [ctx.const(_cast_ref([x.const_value()], {"to": to}), to)]
+    return ctx.emit("cast", [x], {"to": to})
+
+
+@onnx_op("Cast")
+def _onnx_cast(ctx, node, inputs, attrs):
+    from ..onnx_import import ONNX_DTYPES
+    to = attrs.get("to")
+    if to not in ONNX_DTYPES:
+        raise ctx.fail(f"Cast to ONNX data type {to} is not supported")
+    return _emit_cast(ctx, inputs[0], ONNX_DTYPES[to])
+
+
+@onnx_op("CastLike")
+def _onnx_cast_like(ctx, node, inputs, attrs):
+    return _emit_cast(ctx, inputs[0], inputs[1].type.dtype)
+
+
+def _where_infer(types, attrs):
+    cond, x, y = types
+    if cond.dtype != "bool":
+        raise VerifyError(f"where's condition must be bool, got {cond}")
+    if x.dtype != y.dtype:
+        raise VerifyError(f"where's branches differ in dtype: {x}, {y}")
+    return [TensorType(x.dtype, broadcast_shapes(cond.shape, x.shape, y.shape))]
+
+
+register_op(OpDef(
+    name="where", kind="elementwise", num_inputs=(3, 3), infer=_where_infer,
+    reference=lambda xs, a: np.where(xs[0], xs[1], xs[2]),
+    lower=lambda ctx, xs, a, out: R.where(xs[0], xs[1], xs[2]),
+    summary="select x where the condition holds, else y (broadcasting)"))
+
+
+@onnx_op("Where")
+def _onnx_where(ctx, node, inputs, attrs):
+    return ctx.emit("where", inputs[:3])
+
+
+# ---- trilu / one_hot / cumsum / topk / einsum -------------------------------------------------
+
+def _trilu_infer(types, attrs):
+    if types[0].rank < 2:
+        raise VerifyError(f"trilu needs a tensor of rank 2 or more, got {types[0]}")
+    return [types[0]]
+
+
+def _trilu_ref(xs, a):
+    x, k = xs[0], a["k"]
+    rows, cols = x.shape[-2:]
+    keep = np.triu(np.ones((rows, cols), bool), k) if a["upper"] else np.tril(np.ones((rows, cols), bool), k)
+    return np.where(keep, x, np.zeros((), x.dtype))
+
+
+register_op(OpDef(
+    name="trilu", kind="injective", attrs={"upper": Attr("int", 1), "k": Attr("int", 0)},
+    infer=_trilu_infer, reference=_trilu_ref,
+    lower=lambda ctx, xs, a, out: (R.triu if a["upper"] else R.tril)(xs[0], a["k"]),
+    summary="keep the upper (or lower) triangle of the last two axes, from diagonal k"))
+
+
+@onnx_op("Trilu")
+def _onnx_trilu(ctx, node, inputs, attrs):
+    k = 0
+    if len(inputs) > 1 and inputs[1] is not None:
+        arr = ctx.constant_of(inputs[1], "k")
+        if arr.size != 1:
+            raise ctx.fail(f"k must hold one value, got shape {list(arr.shape)}")
+        k = int(arr.reshape(-1)[0])
+    return ctx.emit("trilu", [inputs[0]], {"upper": int(attrs.get("upper", 1)), "k": k})
+
+
+def _one_hot_infer(types, attrs):
+    t = types[0]
+    _check_index_dtype(t)
+    if attrs["dtype"] not in DTYPES or attrs["depth"] < 1:
+        raise VerifyError(f"one_hot needs depth >= 1 and a known dtype, got {attrs['depth']}, {attrs['dtype']}")
+    axis = normalize_axis(attrs["axis"], t.rank + 1)
+    shape = t.shape[:axis] + (attrs["depth"],) + t.shape[axis:]
+    return [TensorType(attrs["dtype"], shape)]
+
+
+def _one_hot_ref(xs, a):
+    idx, depth = xs[0], a["depth"]
+    axis = normalize_axis(a["axis"], idx.ndim + 1)
+    idx = _wrap_negative_np(idx, depth)
+    hot = np.expand_dims(idx, axis) == np.arange(depth).reshape([-1 if i == axis else 1 for i in range(idx.ndim + 1)])
+    dtype = DTYPES[a["dtype"]]
+    return np.where(hot, np.asarray(a["on_value"]).astype(dtype), np.asarray(a["off_value"]).astype(dtype))
+
+
+def _one_hot_lower(ctx, xs, a, out):
+    dtype = tvm_dtype(a["dtype"])
+    on, off = a["on_value"], a["off_value"]
+    if not is_float(a["dtype"]):
+        on, off = int(on), int(off)
+    idx = _wrap_negative(ctx, xs[0], a["depth"])
+    return R.one_hot(idx, relax.prim_value(tvm.tirx.const(on, dtype)), relax.prim_value(tvm.tirx.const(off, dtype)),
+                     a["depth"], normalize_axis(a["axis"], len(out[0].shape)))
+
+
+register_op(OpDef(
+    name="one_hot", kind="injective", infer=_one_hot_infer, reference=_one_hot_ref, lower=_one_hot_lower,
+    attrs={"depth": Attr("int"), "axis": Attr("int", -1), "off_value": Attr("float", 0.0),
+           "on_value": Attr("float", 1.0), "dtype": Attr("str", "f32")},
+    summary="one-hot encoding along a new axis (negative indices count from depth)"))
+
+
+@onnx_op("OneHot")
+def _onnx_one_hot(ctx, node, inputs, attrs):
+    indices = inputs[0]
+    depth = ctx.constant_of(inputs[1], "depth")
+    values = ctx.constant_of(inputs[2], "values")
+    if depth.size != 1 or values.size != 2:
+        raise ctx.fail(f"depth must hold one value and values two, got {list(depth.shape)}, {list(values.shape)}")
+    if indices.type.dtype not in INDEX_DTYPES:  # ONNX allows any numeric type: cast to i64
+        indices = ctx.emit1("cast", [indices], {"to": "i64"})
+    off, on = values.reshape(-1).tolist()
+    return ctx.emit("one_hot", [indices], {
+        "depth": int(depth.reshape(-1)[0]), "axis": _onnx_axis(ctx, attrs.get("axis", -1), indices.type.rank + 1),
+        "off_value": float(off), "on_value": float(on), "dtype": dtype_name(values.dtype)})
+
+
+def _cumsum_ref(xs, a):
+    x = xs[0]
+    axis = normalize_axis(a["axis"], x.ndim)
+    if a["reverse"]:
+        x = np.flip(x, axis)
+    y = np.cumsum(x, axis=axis, dtype=x.dtype)
+    if a["exclusive"]:
+        y = y - x
+    if a["reverse"]:
+        y = np.flip(y, axis)
+    return y
+
+
+def _cumsum_lower(ctx, xs, a, out):
+    x = xs[0]
+    axis = normalize_axis(a["axis"], len(out[0].shape))
+    if a["reverse"]:
+        x = ctx.bb.emit(R.flip(x, axis))
+    y = R.cumsum(x, axis, dtype=str(x.ty.dtype), exclusive=bool(a["exclusive"]))
+    if a["reverse"]:
+        y = R.flip(ctx.bb.emit(y), axis)
+    return y
+
+
+register_op(OpDef(
+    name="cumsum", kind="opaque", infer=same_as_first, reference=_cumsum_ref, lower=_cumsum_lower,
+    attrs={"axis": Attr("int"), "exclusive": Attr("int", 0), "reverse": Attr("int", 0)},
+    summary="cumulative sum along an axis (optionally exclusive and/or reversed)"))
+
+
+@onnx_op("CumSum")
+def _onnx_cumsum(ctx, node, inputs, attrs):
+    axis = ctx.constant_of(inputs[1], "axis")
+    if axis.size != 1:
+        raise ctx.fail(f"axis must hold one value, got shape {list(axis.shape)}")
+    axis = _onnx_axis(ctx, int(axis.reshape(-1)[0]), inputs[0].type.rank)
+    return ctx.emit("cumsum", [inputs[0]], {"axis": axis, "exclusive": int(attrs.get("exclusive", 0)),
+                                            "reverse": int(attrs.get("reverse", 0))})
+
+
+def _topk_infer(types, attrs):
+    t = types[0]
+    axis = normalize_axis(attrs["axis"], t.rank)
+    if not 0 <= attrs["k"] <= t.shape[axis]:
+        raise VerifyError(f"topk k={attrs['k']} is out of range for dim {axis} of {t}")
+    shape = list(t.shape)
+    shape[axis] = attrs["k"]
+    return [TensorType(t.dtype, tuple(shape)), TensorType("i64", tuple(shape))]
+
+
+def _topk_ref(xs, a):
+    """Sorted results; ties keep the lower index first (as ONNX Runtime does)."""
+    x = xs[0]
+    axis = normalize_axis(a["axis"], x.ndim)
+    key = x.astype(np.float64) if x.dtype.kind in "iub" else x
+    order = np.argsort(-key if a["largest"] else key, axis=axis, kind="stable")
+    idx = np.take(order, np.arange(a["k"]), axis=axis)
+    return [np.take_along_axis(x, idx, axis=axis), idx.astype(np.int64)]
+
+
+def _topk_lower(ctx, xs, a, out):
+    axis = normalize_axis(a["axis"], len(out[0].shape))
+    return R.topk(xs[0], a["k"], axis, ret_type="both", largest=bool(a["largest"]), dtype="int64")
+
+
+register_op(OpDef(
+    name="topk", kind="opaque", infer=_topk_infer, reference=_topk_ref, lower=_topk_lower,
+    attrs={"k": Attr("int"), "axis": Attr("int", -1), "largest": Attr("int", 1), "sorted": Attr("int", 1)},
+    summary="the k largest (or smallest) values and their i64 indices, always sorted"))
+
+
+@onnx_op("TopK")
+def _onnx_topk(ctx, node, inputs, attrs):
+    k = ctx.constant_of(inputs[1], "K")
+    if k.size != 1:
+        raise ctx.fail(f"K must hold one value, got shape {list(k.shape)}")
+    axis = _onnx_axis(ctx, attrs.get("axis", -1), inputs[0].type.rank)
+    return emit_nonempty(ctx, "topk", [inputs[0]], {"k": int(k.reshape(-1)[0]), "axis": axis,
+                                          "largest": int(attrs.get("largest", 1)),
+                                          "sorted": int(attrs.get("sorted", 1))})
+
+
+def parse_einsum(equation: str, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """The output shape of an einsum equation: explicit (`->`) or implicit (the letters seen
+    once, sorted), with at most one `...` per term (broadcast across terms)."""
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(shapes):
+        raise VerifyError(f"einsum '{equation}' names {len(terms)} operands, got {len(shapes)}")
+    dims: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    ellipsis: tuple[int, ...] = ()
+    for term, shape in zip(terms, shapes):
+        head, dots, tail = term.partition("...")
+        n_ell = len(shape) - len(head) - len(tail)
+        if "..." in tail or (dots and n_ell < 0) or (not dots and n_ell != 0):
+            raise VerifyError(f"einsum '{equation}': term '{term}' does not fit shape {list(shape)}")
+        if dots:
+            ellipsis = broadcast_shapes(ellipsis, shape[len(head):len(head) + n_ell])
+        named = list(zip(head, shape[:len(head)])) + list(zip(tail, shape[len(head) + n_ell:]))
+        for c, d in named:
+            if not c.isalpha():
+                raise VerifyError(f"einsum '{equation}': '{c}' is not a letter")
+            if c in dims and dims[c] != d:
+                if 1 not in (d, dims[c]):
+                    raise VerifyError(f"einsum '{equation}': '{c}' is both {dims[c]} and {d}")
+                d = max(d, dims[c])
+            dims[c] = d
+            counts[c] = counts.get(c, 0) + 1
+    if not arrow:
+        rhs = ("..." if any("..." in t for t in terms) else "") + "".join(
+            sorted(c for c, n in counts.items() if n == 1))
+    head, dots, tail = rhs.partition("...")
+    for c in head + tail:
+        if c not in dims:
+            raise VerifyError(f"einsum '{equation}': output letter '{c}' names no input axis")
+    return tuple([dims[c] for c in head] + (list(ellipsis) if dots else []) + [dims[c] for c in tail])
+
+
+def _einsum_infer(types, attrs):
+    dtypes = {t.dtype for t in types}
+    if len(dtypes) != 1:
+        raise VerifyError(f"einsum operands differ in dtype: {', '.join(map(str, types))}")
+    return [TensorType(types[0].dtype, parse_einsum(attrs["equation"], [t.shape for t in types]))]
+
+
+register_op(OpDef(
+    name="einsum", kind="complex", attrs={"equation": Attr("str")}, num_inputs=(1, -1),
+    infer=_einsum_infer, reference=lambda xs, a: np.einsum(a["equation"], *xs),
+    lower=lambda ctx, xs, a, out: R.einsum(xs, a["equation"]),
+    summary="Einstein summation"))
+
+
+@onnx_op("Einsum")
+def _onnx_einsum(ctx, node, inputs, attrs):
+    return ctx.emit("einsum", inputs, {"equation": attrs["equation"].replace(" ", "")})
+
+
+# ---- importers that make constants -----------------------------------------------------------
+
+@onnx_op("Constant")
+def _onnx_constant(ctx, node, inputs, attrs):
+    if "value" in attrs:
+        return [ctx.const(attrs["value"])]
+    if "value_float" in attrs:
+        return [ctx.const(np.float32(attrs["value_float"]), "f32")]
+    if "value_floats" in attrs:
+        return [ctx.const(np.asarray(attrs["value_floats"], np.float32))]
+    if "value_int" in attrs:
+        return [ctx.const(np.int64(attrs["value_int"]), "i64")]
+    if "value_ints" in attrs:
+        return [ctx.const(np.asarray(attrs["value_ints"], np.int64))]
+    raise ctx.fail(f"Constant with {', '.join(attrs) or 'no value'} is not supported (strings, sparse)")
+
+
+@onnx_op("ConstantOfShape")
+def _onnx_constant_of_shape(ctx, node, inputs, attrs):
+    shape = _onnx_shape_operand(ctx, inputs[0], "input")
+    value = attrs.get("value", np.zeros(1, np.float32))
+    if value.size != 1:
+        raise ctx.fail(f"value must hold one element, got shape {list(value.shape)}")
+    if any(d < 0 for d in shape):
+        raise ctx.fail(f"shape {shape} has a negative dim")
+    return [ctx.const(np.full(shape, value.reshape(-1)[0], dtype=value.dtype))]
+
+
+@onnx_op("Shape")
+def _onnx_shape(ctx, node, inputs, attrs):
+    """The static shape as an i64 constant; start/end (opset 15) slice it like Python."""
+    shape = inputs[0].type.shape
+    start, end = attrs.get("start", 0), attrs.get("end", len(shape))
+    return [ctx.const(np.array(shape[start:end], dtype=np.int64))]
+
+
+@onnx_op("Size")
+def _onnx_size(ctx, node, inputs, attrs):
+    return [ctx.const(np.int64(inputs[0].type.size), "i64")]
+
+
+@onnx_op("Range")
+def _onnx_range(ctx, node, inputs, attrs):
+    """Range of constants folds into a constant; its length must be known at compile time."""
+    start, limit, delta = (ctx.constant_of(v, what) for v, what in zip(inputs, ("start", "limit", "delta")))
+    if float(delta) == 0:
+        raise ctx.fail("delta is 0")
+    n = max(int(np.ceil((float(limit) - float(start)) / float(delta))), 0)
+    dtype = start.dtype
+    if dtype.kind in "iu":
+        values = int(start) + np.arange(n, dtype=np.int64) * int(delta)
+    else:
+        values = start.astype(np.float64) + np.arange(n) * delta.astype(np.float64)
+    return [ctx.const(values.astype(dtype))]
+
+
+@onnx_op("NonZero")
+def _onnx_non_zero(ctx, node, inputs, attrs):
+    if not inputs[0].is_const:
+        raise ctx.fail("NonZero of a non-constant tensor has a data-dependent shape, which edgec "
+                       "does not support (static shapes only)")
+    x = inputs[0].const_value()
+    return [ctx.const(np.array(np.nonzero(x), dtype=np.int64).reshape(x.ndim, -1))]
