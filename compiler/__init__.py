@@ -16,6 +16,6 @@ from .ir import Graph, Node, TensorType, Value  # noqa: E402,F401
 from .onnx_import import import_onnx  # noqa: E402,F401
 from .text import parse_ir, print_ir  # noqa: E402,F401
 from .interpreter import interpret  # noqa: E402,F401
-from .verifier import verify  # noqa: E402,F401
+from .verifier import verify as verify_ir  # noqa: E402,F401  (edgec.verify is the verify module)
 from .passmanager import Pass, PassManager, optimize, register_pass  # noqa: E402,F401
 from .driver import Artifact, compile, load  # noqa: E402,F401

@@ -95,7 +95,21 @@ class Error:
     note: str = ""
 
 
+def output_scale(expected: np.ndarray) -> float:
+    """max |expected| over its finite entries (0 for an empty or all-NaN/inf array)."""
+    e = np.asarray(expected)
+    if e.size == 0:
+        return 0.0
+    e = e.astype(np.float64)
+    finite = np.isfinite(e)
+    return float(np.max(np.abs(e[finite]))) if np.any(finite) else 0.0
+
+
 def compare(actual: np.ndarray, expected: np.ndarray) -> Error:
+    """Max abs error of `actual` against `expected`, and that relative to `output_scale(expected)`.
+
+    Equal infinities and NaN where NaN is expected count as equal; a NaN mismatch or a shape
+    difference is an infinite error."""
     actual, expected = np.asarray(actual), np.asarray(expected)
     if actual.shape != expected.shape:
         return Error(float("inf"), float("inf"), f"shape {list(actual.shape)} != {list(expected.shape)}")
@@ -107,30 +121,23 @@ def compare(actual: np.ndarray, expected: np.ndarray) -> Error:
         return Error(float("inf"), float("inf"), f"{int(np.sum(nan_a != nan_e))} NaN mismatches")
     both = ~nan_e
     with np.errstate(invalid="ignore"):
-        diff = np.where(both & (a == e), 0.0, np.abs(a - e))  # equal infinities differ by 0
+        diff = np.where(a == e, 0.0, np.abs(a - e))  # equal infinities differ by 0
     err = float(np.max(diff[both])) if np.any(both) else 0.0
-    finite = np.isfinite(e) & both
-    scale = float(np.max(np.abs(e[finite]))) if np.any(finite) else 0.0
+    scale = output_scale(expected)
     return Error(err, err / scale if scale > 0 else err)
 
 
-def output_scale(expected: np.ndarray) -> float:
-    e = np.asarray(expected)
-    if e.size == 0 or e.dtype.kind not in "fiub":
+def error_bound(dtype: str, scale: float, rtol=None, atol=None) -> float:
+    """The max abs error allowed for an output of `dtype` and `scale`: max(atol, rtol * scale);
+    0 (exact) for integers and bools."""
+    if dtype not in DEFAULT_RTOL:
         return 0.0
-    e = e.astype(np.float64)
-    finite = np.isfinite(e)
-    return float(np.max(np.abs(e[finite]))) if np.any(finite) else 0.0
+    r, a = _tolerance(dtype, rtol, atol)
+    return max(a, r * scale)
 
 
-def within(error: Error, dtype: str, scale: float, rtol=None, atol=None) -> tuple[bool, float]:
-    """Whether `error` passes for this dtype and scale, and the bound it was held to."""
-    if dtype in DEFAULT_RTOL:
-        r, a = _tolerance(dtype, rtol, atol)
-        bound = max(a, r * scale)
-    else:
-        bound = 0.0  # integers and bools: exact
-    return error.abs <= bound, bound
+def within(error: Error, dtype: str, scale: float, rtol=None, atol=None) -> bool:
+    return error.abs <= error_bound(dtype, scale, rtol, atol)
 
 
 # ---- verify_model --------------------------------------------------------------------------
@@ -216,14 +223,14 @@ def verify_model(model: Any, target: str = "host", level: int | None = 2, passes
     (name -> array) replaces the seeded random inputs; `rtol`/`atol` are floats or dicts by dtype
     name ("f32", ...); `compiled=False` skips the build and checks the interpreter only.
     """
-    from .interpreter import interpret
+    from .interpreter import check_inputs, interpret
     from .onnx_import import import_onnx
     from .passmanager import optimize
 
     seconds: dict[str, float] = {}
     pipeline = _pipeline(target, level, passes)
     graph = import_onnx(model, input_shapes)
-    feeds = dict(inputs) if inputs is not None else random_inputs(graph, seed)
+    feeds = check_inputs(graph, inputs) if inputs is not None else random_inputs(graph, seed)
 
     start = time.perf_counter()
     expected = run_onnxruntime(model, feeds)
@@ -254,14 +261,11 @@ def verify_model(model: Any, target: str = "host", level: int | None = 2, passes
             raise EdgecError(f"ONNX Runtime gave no output '{name}' (it gave {', '.join(expected)})")
         exp = expected[name]
         scale = output_scale(exp)
-        _, bound = within(Error(0, 0), value.type.dtype, scale, rtol, atol)
         reports.append(OutputReport(
-            name, value.type.dtype, value.type.shape, scale, bound,
+            name, value.type.dtype, value.type.shape, scale, error_bound(value.type.dtype, scale, rtol, atol),
             interpreter=compare(interp[name], exp),
             compiled=compare(got_compiled[name], exp) if got_compiled is not None else None))
-    label = format_label = _model_label(model)
-    del format_label
-    return VerifyReport(label, target, pipeline, reports, feeds, seconds)
+    return VerifyReport(_model_label(model), target, pipeline, reports, feeds, seconds)
 
 
 # ---- bisect --------------------------------------------------------------------------------
@@ -397,8 +401,7 @@ def first_divergence(before: Graph, after: Graph, feeds: dict[str, np.ndarray],
             exp = env_before[id(ref)]
             err = compare(env_after[id(o)], exp)
             scale = output_scale(exp)
-            ok, _ = within(err, o.type.dtype, scale, rtol, atol)
-            if not ok:
+            if not within(err, o.type.dtype, scale, rtol, atol):
                 return Divergence(node.op, node.origin, err, scale)
     return None
 
@@ -409,7 +412,7 @@ def _compare_outputs(got: dict[str, np.ndarray], expected: dict[str, np.ndarray]
     for name, value in zip(graph.output_names, graph.outputs):
         err = compare(got[name], expected[name])
         errors[name] = err
-        ok = ok and within(err, value.type.dtype, output_scale(expected[name]), rtol, atol)[0]
+        ok = ok and within(err, value.type.dtype, output_scale(expected[name]), rtol, atol)
     return ok, errors
 
 

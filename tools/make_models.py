@@ -25,9 +25,11 @@ Models (ONNX opset 17, static shapes, batch 1, float32):
 `small=True` keeps each architecture (every op pattern, every stage) but shrinks inputs, widths and
 classes so that a model compiles and runs in seconds, for tests.
 
-Weights are random with fixed seeds (numpy's PCG64), He-initialised for convs and linear layers so
-activations keep a stable scale; BatchNormalization statistics are random with positive variance.
-The same call writes the same bytes every time.
+Weights are random with fixed seeds (numpy's PCG64): He-initialised (std sqrt(2 / fan-in)) where a
+ReLU-like activation follows, std sqrt(1 / fan-in) elsewhere, so activations keep a scale near 1
+through the network (the last BatchNormalization of each residual branch has a smaller scale so the
+residual stream does not grow block after block). BatchNormalization statistics are random with
+variance in [0.5, 1.5]. The same call writes the same bytes every time.
 """
 
 from __future__ import annotations
@@ -358,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true", help="reduced sizes, for fast tests")
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"models to build: {', '.join(NAMES)} (default: all)")
     args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in NAMES]
+    if unknown:
+        parser.error(f"unknown model {', '.join(unknown)}; choose from {', '.join(NAMES)}")
     for name, path in build_all(args.out, args.small, tuple(args.names) or NAMES).items():
         print(f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
