@@ -118,21 +118,14 @@ def cmd_compile(args) -> int:
     _load_passes(args.load_pass)
     target = args.target or _default_target()
     result = compile(args.model, target=target, output=args.output, level=_level(args), passes=args.passes,
-                     input_shapes=_input_shapes(args), instruments=_instruments(args))
-    if args.bundle:
-        from edgec.targets import bundle
-        bundle.make_bundle(result.artifact)
+                     input_shapes=_input_shapes(args), instruments=_instruments(args), bundle=args.bundle)
     if args.timing:
         print(result.pass_manager.timing_table())
         print(f"kernels in the built module: {len(result.kernels)}")
-    print(f"compiled {args.model} for {target} ({_describe_pipeline(result)}): "
+    how = f"passes {args.passes or 'none'}" if args.passes is not None else f"-O{_level(args)}"
+    print(f"compiled {args.model} for {target} ({how}): "
           f"{len(result.graph.nodes)} nodes, {len(result.kernels)} kernels -> {args.output}")
     return 0
-
-
-def _describe_pipeline(result) -> str:
-    from .passmanager import format_pipeline
-    return format_pipeline(result.pass_manager.items) or "no passes"
 
 
 def _safe_file_name(name: str) -> str:

@@ -60,8 +60,11 @@ def _source(model: Any) -> tuple[Any, str]:
 
 def compile(model: Any, target: str = "host", output: str | Path | None = None, level: int = 2,
             passes: str | None = None, input_shapes: dict[str, tuple[int, ...]] | None = None,
-            instruments: Instruments | None = None) -> CompileResult:
-    """Import `model` (ONNX path or ModelProto), optimize, build for `target`, write `output`."""
+            instruments: Instruments | None = None, bundle: bool = False) -> CompileResult:
+    """Import `model` (ONNX path or ModelProto), optimize, build for `target`, write `output`.
+
+    `bundle` (ARM targets): also put the aarch64 TVM runtime and the `edgec-run` runner in the
+    artifact, so that the directory runs on a board with nothing else installed."""
     from edgec.targets import get_target
     from edgec.targets.build import build_graph, export_library
     from .onnx_import import import_onnx
@@ -73,6 +76,9 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
     if out_dir is not None and out_dir.exists() and not (out_dir / MANIFEST).is_file() \
             and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise EdgecError(f"output {out_dir} exists and is not an edgec artifact; choose another -o")
+    if bundle and (tgt.arch != "aarch64" or out_dir is None):
+        raise EdgecError(f"--bundle needs an ARM target (--target arm-a72, ...) and an output directory; "
+                         f"target '{tgt.name}' runs on {tgt.arch}")
     source, sha = _source(model)
     graph = import_onnx(source, input_shapes)
     pm = PassManager(pipeline, instruments)
@@ -99,6 +105,9 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
                 "edgec_version": edgec_version(), "tvm_version": tvm.__version__,
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            if bundle:
+                from edgec.targets.bundle import write_bundle
+                write_bundle(tmp)
             if out_dir.exists():
                 shutil.rmtree(out_dir)
             os.replace(tmp, out_dir)

@@ -32,4 +32,9 @@ if (( want_test )); then
         fi
     fi
 fi
+if (( want_test )); then
+    # The aarch64 TVM runtime and the edgec-run runner, cached in ~/.cache/edgec (downloads
+    # the aarch64 wheels of the pinned TVM once).
+    python3 -c "from edgec.targets import bundle; print('setup: aarch64 runtime in', bundle.runtime_dir())"
+fi
 echo "setup: done"
