@@ -13,7 +13,8 @@ import edgec
 NP_TO_ONNX = {np.dtype(k): v for k, v in {
     "float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "float64": TensorProto.DOUBLE,
     "int64": TensorProto.INT64, "int32": TensorProto.INT32, "int8": TensorProto.INT8,
-    "uint8": TensorProto.UINT8, "bool": TensorProto.BOOL}.items()}
+    "uint8": TensorProto.UINT8, "bool": TensorProto.BOOL, "int16": TensorProto.INT16,
+    "uint16": TensorProto.UINT16, "uint32": TensorProto.UINT32, "uint64": TensorProto.UINT64}.items()}
 
 
 def make_model(nodes, inputs: dict[str, np.ndarray], outputs: list[str], initializers: dict | None = None,
@@ -74,3 +75,25 @@ def check_model(model: onnx.ModelProto, feeds: dict[str, np.ndarray], rtol: floa
             art = edgec.compile(model, target="host", output=f"{d}/out", level=level).artifact
             assert_close(art.run(feeds), expected, rtol, atol, "compiled")
     return expected
+
+
+def multi_node_model(cases, opset: int = 17):
+    """One model holding one ONNX node per case, so that one compile checks many ops.
+
+    A case is (op_type, inputs, initializers, attrs) or (op_type, inputs, initializers, attrs,
+    input_names) with input_names over the keys of inputs/initializers ("" for an omitted input).
+    Names are made unique per case; outputs are named `<op_type>_<case index>`, so a mismatch names
+    the case. Returns (model, feeds)."""
+    nodes, feeds, inits, outs = [], {}, {}, []
+    for i, case in enumerate(cases):
+        op_type, inputs, initializers, attrs = case[:4]
+        names = case[4] if len(case) > 4 else [*inputs, *initializers]
+        for n, a in inputs.items():
+            feeds[f"{n}_{i}"] = a
+        for n, a in initializers.items():
+            inits[f"{n}_{i}"] = a
+        out = f"{op_type}_{i}"
+        nodes.append(helper.make_node(op_type, [f"{n}_{i}" if n else "" for n in names], [out],
+                                      name=f"{op_type}_node{i}", **attrs))
+        outs.append(out)
+    return make_model(nodes, feeds, outs, inits, opset), feeds

@@ -1,1 +1,499 @@
-"""Ops of the quant family (see base.py for what a definition holds)."""
+"""Quantization ops: quantize/dequantize and integer conv/matmul (ONNX Runtime's arithmetic, bit-exact).
+
+Scales and zero points are compile-time attributes (ONNX requires constants for them here); a
+per-tensor scale is a list of one value, a per-axis one has shape[axis] values.
+
+- quantize_linear(x: f32) {scale, zero_point, axis, dtype}: saturate(round_half_even(x / scale) + zp)
+  to dtype (u8, i8, u16, i16); the division is in float32, as ONNX Runtime does it.
+- dequantize_linear(x: u8/i8/u16/i16/i32) {scale, zero_point, axis} -> f32: float32(x - zp) * scale.
+- matmul_integer(a, b) {a_zero_point (1 or M values), b_zero_point (1 or N values)} -> i32:
+  (a - azp) @ (b - bzp), accumulated in int32; batch dims broadcast like MatMul (rank >= 2).
+- conv_integer(x, w) {x_zero_point, w_zero_point (1 or O values), strides, pads, dilations, group}
+  -> i32: 2-D convolution of (x - xzp) and (w - wzp) accumulated in int32 (padding is the zero point).
+- qlinear_matmul(a, b) and qlinear_conv(x, w[, bias: i32]): the integer product above (plus bias),
+  then requantized like ONNX Runtime (MlasRequantizeOutput): the multiplier is computed in float32
+  as (in_scale * w_scale[c]) / y_scale, y = saturate(round_half_even(float32(acc) * multiplier) + yzp).
+  w_scale / b_scale may be per output channel (conv) or per column (matmul).
+
+quantize_linear and dequantize_linear have kind `opaque`, not `elementwise`: a per-axis `axis`
+names a dimension, so passes must not sink transposes through them or treat them as layout-free.
+
+Lowering: int32 arithmetic in Relax (`conv2d` / `matmul` with out_dtype="int32" on zero-point
+shifted int32 operands), then the float32 requantize step with an explicit round-half-to-even.
+
+ONNX importers: QuantizeLinear, DequantizeLinear (opsets 10-21; block quantization of opset 21
+is refused), MatMulInteger, ConvInteger, QLinearMatMul, QLinearConv (2-D; auto_pad resolved).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import relax
+
+from ..errors import VerifyError
+from ..ir import DTYPES, TensorType
+from .base import Attr, OpDef, REQUIRED, broadcast_shapes, normalize_axis, onnx_op, register_op
+from .elementwise import nearbyint_te
+from .nn import conv_nchw_np, resolve_auto_pad
+
+R = relax.op
+
+QUANT_DTYPES = ("u8", "i8", "u16", "i16")
+INT8 = ("u8", "i8")
+
+
+def _range(dtype: str) -> tuple[int, int]:
+    info = np.iinfo(DTYPES[dtype])
+    return int(info.min), int(info.max)
+
+
+def _f32(values) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64).astype(np.float32)
+
+
+def _per_axis_shape(rank: int, axis: int, n: int) -> list[int]:
+    """Shape that broadcasts n per-axis values against a rank-`rank` tensor (n == 1: a scalar)."""
+    if n == 1:
+        return [1] * rank
+    return [1] * axis + [n] + [1] * (rank - axis - 1)
+
+
+def _check_params(op: str, t: TensorType, scale: list, zero_point: list, axis: int, zp_dtype: str) -> int:
+    """Check per-tensor / per-axis scale and zero point against `t`; returns the normalised axis."""
+    if not scale:
+        raise VerifyError(f"{op}: scale is empty")
+    if zero_point and len(zero_point) != len(scale):
+        raise VerifyError(f"{op}: {len(scale)} scales but {len(zero_point)} zero points")
+    lo, hi = _range(zp_dtype)
+    if any(not lo <= z <= hi for z in zero_point):
+        raise VerifyError(f"{op}: zero points {zero_point} are outside the range of {zp_dtype}")
+    if len(scale) == 1:  # per tensor: the axis is not used
+        return 0
+    axis = normalize_axis(axis, t.rank)
+    if t.shape[axis] != len(scale):
+        raise VerifyError(f"{op}: {len(scale)} scales for axis {axis} of {t}")
+    return axis
+
+
+def _requantize_np(acc: np.ndarray, multiplier: np.ndarray, zero_point: int, dtype: str) -> np.ndarray:
+    lo, hi = _range(dtype)
+    y = np.rint(acc.astype(np.float32) * multiplier.astype(np.float32))  # rint: half to even
+    return np.clip(y.astype(np.float64) + zero_point, lo, hi).astype(DTYPES[dtype])
+
+
+def _requantize_relax(ctx, acc, multiplier: np.ndarray, zero_point: int, dtype: str):
+    """int32 acc -> saturate(round_half_even(float32(acc) * multiplier) + zero_point) as dtype."""
+    lo, hi = _range(dtype)
+    y = ctx.bb.emit(R.multiply(R.astype(acc, "float32"), relax.const(multiplier.astype(np.float32))))
+    y = ctx.bb.emit(nearbyint_te(ctx, y))
+    y = R.add(y, relax.const(float(zero_point), "float32"))
+    y = R.minimum(R.maximum(y, relax.const(float(lo), "float32")), relax.const(float(hi), "float32"))
+    return R.astype(y, DTYPES[dtype].name)
+
+
+def _shifted_int32(x, zero_points: list[int], shape: list[int]):
+    """int32(x) - zero point(s) as a Relax expression."""
+    xi = R.astype(x, "int32")
+    if not any(zero_points):
+        return xi
+    zp = np.asarray(zero_points, np.int32).reshape(shape)
+    return R.subtract(xi, relax.const(zp))
+
+
+# ---- quantize_linear / dequantize_linear ------------------------------------------------------
+
+QDQ_ATTRS = {"scale": Attr("floats", REQUIRED), "zero_point": Attr("ints", []), "axis": Attr("int", 1)}
+
+
+def _quantize_infer(types, attrs):
+    t = types[0]
+    if t.dtype != "f32":
+        raise VerifyError(f"quantize_linear takes f32 input, got {t}")
+    if attrs["dtype"] not in QUANT_DTYPES:
+        raise VerifyError(f"quantize_linear: dtype must be one of {', '.join(QUANT_DTYPES)}, got {attrs['dtype']!r}")
+    _check_params("quantize_linear", t, attrs["scale"], attrs["zero_point"], attrs["axis"], attrs["dtype"])
+    return [TensorType(attrs["dtype"], t.shape)]
+
+
+def _params(x_rank: int, attrs: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(scale f32, zero point i64) shaped to broadcast against the input."""
+    scale = attrs["scale"]
+    axis = normalize_axis(attrs["axis"], x_rank) if len(scale) > 1 else 0
+    shape = _per_axis_shape(x_rank, axis, len(scale))
+    zp = attrs["zero_point"] or [0] * len(scale)
+    return _f32(scale).reshape(shape), np.asarray(zp, np.int64).reshape(shape)
+
+
+def _quantize_np(xs, attrs):
+    x = xs[0]
+    scale, zp = _params(x.ndim, attrs)
+    lo, hi = _range(attrs["dtype"])
+    with np.errstate(all="ignore"):
+        y = np.rint(x / scale).astype(np.float64) + zp
+    return np.clip(np.nan_to_num(y, nan=0.0), lo, hi).astype(DTYPES[attrs["dtype"]])
+
+
+def _quantize_lower(ctx, xs, attrs, out):
+    x = xs[0]
+    scale, zp = _params(len(out[0].shape), attrs)
+    lo, hi = _range(attrs["dtype"])
+    y = ctx.bb.emit(R.divide(x, relax.const(scale)))
+    y = ctx.bb.emit(nearbyint_te(ctx, y))
+    y = R.add(y, relax.const(zp.astype(np.float32)))
+    y = R.minimum(R.maximum(y, relax.const(float(lo), "float32")), relax.const(float(hi), "float32"))
+    return R.astype(y, DTYPES[attrs["dtype"]].name)
+
+
+register_op(OpDef(
+    name="quantize_linear", kind="opaque", infer=_quantize_infer, reference=_quantize_np,
+    lower=_quantize_lower, attrs={**QDQ_ATTRS, "dtype": Attr("str", "u8")},
+    summary="f32 -> integer: saturate(round_half_even(x / scale) + zero_point), per tensor or per axis"))
+
+
+def _dequantize_infer(types, attrs):
+    t = types[0]
+    if t.dtype not in QUANT_DTYPES + ("i32",):
+        raise VerifyError(f"dequantize_linear takes {', '.join(QUANT_DTYPES)} or i32 input, got {t}")
+    _check_params("dequantize_linear", t, attrs["scale"], attrs["zero_point"], attrs["axis"], t.dtype)
+    return [TensorType("f32", t.shape)]
+
+
+def _dequantize_np(xs, attrs):
+    x = xs[0]
+    scale, zp = _params(x.ndim, attrs)
+    return ((x.astype(np.int64) - zp).astype(np.float32) * scale).astype(np.float32)
+
+
+def _dequantize_lower(ctx, xs, attrs, out):
+    x = xs[0]
+    scale, zp = _params(len(out[0].shape), attrs)
+    wide = "int64" if str(x.ty.dtype) == "int32" else "int32"
+    xi = R.astype(x, wide)
+    if np.any(zp):
+        xi = R.subtract(xi, relax.const(zp.astype(wide)))
+    return R.multiply(R.astype(xi, "float32"), relax.const(scale))
+
+
+register_op(OpDef(
+    name="dequantize_linear", kind="opaque", infer=_dequantize_infer, reference=_dequantize_np,
+    lower=_dequantize_lower, attrs=dict(QDQ_ATTRS),
+    summary="integer -> f32: (x - zero_point) * scale, per tensor or per axis"))
+
+
+# ---- matmul_integer / qlinear_matmul -----------------------------------------------------------
+
+def _matmul_shape(op: str, a: TensorType, b: TensorType) -> tuple[int, ...]:
+    if a.rank < 2 or b.rank < 2:
+        raise VerifyError(f"{op} takes operands of rank 2 or more, got {a} and {b}")
+    if a.shape[-1] != b.shape[-2]:
+        raise VerifyError(f"{op}: {a} @ {b}: inner dimensions differ")
+    batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    return (*batch, a.shape[-2], b.shape[-1])
+
+
+def _check_zero_points(op: str, what: str, zps: list[int], allowed: tuple[int, ...], dtype: str) -> None:
+    if len(zps) not in allowed:
+        raise VerifyError(f"{op}: {what} has {len(zps)} values, expected one of {sorted(set(allowed))}")
+    lo, hi = _range(dtype)
+    if any(not lo <= z <= hi for z in zps):
+        raise VerifyError(f"{op}: {what} {zps} is outside the range of {dtype}")
+
+
+def _int_matmul_np(a, b, azp: list[int], bzp: list[int]) -> np.ndarray:
+    a64 = a.astype(np.int64) - np.asarray(azp, np.int64).reshape(-1, 1)
+    b64 = b.astype(np.int64) - np.asarray(bzp, np.int64).reshape(1, -1)
+    return np.matmul(a64, b64).astype(np.int32)  # int32 accumulation wraps like ONNX Runtime
+
+
+def _int_matmul_relax(a, b, azp: list[int], bzp: list[int]):
+    return R.matmul(_shifted_int32(a, azp, [-1, 1]), _shifted_int32(b, bzp, [1, -1]), out_dtype="int32")
+
+
+def _matmul_integer_infer(types, attrs):
+    a, b = types[0], types[1]
+    if a.dtype not in INT8 or b.dtype not in INT8:
+        raise VerifyError(f"matmul_integer takes u8/i8 operands, got {a} and {b}")
+    shape = _matmul_shape("matmul_integer", a, b)
+    _check_zero_points("matmul_integer", "a_zero_point", attrs["a_zero_point"], (1, a.shape[-2]), a.dtype)
+    _check_zero_points("matmul_integer", "b_zero_point", attrs["b_zero_point"], (1, b.shape[-1]), b.dtype)
+    return [TensorType("i32", shape)]
+
+
+register_op(OpDef(
+    name="matmul_integer", kind="complex", num_inputs=(2, 2), infer=_matmul_integer_infer,
+    reference=lambda xs, a: _int_matmul_np(xs[0], xs[1], a["a_zero_point"], a["b_zero_point"]),
+    lower=lambda ctx, xs, a, out: _int_matmul_relax(xs[0], xs[1], a["a_zero_point"], a["b_zero_point"]),
+    attrs={"a_zero_point": Attr("ints", [0]), "b_zero_point": Attr("ints", [0])},
+    summary="(a - a_zero_point) @ (b - b_zero_point), int32 result"))
+
+
+QMATMUL_ATTRS = {"a_scale": Attr("float", REQUIRED), "a_zero_point": Attr("int", 0),
+                 "b_scale": Attr("floats", REQUIRED), "b_zero_point": Attr("ints", [0]),
+                 "y_scale": Attr("float", REQUIRED), "y_zero_point": Attr("int", 0), "dtype": Attr("str", "u8")}
+
+
+def _multiplier(in_scale: float, w_scale: list[float], y_scale: float) -> np.ndarray:
+    """ONNX Runtime's requantize multiplier, in float32: (in_scale * w_scale[i]) / y_scale."""
+    return (np.float32(in_scale) * _f32(w_scale)) / np.float32(y_scale)
+
+
+def _qlinear_matmul_infer(types, attrs):
+    a, b = types[0], types[1]
+    if a.dtype not in INT8 or b.dtype not in INT8:
+        raise VerifyError(f"qlinear_matmul takes u8/i8 operands, got {a} and {b}")
+    if attrs["dtype"] not in INT8:
+        raise VerifyError(f"qlinear_matmul: dtype must be u8 or i8, got {attrs['dtype']!r}")
+    shape = _matmul_shape("qlinear_matmul", a, b)
+    n = b.shape[-1]
+    _check_zero_points("qlinear_matmul", "a_zero_point", [attrs["a_zero_point"]], (1,), a.dtype)
+    _check_zero_points("qlinear_matmul", "b_zero_point", attrs["b_zero_point"], (1, n), b.dtype)
+    _check_zero_points("qlinear_matmul", "y_zero_point", [attrs["y_zero_point"]], (1,), attrs["dtype"])
+    if len(attrs["b_scale"]) not in (1, n):
+        raise VerifyError(f"qlinear_matmul: b_scale has {len(attrs['b_scale'])} values, expected 1 or {n}")
+    return [TensorType(attrs["dtype"], shape)]
+
+
+def _qlinear_matmul_np(xs, attrs):
+    acc = _int_matmul_np(xs[0], xs[1], [attrs["a_zero_point"]], attrs["b_zero_point"])
+    m = _multiplier(attrs["a_scale"], attrs["b_scale"], attrs["y_scale"])
+    return _requantize_np(acc, m, attrs["y_zero_point"], attrs["dtype"])
+
+
+def _qlinear_matmul_lower(ctx, xs, attrs, out):
+    acc = ctx.bb.emit(_int_matmul_relax(xs[0], xs[1], [attrs["a_zero_point"]], attrs["b_zero_point"]))
+    m = _multiplier(attrs["a_scale"], attrs["b_scale"], attrs["y_scale"])
+    return _requantize_relax(ctx, acc, m, attrs["y_zero_point"], attrs["dtype"])
+
+
+register_op(OpDef(
+    name="qlinear_matmul", kind="complex", num_inputs=(2, 2), infer=_qlinear_matmul_infer,
+    reference=_qlinear_matmul_np, lower=_qlinear_matmul_lower, attrs=QMATMUL_ATTRS,
+    summary="quantized matmul: int32 product of zero-point shifted operands, requantized"))
+
+
+# ---- conv_integer / qlinear_conv (2-D, NCHW) ---------------------------------------------------
+
+CONV_GEOMETRY = {"strides": Attr("ints", [1, 1]), "pads": Attr("ints", [0, 0, 0, 0]),
+                 "dilations": Attr("ints", [1, 1]), "group": Attr("int", 1)}
+
+
+def _conv_shape(op: str, x: TensorType, w: TensorType, attrs: dict) -> tuple[int, ...]:
+    if x.rank != 4 or w.rank != 4:
+        raise VerifyError(f"{op} supports 2-D convolutions (rank-4 NCHW input and OIHW weight), got {x} and {w}")
+    strides, pads, dils, g = attrs["strides"], attrs["pads"], attrs["dilations"], attrs["group"]
+    if len(strides) != 2 or len(dils) != 2 or len(pads) != 4:
+        raise VerifyError(f"{op}: strides {strides} and dilations {dils} need 2 values, pads {pads} 4")
+    if min(strides) < 1 or min(dils) < 1 or min(pads) < 0:
+        raise VerifyError(f"{op}: strides {strides} and dilations {dils} must be >= 1, pads {pads} >= 0")
+    if g < 1 or x.shape[1] != w.shape[1] * g or w.shape[0] % g:
+        raise VerifyError(f"{op}: input {x}, weight {w} and group {g} do not agree")
+    out = [(x.shape[2 + i] + pads[i] + pads[i + 2] - dils[i] * (w.shape[2 + i] - 1) - 1) // strides[i] + 1
+           for i in range(2)]
+    if min(out) < 1:
+        raise VerifyError(f"{op}: the output would be empty (spatial {out})")
+    return (x.shape[0], w.shape[0], *out)
+
+
+def _int_conv_np(x, w, xzp: int, wzp: list[int], attrs) -> np.ndarray:
+    xs = x.astype(np.int64) - xzp
+    ws = w.astype(np.int64) - np.asarray(wzp, np.int64).reshape(-1, 1, 1, 1)
+    acc = conv_nchw_np(xs, ws, attrs["strides"], attrs["pads"], attrs["dilations"], attrs["group"])
+    return np.rint(acc).astype(np.int64).astype(np.int32)  # float64 holds these sums exactly
+
+
+def _int_conv_relax(x, w, xzp: int, wzp: list[int], attrs):
+    return R.nn.conv2d(_shifted_int32(x, [xzp], [1]), _shifted_int32(w, wzp, [-1, 1, 1, 1]),
+                       strides=attrs["strides"], padding=attrs["pads"], dilation=attrs["dilations"],
+                       groups=attrs["group"], out_dtype="int32")
+
+
+def _conv_integer_infer(types, attrs):
+    x, w = types[0], types[1]
+    if x.dtype not in INT8 or w.dtype not in INT8:
+        raise VerifyError(f"conv_integer takes u8/i8 operands, got {x} and {w}")
+    shape = _conv_shape("conv_integer", x, w, attrs)
+    _check_zero_points("conv_integer", "x_zero_point", [attrs["x_zero_point"]], (1,), x.dtype)
+    _check_zero_points("conv_integer", "w_zero_point", attrs["w_zero_point"], (1, w.shape[0]), w.dtype)
+    return [TensorType("i32", shape)]
+
+
+register_op(OpDef(
+    name="conv_integer", kind="complex", num_inputs=(2, 2), infer=_conv_integer_infer,
+    reference=lambda xs, a: _int_conv_np(xs[0], xs[1], a["x_zero_point"], a["w_zero_point"], a),
+    lower=lambda ctx, xs, a, out: _int_conv_relax(xs[0], xs[1], a["x_zero_point"], a["w_zero_point"], a),
+    attrs={**CONV_GEOMETRY, "x_zero_point": Attr("int", 0), "w_zero_point": Attr("ints", [0])},
+    summary="2-D convolution of zero-point shifted u8/i8 operands, int32 result"))
+
+
+QCONV_ATTRS = {**CONV_GEOMETRY, "x_scale": Attr("float", REQUIRED), "x_zero_point": Attr("int", 0),
+               "w_scale": Attr("floats", REQUIRED), "w_zero_point": Attr("ints", [0]),
+               "y_scale": Attr("float", REQUIRED), "y_zero_point": Attr("int", 0), "dtype": Attr("str", "u8")}
+
+
+def _qlinear_conv_infer(types, attrs):
+    x, w = types[0], types[1]
+    if x.dtype not in INT8 or w.dtype not in INT8:
+        raise VerifyError(f"qlinear_conv takes u8/i8 operands, got {x} and {w}")
+    if attrs["dtype"] not in INT8:
+        raise VerifyError(f"qlinear_conv: dtype must be u8 or i8, got {attrs['dtype']!r}")
+    shape = _conv_shape("qlinear_conv", x, w, attrs)
+    out_ch = w.shape[0]
+    _check_zero_points("qlinear_conv", "x_zero_point", [attrs["x_zero_point"]], (1,), x.dtype)
+    _check_zero_points("qlinear_conv", "w_zero_point", attrs["w_zero_point"], (1, out_ch), w.dtype)
+    _check_zero_points("qlinear_conv", "y_zero_point", [attrs["y_zero_point"]], (1,), attrs["dtype"])
+    if len(attrs["w_scale"]) not in (1, out_ch):
+        raise VerifyError(f"qlinear_conv: w_scale has {len(attrs['w_scale'])} values, expected 1 or {out_ch}")
+    if len(types) > 2 and (types[2].dtype != "i32" or types[2].shape != (out_ch,)):
+        raise VerifyError(f"qlinear_conv: the bias must be i32[{out_ch}], got {types[2]}")
+    return [TensorType(attrs["dtype"], shape)]
+
+
+def _qlinear_conv_np(xs, attrs):
+    acc = _int_conv_np(xs[0], xs[1], attrs["x_zero_point"], attrs["w_zero_point"], attrs)
+    if len(xs) > 2:
+        acc = (acc.astype(np.int64) + xs[2].astype(np.int64).reshape(1, -1, 1, 1)).astype(np.int32)
+    m = _multiplier(attrs["x_scale"], attrs["w_scale"], attrs["y_scale"]).reshape(1, -1, 1, 1)
+    return _requantize_np(acc, m, attrs["y_zero_point"], attrs["dtype"])
+
+
+def _qlinear_conv_lower(ctx, xs, attrs, out):
+    acc = ctx.bb.emit(_int_conv_relax(xs[0], xs[1], attrs["x_zero_point"], attrs["w_zero_point"], attrs))
+    if len(xs) > 2:
+        acc = ctx.bb.emit(R.add(acc, R.reshape(xs[2], [1, -1, 1, 1])))
+    m = _multiplier(attrs["x_scale"], attrs["w_scale"], attrs["y_scale"]).reshape(1, -1, 1, 1)
+    return _requantize_relax(ctx, acc, m, attrs["y_zero_point"], attrs["dtype"])
+
+
+register_op(OpDef(
+    name="qlinear_conv", kind="complex", num_inputs=(2, 3), infer=_qlinear_conv_infer,
+    reference=_qlinear_conv_np, lower=_qlinear_conv_lower, attrs=QCONV_ATTRS,
+    summary="quantized 2-D convolution (optional int32 bias), requantized like ONNX Runtime"))
+
+
+# ---- ONNX importers ---------------------------------------------------------------------------
+
+def _const_params(ctx, value, what: str, float_values: bool) -> tuple[list, str | None]:
+    """A constant scale or zero point: (values as a flat list, its dtype); None gives ([], None)."""
+    if value is None:
+        return [], None
+    arr = ctx.constant_of(value, what)
+    if arr.ndim > 1:
+        raise ctx.fail(f"'{what}' must be a scalar or 1-D (block quantization is not supported), got {value.type}")
+    if float_values:
+        if value.type.dtype != "f32":
+            raise ctx.fail(f"'{what}' must be float32, got {value.type}")
+        return [float(v) for v in arr.reshape(-1)], value.type.dtype
+    return [int(v) for v in arr.reshape(-1)], value.type.dtype
+
+
+def _scalar(ctx, values: list, what: str):
+    if len(values) != 1:
+        raise ctx.fail(f"'{what}' must be a scalar (per-tensor), got {len(values)} values")
+    return values[0]
+
+
+def _refuse_blocks(ctx, attrs):
+    if attrs.get("block_size", 0):
+        raise ctx.fail("block quantization (block_size) is not supported")
+
+
+@onnx_op("QuantizeLinear")
+def _import_quantize(ctx, node, inputs, attrs):
+    _refuse_blocks(ctx, attrs)
+    from ..onnx_import import ONNX_DTYPES
+    x = inputs[0]
+    scale, _ = _const_params(ctx, inputs[1] if len(inputs) > 1 else None, "y_scale", True)
+    zp, zp_dtype = _const_params(ctx, inputs[2] if len(inputs) > 2 else None, "y_zero_point", False)
+    if not scale:
+        raise ctx.fail("input 'y_scale' is missing")
+    if zp_dtype is not None:
+        dtype = zp_dtype
+    elif attrs.get("output_dtype", 0):
+        dtype = ONNX_DTYPES.get(attrs["output_dtype"], f"ONNX type {attrs['output_dtype']}")
+    else:
+        dtype = "u8"
+    if dtype not in QUANT_DTYPES:
+        raise ctx.fail(f"quantizing to {dtype} is not supported (supported: {', '.join(QUANT_DTYPES)})")
+    if x.type.dtype != "f32":
+        raise ctx.fail(f"quantizing {x.type} is not supported (f32 only)")
+    axis = attrs.get("axis", 1) if len(scale) > 1 else 1
+    return ctx.emit("quantize_linear", [x], {"scale": scale, "zero_point": zp, "axis": axis, "dtype": dtype})
+
+
+@onnx_op("DequantizeLinear")
+def _import_dequantize(ctx, node, inputs, attrs):
+    _refuse_blocks(ctx, attrs)
+    x = inputs[0]
+    scale, _ = _const_params(ctx, inputs[1] if len(inputs) > 1 else None, "x_scale", True)
+    zp, zp_dtype = _const_params(ctx, inputs[2] if len(inputs) > 2 else None, "x_zero_point", False)
+    if not scale:
+        raise ctx.fail("input 'x_scale' is missing")
+    if zp_dtype is not None and zp_dtype != x.type.dtype:
+        raise ctx.fail(f"the zero point is {zp_dtype}, the input {x.type}")
+    if x.type.dtype == "i32" and any(zp):
+        raise ctx.fail("an i32 input needs a zero point of 0")
+    axis = attrs.get("axis", 1) if len(scale) > 1 else 1
+    return ctx.emit("dequantize_linear", [x], {"scale": scale, "zero_point": zp, "axis": axis})
+
+
+@onnx_op("MatMulInteger")
+def _import_matmul_integer(ctx, node, inputs, attrs):
+    a, b = inputs[0], inputs[1]
+    azp, _ = _const_params(ctx, inputs[2] if len(inputs) > 2 else None, "a_zero_point", False)
+    bzp, _ = _const_params(ctx, inputs[3] if len(inputs) > 3 else None, "b_zero_point", False)
+    return ctx.emit("matmul_integer", [a, b], {"a_zero_point": azp or [0], "b_zero_point": bzp or [0]})
+
+
+@onnx_op("QLinearMatMul")
+def _import_qlinear_matmul(ctx, node, inputs, attrs):
+    a, b = inputs[0], inputs[3]
+    a_scale, _ = _const_params(ctx, inputs[1], "a_scale", True)
+    azp, _ = _const_params(ctx, inputs[2], "a_zero_point", False)
+    b_scale, _ = _const_params(ctx, inputs[4], "b_scale", True)
+    bzp, _ = _const_params(ctx, inputs[5], "b_zero_point", False)
+    y_scale, _ = _const_params(ctx, inputs[6], "y_scale", True)
+    yzp, y_dtype = _const_params(ctx, inputs[7], "y_zero_point", False)
+    return ctx.emit("qlinear_matmul", [a, b], {
+        "a_scale": _scalar(ctx, a_scale, "a_scale"), "a_zero_point": _scalar(ctx, azp or [0], "a_zero_point"),
+        "b_scale": b_scale, "b_zero_point": bzp or [0], "y_scale": _scalar(ctx, y_scale, "y_scale"),
+        "y_zero_point": _scalar(ctx, yzp or [0], "y_zero_point"), "dtype": y_dtype or "u8"})
+
+
+def _conv_geometry(ctx, x, w, attrs) -> dict:
+    if x.type.rank != 4 or w.type.rank != 4:
+        raise ctx.fail(f"only 2-D convolutions are supported, got input {x.type} and weight {w.type}")
+    kernel = list(attrs.get("kernel_shape", w.type.shape[2:]))
+    if kernel != list(w.type.shape[2:]):
+        raise ctx.fail(f"kernel_shape {kernel} does not match the weight {w.type}")
+    strides = list(attrs.get("strides", [1, 1]))
+    dils = list(attrs.get("dilations", [1, 1]))
+    pads = resolve_auto_pad(ctx, attrs.get("auto_pad", "NOTSET"), x.type.shape[2:], kernel, strides, dils,
+                            attrs.get("pads", []))
+    return {"strides": strides, "pads": pads, "dilations": dils, "group": attrs.get("group", 1)}
+
+
+@onnx_op("ConvInteger")
+def _import_conv_integer(ctx, node, inputs, attrs):
+    x, w = inputs[0], inputs[1]
+    xzp, _ = _const_params(ctx, inputs[2] if len(inputs) > 2 else None, "x_zero_point", False)
+    wzp, _ = _const_params(ctx, inputs[3] if len(inputs) > 3 else None, "w_zero_point", False)
+    return ctx.emit("conv_integer", [x, w], {**_conv_geometry(ctx, x, w, attrs),
+                                             "x_zero_point": _scalar(ctx, xzp or [0], "x_zero_point"),
+                                             "w_zero_point": wzp or [0]})
+
+
+@onnx_op("QLinearConv")
+def _import_qlinear_conv(ctx, node, inputs, attrs):
+    x, w = inputs[0], inputs[3]
+    x_scale, _ = _const_params(ctx, inputs[1], "x_scale", True)
+    xzp, _ = _const_params(ctx, inputs[2], "x_zero_point", False)
+    w_scale, _ = _const_params(ctx, inputs[4], "w_scale", True)
+    wzp, _ = _const_params(ctx, inputs[5], "w_zero_point", False)
+    y_scale, _ = _const_params(ctx, inputs[6], "y_scale", True)
+    yzp, y_dtype = _const_params(ctx, inputs[7], "y_zero_point", False)
+    bias = inputs[8] if len(inputs) > 8 else None
+    return ctx.emit("qlinear_conv", [x, w] + ([bias] if bias is not None else []), {
+        **_conv_geometry(ctx, x, w, attrs),
+        "x_scale": _scalar(ctx, x_scale, "x_scale"), "x_zero_point": _scalar(ctx, xzp or [0], "x_zero_point"),
+        "w_scale": w_scale, "w_zero_point": wzp or [0], "y_scale": _scalar(ctx, y_scale, "y_scale"),
+        "y_zero_point": _scalar(ctx, yzp or [0], "y_zero_point"), "dtype": y_dtype or "u8"})
