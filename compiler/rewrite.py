@@ -1,8 +1,8 @@
 """The pattern rewriter: rules as pattern, check and rewrite; a driver that runs them to a fixed point.
 
 A rule has
-- a `pattern`, built from `Op`, `Var`, `Const` and `Any` (below), matched structurally against a
-  node and the producers of its inputs; matching never mutates anything;
+- a `pattern`, built from `Op`, `Var`, `Const`, `Any` and `Either` (below), matched structurally
+  against a node and the producers of its inputs; matching never mutates anything;
 - a `check(match) -> str | None` that returns the reason it refuses (or None to accept);
 - a `rewrite(graph, match) -> list[Value]`, called only after the pattern matched and every check
   accepted; it creates the replacement and returns the values that replace the root node's outputs.
@@ -17,13 +17,21 @@ match (the rewrite would have to keep them anyway), unless the rule allows it.
                 rewrite=lambda g, m: [g.add("silu", [m["x"]], origin=m.origin()).output])
 
 Every rewrite keeps `origin`: `match.origin()` is the union of the matched nodes' origins, in
-graph order, for the new node(s).
+graph order, for the new node(s). A rewrite that makes other nodes dead may append them to
+`match.nodes`; the driver removes them once unused.
+
+`RewritePass` turns a list of rules into a pass: statistics go to `Pass.count` (one per rewrite,
+named by the rule, and `refused-<rule>` per refusal) and `pass.refusals` keeps each refusal with
+its node and reason, for tests and reports. `splat`, `is_splat` and `describe_const` help checks
+read constants.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
+
+import numpy as np
 
 from .errors import PassError
 from .ir import Graph, Node, Value
@@ -101,16 +109,19 @@ class Const(Pattern):
 class Op(Pattern):
     """Matches a value produced by a node of op `op` (or one of the ops in a tuple), whose inputs
     match `inputs` (all of them when given; `inputs=None` matches any inputs). `commutative` also
-    tries the two inputs of a binary op swapped. `name` binds the node; `attrs` must be equal."""
+    tries the two inputs of a binary op swapped. `name` binds the node; `attrs` must be equal;
+    `where(node)`, a structural predicate, must hold (a node it rejects is not a match, not a
+    refusal)."""
 
     def __init__(self, op: str | tuple[str, ...], *inputs: Pattern, name: str | None = None,
-                 commutative: bool = False, attrs: dict[str, Any] | None = None,
-                 any_inputs: bool = False):
+                 commutative: bool = False, attrs: dict[str, object] | None = None,
+                 any_inputs: bool = False, where: Callable[[Node], bool] | None = None):
         self.ops = (op,) if isinstance(op, str) else tuple(op)
         self.inputs = None if any_inputs else list(inputs)
         self.name = name
         self.commutative = commutative
         self.attrs = attrs or {}
+        self.where = where
 
     def match(self, value: Value, m: Match) -> bool:
         node = value.producer()
@@ -122,6 +133,8 @@ class Op(Pattern):
         if node.op not in self.ops:
             return False
         if any(node.attrs.get(k) != v for k, v in self.attrs.items()):
+            return False
+        if self.where is not None and not self.where(node):
             return False
         if self.name is not None:
             if self.name in m.named_nodes and m.named_nodes[self.name] is not node:
@@ -139,6 +152,21 @@ class Op(Pattern):
         snap = m._snapshot()
         for values in orders:
             if all(p.match(v, m) for p, v in zip(self.inputs, values)):
+                return True
+            m._restore(snap)
+        return False
+
+
+class Either(Pattern):
+    """Matches the first of `alternatives` that matches (bindings of the others are undone)."""
+
+    def __init__(self, *alternatives: Pattern):
+        self.alternatives = alternatives
+
+    def match(self, value: Value, m: Match) -> bool:
+        snap = m._snapshot()
+        for p in self.alternatives:
+            if p.match(value, m):
                 return True
             m._restore(snap)
         return False
@@ -283,3 +311,38 @@ class RewritePass(Pass):
         result = apply_rules(graph, self.rules(), count=self.count)
         self.refusals = result.refusals
         return result.changed
+
+
+# ---- helpers for checks ------------------------------------------------------------------------
+
+def splat(value: Value) -> float | None:
+    """The single value of a constant whose elements are all equal (a scalar or a filled
+    tensor); None for anything else (not constant, empty, a placeholder, differing elements)."""
+    if value.const is None or value.type.size == 0:
+        return None
+    flat = value.const.reshape(-1)
+    first = flat[0]
+    if not (flat == first).all():
+        return None
+    return float(first) if value.type.dtype != "bool" else float(bool(first))
+
+
+def is_splat(value: Value, expected: float, rel: float | None = None) -> bool:
+    """Whether `value` is a constant filled with `expected`. Without `rel`: exactly, when
+    `expected` is a float32 number (0, 1, 0.5, 3, 6 ...), else within 1e-4 relative (sqrt(2),
+    1/6, 0.044715 are stored rounded); with `rel`, within that relative tolerance."""
+    s = splat(value)
+    if s is None:
+        return False
+    if rel is None:
+        if float(np.float32(expected)) == expected:
+            return s == expected
+        rel = 1e-4
+    return abs(s - expected) <= rel * max(abs(expected), 1e-30)
+
+
+def describe_const(value: Value) -> str:
+    s = splat(value)
+    if s is not None:
+        return f"the constant {s:g}"
+    return "a non-constant value" if value.const is None else f"a constant {value.type} with differing elements"

@@ -7,73 +7,26 @@ over them, one step per `;`, each step defining the next number:
 
 Inputs of the body are `%0 .. %{n-1}` (the node's inputs in order); each step is
 `%k = op(args) {attrs}` with the attributes printed as in the text format; the result is the last
-step. Type inference and the reference run the body step by step through the op registry. The
-lowering builds one TE computation from `TE_OPS` (topi per step) and emits it with `call_te`, so the
-fused node becomes exactly one TVM kernel. Only ops in `TE_OPS` can be fused (`fusable`).
+step. Type inference, the reference and the lowering run the body step by step through the op
+registry. The lowered steps are elementwise and their intermediates are used only inside the
+body, which TVM's operator fusion always puts into one kernel (tests count the kernels). Only
+registered elementwise ops with a lowering can be steps (`fusable`).
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from tvm import tirx, topi
 
 from ..errors import VerifyError
-from ..ir import DTYPES, TensorType
+from ..ir import TensorType, dtype_name
 from .base import Attr, OpDef, get_op, register_op
 
 
-# op name -> fn(te tensors, attrs) -> te tensor. Scalars are typed like the first operand.
-def _scalar(x, value):
-    return tirx.const(value, x.dtype)
-
-
-def _hard_sigmoid(x, alpha, beta):
-    return topi.clip(topi.add(topi.multiply(x, _scalar(x, alpha)), _scalar(x, beta)), 0.0, 1.0)
-
-
-def _gelu(x, approximate):
-    if approximate == "none":
-        inner = topi.add(_scalar(x, 1.0), topi.erf(topi.multiply(x, _scalar(x, 1 / math.sqrt(2)))))
-    else:
-        cube = topi.multiply(topi.multiply(x, x), x)
-        z = topi.multiply(_scalar(x, math.sqrt(2 / math.pi)), topi.add(x, topi.multiply(_scalar(x, 0.044715), cube)))
-        inner = topi.add(_scalar(x, 1.0), topi.tanh(z))
-    return topi.multiply(topi.multiply(_scalar(x, 0.5), x), inner)
-
-
-TE_OPS = {
-    "add": lambda xs, a: topi.add(xs[0], xs[1]),
-    "sub": lambda xs, a: topi.subtract(xs[0], xs[1]),
-    "mul": lambda xs, a: topi.multiply(xs[0], xs[1]),
-    "div": lambda xs, a: topi.divide(xs[0], xs[1]),
-    "pow": lambda xs, a: topi.power(xs[0], xs[1]),
-    "min": lambda xs, a: topi.minimum(xs[0], xs[1]),
-    "max": lambda xs, a: topi.maximum(xs[0], xs[1]),
-    "relu": lambda xs, a: topi.nn.relu(xs[0]),
-    "sigmoid": lambda xs, a: topi.sigmoid(xs[0]),
-    "tanh": lambda xs, a: topi.tanh(xs[0]),
-    "exp": lambda xs, a: topi.exp(xs[0]),
-    "log": lambda xs, a: topi.log(xs[0]),
-    "sqrt": lambda xs, a: topi.sqrt(xs[0]),
-    "erf": lambda xs, a: topi.erf(xs[0]),
-    "neg": lambda xs, a: topi.negative(xs[0]),
-    "abs": lambda xs, a: topi.abs(xs[0]),
-    "reciprocal": lambda xs, a: topi.divide(_scalar(xs[0], 1.0), xs[0]),
-    "leaky_relu": lambda xs, a: topi.nn.leaky_relu(xs[0], a["alpha"]),
-    "hard_sigmoid": lambda xs, a: _hard_sigmoid(xs[0], a["alpha"], a["beta"]),
-    "hard_swish": lambda xs, a: topi.multiply(xs[0], _hard_sigmoid(xs[0], 1 / 6, 0.5)),
-    "gelu": lambda xs, a: _gelu(xs[0], a["approximate"]),
-    "silu": lambda xs, a: topi.multiply(xs[0], topi.sigmoid(xs[0])),
-    "clip": lambda xs, a: topi.clip(xs[0], a["min"], a["max"]),
-}
-
-
 def fusable(op: str) -> bool:
-    """Whether `op` may be a step of a fused_elementwise body (registered and has a TE form)."""
+    """Whether `op` may be a step of a fused_elementwise body: a registered elementwise op with
+    a lowering (fused_elementwise itself is inlined, never nested)."""
     from .base import OPS
-    return op in TE_OPS and op in OPS and OPS[op].kind == "elementwise"
+    return op in OPS and OPS[op].kind == "elementwise" and OPS[op].lower is not None and op != "fused_elementwise"
 
 
 # ---- the body: text <-> steps ----------------------------------------------------------------
@@ -152,17 +105,26 @@ def _reference(arrays: list[np.ndarray], attrs: dict) -> np.ndarray:
 
 
 def _lower(ctx, xs, attrs, out_types):
+    """Each step through its own op's lowering; the intermediates are emitted, the last step is
+    returned. The steps are elementwise and each intermediate has a single use, so TVM's operator
+    fusion makes the chain one kernel (together with the conv or matmul feeding it, if any)."""
     steps = parse_body(attrs["body"], len(xs))
+    env, types = list(xs), [TensorType(str_dtype(x), tuple(int(d) for d in x.ty.shape)) for x in xs]
+    expr = None
+    for k, (op, args, a) in enumerate(steps):
+        opdef = get_op(op)
+        out_type = opdef.infer([types[i] for i in args], a)[0]
+        expr = opdef.lower(ctx, [env[i] for i in args], a, [out_type])
+        if isinstance(expr, (list, tuple)):
+            expr = expr[0]
+        types.append(out_type)
+        env.append(ctx.bb.emit(expr) if k < len(steps) - 1 else expr)
+    return expr
 
-    def compute(*tensors):
-        env = list(tensors)
-        for op, args, a in steps:
-            env.append(TE_OPS[op]([env[i] for i in args], a))
-        out = env[-1]
-        want = DTYPES[out_types[0].dtype].name
-        return out if out.dtype == want else topi.cast(out, want)
 
-    return ctx.bb.call_te(compute, *xs, primfunc_name_hint="fused_elementwise")
+def str_dtype(x) -> str:
+    """The edgec dtype name of a relax expression."""
+    return dtype_name(str(x.ty.dtype))
 
 
 register_op(OpDef(

@@ -1,0 +1,124 @@
+"""convert-layout: golden conversion, refusals, and CNNs converted end to end."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import edgec
+from edgec.targets import level_pipelines
+
+from pass_helpers import golden, run_pass, unchanged
+from strategies import random_inputs
+from onnx_util import assert_close
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+import make_models  # noqa: E402
+
+CNN = """graph @main(%x: f32[1,2,3,3]) -> (%y: f32[1,2]) {
+  %c0 = const f32[2,2,1,1] [1.0, 2.0, 3.0, 4.0]
+  %c1 = const f32[2,1,1] [0.5, -0.5]
+  %0 = conv(%x, %c0) : f32[1,2,3,3]  @"conv1"
+  %1 = add(%0, %c1) : f32[1,2,3,3]  @"add"
+  %2 = relu(%1) : f32[1,2,3,3]  @"relu"
+  %3 = conv(%2, %c0) : f32[1,2,3,3]  @"conv2"
+  %4 = max_pool(%3) {kernel_shape=[3,3]} : f32[1,2,1,1]  @"pool"
+  %5 = reshape(%4) {shape=[1,2]} : f32[1,2]  @"flat"
+  return %5
+}"""
+
+
+def test_convert_to_nhwc_sinks_and_cancels_transposes():
+    pm = golden(CNN, "convert-layout{to=NHWC}", """graph @main(%x: f32[1,2,3,3]) -> (%y: f32[1,2]) {
+      %c0 = const f32[2,1,1,2] [1.0, 2.0, 3.0, 4.0]
+      %c1 = const f32[1,1,1,2] [0.5, -0.5]
+      %c2 = const f32[2,1,1,2] [1.0, 2.0, 3.0, 4.0]
+      %0 = transpose(%x) {perm=[0,2,3,1]} : f32[1,3,3,2]  @"conv1"
+      %1 = conv(%0, %c0) {layout="NHWC"} : f32[1,3,3,2]  @"conv1"
+      %2 = add(%1, %c1) : f32[1,3,3,2]  @"add"
+      %3 = relu(%2) : f32[1,3,3,2]  @"relu"
+      %4 = conv(%3, %c2) {layout="NHWC"} : f32[1,3,3,2]  @"conv2"
+      %5 = max_pool(%4) {kernel_shape=[3,3], layout="NHWC"} : f32[1,1,1,2]  @"pool"
+      %6 = reshape(%5) {shape=[1,2]} : f32[1,2]  @"pool","flat"
+      return %6
+    }""")
+    stats = pm.records[0].stats
+    assert (stats["transposes-inserted"], stats["transposes-removed"], stats["transposes-left"]) == (6, 5, 1)
+    assert stats["weights-transformed"] == 2
+
+
+def test_round_trip_back_to_nchw_keeps_values():
+    before, after, _ = run_pass(CNN, "convert-layout{to=NHWC},convert-layout{to=NCHW},dce")
+    assert all(n.attrs.get("layout", "NCHW") == "NCHW" for n in after.nodes)
+    feeds = random_inputs(before, 3)
+    assert_close(edgec.interpret(after, feeds), edgec.interpret(before, feeds))
+
+
+def test_convert_to_the_layout_a_graph_has_changes_nothing():
+    assert unchanged(CNN, "convert-layout{to=NCHW}") == []
+
+
+def test_non_constant_weights_get_a_transpose_node():
+    _, after, pm = run_pass("""graph @main(%x: f32[1,2,3,3], %w: f32[2,2,2,2]) -> (%y: f32[1,2,2,2]) {
+      %0 = conv(%x, %w) : f32[1,2,2,2]
+      return %0
+    }""", "convert-layout")
+    assert [n.op for n in after.nodes] == ["transpose", "transpose", "conv", "transpose"]
+    assert pm.records[0].stats["transposes-inserted"] == 3
+
+
+def test_sinking_refusals():
+    reasons = unchanged("""graph @main(%a: f32[2,3,4], %b: f32[4,3,2], %c: f32[4,2,3]) -> (%x: f32[4,2,3], %y: f32[4,2,3], %z: f32[4,2,3], %t: f32[4,2,3]) {
+      %0 = transpose(%a) {perm=[2,0,1]} : f32[4,2,3]
+      %1 = transpose(%b) {perm=[0,2,1]} : f32[4,2,3]
+      %2 = add(%0, %1) : f32[4,2,3]
+      %3 = transpose(%a) {perm=[2,0,1]} : f32[4,2,3]
+      %4 = mul(%3, %c) : f32[4,2,3]
+      %5 = transpose(%a) {perm=[2,0,1]} : f32[4,2,3]
+      %6 = relu(%5) : f32[4,2,3]
+      return %2, %4, %6, %5
+    }""", "convert-layout")
+    assert sorted(reasons) == sorted([
+        "its operands are transposed by different permutations",
+        "an operand is neither a constant nor transposed alike",
+        "a transposed operand has other uses",
+    ])
+
+
+def test_unknown_layout_is_an_error():
+    with pytest.raises(edgec.EdgecError, match="must be NHWC or NCHW"):
+        run_pass(CNN, "convert-layout{to=NCWH}")
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenetv2"])
+def test_cnn_converted_end_to_end_keeps_transposes_only_at_the_boundary(name):
+    graph = edgec.import_onnx(make_models.build(name, small=True))
+    feeds = random_inputs(graph, 0)
+    expected = edgec.interpret(graph, feeds)
+    optimized = edgec.optimize(graph, passes=level_pipelines("NHWC")[3])
+    transposes = [n for n in optimized.nodes if n.op == "transpose"]
+    # the one transpose left reads the graph input
+    assert len(transposes) == 1 and transposes[0].inputs[0] is optimized.inputs[0]
+    assert all(n.attrs.get("layout") == "NHWC" for n in optimized.nodes if "layout" in n.attrs)
+    assert_close(edgec.interpret(optimized, feeds), expected)
+
+
+def test_transposes_sink_through_resize_and_concat():
+    golden("""graph @main(%x: f32[1,2,2,2]) -> (%y: f32[1,4,4,4]) {
+      %c0 = const f32[2,2,1,1] [1.0, 0.0, 0.0, 1.0]
+      %0 = conv(%x, %c0) : f32[1,2,2,2]  @"conv"
+      %1 = resize(%0) {scales=[1.0,1.0,2.0,2.0], sizes=[1,2,4,4]} : f32[1,2,4,4]  @"up"
+      %2 = conv(%1, %c0) : f32[1,2,4,4]  @"conv2"
+      %3 = concat(%1, %2) {axis=1} : f32[1,4,4,4]  @"cat"
+      return %3
+    }""", "convert-layout{to=NHWC}", """graph @main(%x: f32[1,2,2,2]) -> (%y: f32[1,4,4,4]) {
+      %c0 = const f32[2,1,1,2] [1.0, 0.0, 0.0, 1.0]
+      %c1 = const f32[2,1,1,2] [1.0, 0.0, 0.0, 1.0]
+      %0 = transpose(%x) {perm=[0,2,3,1]} : f32[1,2,2,2]  @"conv"
+      %1 = conv(%0, %c0) {layout="NHWC"} : f32[1,2,2,2]  @"conv"
+      %2 = resize(%1) {scales=[1.0,2.0,2.0,1.0], sizes=[1,4,4,2]} : f32[1,4,4,2]  @"up"
+      %3 = conv(%2, %c1) {layout="NHWC"} : f32[1,4,4,2]  @"conv2"
+      %4 = concat(%2, %3) {axis=3} : f32[1,4,4,4]  @"cat"
+      %5 = transpose(%4) {perm=[0,3,1,2]} : f32[1,4,4,4]  @"cat"
+      return %5
+    }""")
