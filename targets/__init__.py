@@ -6,14 +6,26 @@ for `-O<level>`; the pass manager runs it before lowering.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from edgec.errors import EdgecError
 
-# Pipelines by level. -O0 imports and lowers only.
-CLEANUP = "fold-constants,dce"
-DEFAULT_PIPELINES = {0: "", 1: CLEANUP, 2: CLEANUP, 3: CLEANUP}
+# Pipelines by level: -O0 imports and lowers only; -O1 clean-ups; -O2 adds recognition and
+# fusion; -O3 adds the target's preferred layout (see `level_pipelines`).
+CLEANUP = "fold-constants,eliminate-noop,simplify-shapes,cse,dce"
+RECOGNIZE = "recognize-layernorm,recognize-gelu,recognize-silu,recognize-hardswish"
+FUSE = "fuse-conv-bn,fuse-matmul-add,fuse-bias,fuse-activation"
+
+
+def level_pipelines(layout: str) -> dict[int, str]:
+    """The pipeline of each level for a target whose convs and pools prefer `layout`."""
+    o2 = f"{CLEANUP},{RECOGNIZE},{FUSE},fold-constants,cse,fuse-elementwise,dce"
+    o3 = f"{CLEANUP},{RECOGNIZE},{FUSE},convert-layout{{to={layout}}},fold-constants,cse,fuse-elementwise,dce"
+    return {0: "", 1: CLEANUP, 2: o2, 3: o3}
+
+
+DEFAULT_PIPELINES = level_pipelines("NCHW")
 
 
 @dataclass(frozen=True)
@@ -27,7 +39,11 @@ class Target:
     vector_bits: int = 128  # vector width the schedules assume
     dotprod: bool = False  # int8 dot-product instructions allowed
     aliases: tuple[str, ...] = ()
-    pipelines: dict[int, str] = field(default_factory=lambda: dict(DEFAULT_PIPELINES))
+    pipelines: dict[int, str] | None = None  # None: level_pipelines(layout)
+
+    def __post_init__(self):
+        if self.pipelines is None:
+            object.__setattr__(self, "pipelines", level_pipelines(self.layout))
 
     def pipeline(self, level: int) -> str:
         if level not in self.pipelines:

@@ -21,17 +21,27 @@ class BuildResult:
     relax_text: str  # the Relax module after the pipeline, for --dump
 
 
-def relax_pipeline(target: Any):
-    """TVM's Relax pipeline for the target: legalize, fuse, schedule, lower to the VM."""
+def relax_pipeline(target: Any, tuning_db: str | None = None, report: dict | None = None):
+    """The Relax pipeline for the target: legalize, fuse, schedule, lower to the VM.
+
+    CPU targets get edgec's own pipeline (NHWC convolutions with repacked weights and edgec's
+    default schedules, see targets/schedules); other targets get TVM's default pipeline.
+    `tuning_db` (CPU): a directory written by `edgec tune`; its records replace the default
+    schedules of the kernels they match. `report` (CPU): filled with {kernel: rule}, the rule
+    being "tuned" for kernels scheduled from the database."""
+    if target.kind == "cpu":
+        from .schedules import cpu_pipeline
+        return cpu_pipeline(target.tvm_target(), target.vector_bits, tuning_db=tuning_db, report=report)
     return relax.get_default_pipeline(target.tvm_target())
 
 
-def build_graph(graph: Graph, target: Any) -> BuildResult:
-    """Lower `graph` and compile it for `target`."""
+def build_graph(graph: Graph, target: Any, tuning_db: str | None = None,
+                report: dict | None = None) -> BuildResult:
+    """Lower `graph` and compile it for `target` (`tuning_db`, `report`: see relax_pipeline)."""
     mod = lower_graph(graph, target)
     tvm_target = target.tvm_target()
     with tvm_target:
-        mod = relax_pipeline(target)(mod)
+        mod = relax_pipeline(target, tuning_db, report)(mod)
     kernels = sorted(gv.name_hint for gv, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc))
     ex = relax.build(mod, tvm_target, relax_pipeline=None)
     return BuildResult(ex, kernels, "")

@@ -1,0 +1,338 @@
+"""edgec's default CPU schedule rules, written with `tvm.s_tir` schedule primitives.
+
+Each rule takes a legalized and fused PrimFunc and returns a scheduled `tvm.s_tir.Schedule`, or
+None when the kernel does not have the shape the rule handles. Every primitive the rules use
+(split, reorder, fuse, parallel, vectorize, unroll, cache_write, reverse_compute_at,
+decompose_reduction, compute_inline) keeps the computation the same; only loop order, storage
+and instruction selection change.
+
+Rules, tried in this order by `schedule_func`:
+
+- `tiled_reduction`: one reduction block whose iterations are spatial axes then reduction axes
+  (conv2d and depthwise conv2d in NHWC, dense, matmul, batch_matmul, pooling in NHWC, sums over
+  outer axes). Register tiling: the last spatial axis (the output's contiguous dimension: output
+  channels for NHWC convs and pools, columns for matmul) is split into a vector block, the
+  second-to-last spatial axis (output width, matmul rows) into an unrolled register block; the
+  accumulator tile lives in a local buffer (registers); the reduction loops run around the tile;
+  the remaining outer loops are fused and run in parallel. Elementwise epilogues fused into the
+  kernel (bias, relu, residual add, ...) are inlined into the tile's write-back, and producers
+  (padding) become a parallel, vectorized stage of their own.
+- `injective`: kernels made only of spatial blocks (elementwise, broadcast, transpose, reshape,
+  padding, concat, ...): intermediates inlined, the innermost loop split into a vector block, the
+  rest fused and run in parallel.
+- `rowwise`: anything else (softmax, layer norm, reductions over the innermost axes): each
+  root-level block on its own, spatial blocks parallel and vectorized, reduction blocks parallel
+  over their leading spatial loops. (dlight's CPU `Reduction` rule is not used: for a softmax
+  over a [1, N] tensor it parallelizes the N output elements around the whole row reduction,
+  which is quadratic and races on the shared row maximum.)
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import tvm
+from tvm import s_tir, tirx
+
+DATA_PAR = tirx.IterVar.DataPar
+COMM_REDUCE = tirx.IterVar.CommReduce
+
+# Accumulator registers the register tile may use (AVX-512 and NEON have 32 vector registers,
+# AVX2 16; a few are needed for the operands).
+ACCUMULATORS = {512: 24, 256: 12, 128: 24}
+
+
+def _int(x) -> int | None:
+    return int(x) if isinstance(x, (int, tirx.IntImm)) else None
+
+
+def _extent(sch: s_tir.Schedule, loop) -> int | None:
+    return _int(sch.get(loop).extent)
+
+
+def _largest_divisor(n: int, limit: int, multiple_of: int = 1) -> int:
+    """The largest divisor of n that is at most `limit` and a multiple of `multiple_of` (1 if none)."""
+    for d in range(min(n, limit), 0, -1):
+        if n % d == 0 and d % multiple_of == 0:
+            return d
+    return 1
+
+
+def vector_factor(extent: int, lanes: int) -> int:
+    """How many elements of a loop of `extent` to compute as one vector: up to two registers,
+    whole registers when the extent allows, else the largest divisor that fits."""
+    for limit in (2 * lanes, lanes):
+        if extent % lanes == 0:
+            return _largest_divisor(extent, limit, lanes)
+    return _largest_divisor(extent, lanes)
+
+
+def register_tile(vec_extent: int, reg_extent: int, lanes: int, budget: int) -> tuple[int, int]:
+    """(vector block, register rows) for the accumulator tile: one or two whole registers wide
+    when the extent allows, rows a divisor of `reg_extent`; the pair that keeps the most
+    accumulators (at most `budget`) busy, the wider one on a tie. For 13 output columns and
+    16 lanes: 16 x 13 (13 accumulators) rather than 32 x 1 (2)."""
+    widths = [w for w in (2 * lanes, lanes) if vec_extent % w == 0] or [vector_factor(vec_extent, lanes)]
+    best = None
+    for vf in widths:
+        vectors = max(1, vf // lanes)
+        rf = _largest_divisor(reg_extent, max(1, budget // vectors))
+        score = (rf * vectors, vf)
+        if best is None or score > best[0]:
+            best = (score, vf, rf)
+    return best[1], best[2]
+
+
+def root_blocks(sch: s_tir.Schedule) -> list:
+    root = sch.get_sblock("root")
+    return list(sch.get_child_blocks(root))
+
+
+def _kinds(sch: s_tir.Schedule, block) -> list[int]:
+    return [int(iv.iter_type) for iv in sch.get(block).iter_vars]
+
+
+def _is_spatial(sch: s_tir.Schedule, block) -> bool:
+    return all(k == DATA_PAR for k in _kinds(sch, block))
+
+
+def _loops_match_iters(sch: s_tir.Schedule, block) -> bool:
+    """Whether the block's loops bind its iteration variables one to one, in order, from 0."""
+    loops = sch.get_loops(block)
+    blk = sch.get(block)
+    if len(loops) != len(blk.iter_vars):
+        return False
+    # The binding values are on the SBlockRealize; read them from the parent loop's body.
+    loop_vars = [sch.get(lp).loop_var for lp in loops]
+    body = sch.get(loops[-1]).body
+    while isinstance(body, tirx.SeqStmt):
+        body = body[0]
+    if not isinstance(body, s_tir.SBlockRealize):
+        return False
+    for value, var, lp, iv in zip(body.iter_values, loop_vars, loops, blk.iter_vars):
+        if not (isinstance(value, tirx.Var) and value.same_as(var)):
+            return False
+        if _int(sch.get(lp).min) != 0 or _int(sch.get(lp).extent) is None:
+            return False
+    return True
+
+
+def _inline_intermediates(sch: s_tir.Schedule, keep: Callable[[object], bool]) -> None:
+    """Inline every spatial block that `keep` does not protect, as long as TVM allows it."""
+    changed = True
+    while changed:
+        changed = False
+        for block in root_blocks(sch):
+            if keep(block) or not _is_spatial(sch, block):
+                continue
+            try:
+                sch.compute_inline(block)
+                changed = True
+                break
+            except Exception:  # noqa: BLE001 - a primitive refused: try the next option
+                continue
+
+
+def schedule_spatial_block(sch: s_tir.Schedule, block, lanes: int) -> None:
+    """Parallel outer loops and a vectorized innermost block for one spatial block at the root."""
+    loops = sch.get_loops(block)
+    if not loops:
+        return
+    inner = _extent(sch, loops[-1])
+    if inner is not None and inner > 1:
+        factor = vector_factor(inner, lanes)
+        if factor > 1:
+            outer, vec = sch.split(loops[-1], [None, factor])
+            sch.vectorize(vec)
+            loops = [*loops[:-1], outer]
+    if len(loops) > 1:
+        fused = sch.fuse(*loops)
+    else:
+        fused = loops[0]
+    sch.parallel(fused)
+
+
+def _parallel_leading_spatial(sch: s_tir.Schedule, block) -> None:
+    """Run the leading spatial loops of a root-level block in parallel."""
+    loops = sch.get_loops(block)
+    if not loops or not _loops_match_iters(sch, block):
+        return
+    kinds = _kinds(sch, block)
+    n = 0
+    while n < len(kinds) and kinds[n] == DATA_PAR:
+        n += 1
+    if n == 0:
+        return
+    lead = loops[:n]
+    fused = sch.fuse(*lead) if len(lead) > 1 else lead[0]
+    sch.parallel(fused)
+
+
+def _reduction_shape(sch: s_tir.Schedule, block) -> tuple[int, int] | None:
+    """(number of spatial axes, number of reduction axes) for a block of the form S..S R..R."""
+    kinds = _kinds(sch, block)
+    ns = 0
+    while ns < len(kinds) and kinds[ns] == DATA_PAR:
+        ns += 1
+    nr = len(kinds) - ns
+    if ns == 0 or nr == 0 or any(k != COMM_REDUCE for k in kinds[ns:]):
+        return None
+    return ns, nr
+
+
+def pack_weights(sch: s_tir.Schedule, main, ns: int, vf: int, constant_params, packs: list) -> None:
+    """Repack constant weights read by the reduction block so that each vector block is
+    contiguous: W[..., n] -> W[n // vf, ..., n % vf] (for an NHWC conv, HWIO -> O'HWIo: the
+    weights one output tile needs are one contiguous stream). Only parameters whose last index is
+    the vectorized output axis, and that are constants at every call site, are repacked; each
+    becomes `(param index, vf)` in `packs`, for the caller to repack the constants the same way."""
+    func = sch.mod["main"]
+    block = sch.get(main)
+    vec_var = block.iter_vars[ns - 1].var
+    for i, region in enumerate(block.reads):
+        buf = region.source
+        index = next((j for j, p in enumerate(func.params) if p.same_as(buf)), None)
+        if index is None or index not in constant_params or len(buf.shape) < 2:
+            continue
+        last = region.region[-1]
+        n = _int(buf.shape[-1])
+        if not (isinstance(last.min, tirx.Var) and last.min.same_as(vec_var)) or n is None or n % vf:
+            continue
+        if any(_uses_var(r.min, vec_var) for r in region.region[:-1]):
+            continue
+        sch.transform_layout(main, ("read", i), lambda *idx: (idx[-1] // vf, *idx[:-1], idx[-1] % vf))
+        packs.append((index, vf))
+
+
+def _uses_var(expr, var) -> bool:
+    return any(v.same_as(var) for v in tirx.analysis.undefined_vars(expr))
+
+
+def repack(array, vf: int):
+    """The numpy side of `pack_weights`: W[..., n] -> W[n // vf, ..., n % vf]."""
+    import numpy as np
+    n = array.shape[-1]
+    blocked = array.reshape(*array.shape[:-1], n // vf, vf)
+    return np.ascontiguousarray(np.moveaxis(blocked, -2, 0))
+
+
+def tiled_reduction(func: tirx.PrimFunc, vector_bits: int, constant_params=frozenset(),
+                    packs: list | None = None) -> s_tir.Schedule | None:
+    """Register-tiled schedule for a kernel with one reduction block (see the module doc).
+    Constant weights among `constant_params` are repacked (see `pack_weights`, `packs`)."""
+    sch = s_tir.Schedule(func)
+    blocks = root_blocks(sch)
+    reductions = [b for b in blocks if not _is_spatial(sch, b)]
+    if len(reductions) != 1:
+        return None
+    main = reductions[0]
+    shape = _reduction_shape(sch, main)
+    if shape is None or not _loops_match_iters(sch, main):
+        return None
+    ns, _ = shape
+    dtype_bits = tvm.DataType(str(sch.get(main).writes[0].source.dtype)).bits
+    lanes = max(1, vector_bits // dtype_bits)
+    loops = sch.get_loops(main)
+    extents = [_extent(sch, lp) for lp in loops]
+    vec_extent = extents[ns - 1]
+    vf, rf = register_tile(vec_extent, extents[ns - 2] if ns >= 2 else 1, lanes,
+                           ACCUMULATORS.get(vector_bits, 16))
+    if vf < min(4, lanes):
+        return None  # the contiguous output axis is too short to vectorize: a row reduction
+
+    # Epilogue: inline elementwise blocks after the reduction into each other; producers
+    # (padding) stay as stages of their own.
+    block_names = [sch.get(b).name_hint for b in blocks]
+    main_index = block_names.index(sch.get(main).name_hint)
+    producers = set(block_names[:main_index])
+    output_names = {sch.get(b).name_hint for b in sch.get_output_blocks(sch.get_sblock("root"))}
+
+    def keep(block) -> bool:
+        name = sch.get(block).name_hint
+        return name in producers or name in output_names or name == block_names[main_index]
+
+    _inline_intermediates(sch, keep)
+    others = {sch.get(b).name_hint for b in root_blocks(sch)} - {block_names[main_index]}
+
+    if packs is not None:
+        pack_weights(sch, main, ns, vf, constant_params, packs)
+
+    # Accumulate the tile in registers: the reduction block writes a local buffer and a
+    # write-back block copies the finished tile out.
+    writeback = sch.cache_write(main, 0, "local")
+    consumers = [b for b in root_blocks(sch)
+                 if sch.get(b).name_hint not in producers
+                 and sch.get(b).name_hint not in (sch.get(main).name_hint, sch.get(writeback).name_hint)]
+    for block in consumers:
+        try:
+            sch.reverse_compute_inline(block)
+        except Exception:  # noqa: BLE001 - a primitive refused: try the next option
+            pass
+
+    loops = sch.get_loops(main)
+    spatial, reduction = loops[:ns], loops[ns:]
+    v_outer, v_inner = sch.split(spatial[-1], [None, vf])
+    if ns >= 2:
+        r_outer, r_inner = sch.split(spatial[-2], [None, rf])
+        # The vector block's outer loop goes first: one block of weights (convs) or of B's
+        # columns (matmul) stays in cache while every output row uses it.
+        outer = [v_outer, *spatial[:-2], r_outer]
+        tile = [r_inner, v_inner]
+    else:
+        outer = [v_outer]
+        tile = [v_inner]
+    sch.reorder(*outer, *reduction, *tile)
+    fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
+
+    sch.reverse_compute_at(writeback, fused, preserve_unit_loops=True)
+    sch.vectorize(tile[-1])
+    if len(tile) == 2 and rf > 1:
+        sch.unroll(tile[0])
+    sch.parallel(fused)
+    sch.decompose_reduction(main, reduction[0])
+    wb_loops = sch.get_loops(writeback)
+    sch.vectorize(wb_loops[-1])
+
+    # Producers (padding) and epilogue blocks that could not be inlined: stages of their own.
+    for block in root_blocks(sch):
+        name = sch.get(block).name_hint
+        if name in others and _is_spatial(sch, block):
+            try:
+                schedule_spatial_block(sch, block, lanes)
+            except Exception:  # noqa: BLE001 - a primitive refused: leave the stage as it is
+                pass
+    return sch
+
+
+def injective(func: tirx.PrimFunc, vector_bits: int) -> s_tir.Schedule | None:
+    """Parallel + vectorized schedule for kernels whose blocks are all spatial."""
+    sch = s_tir.Schedule(func)
+    blocks = root_blocks(sch)
+    if not blocks or not all(_is_spatial(sch, b) for b in blocks):
+        return None
+    output_names = {sch.get(b).name_hint for b in sch.get_output_blocks(sch.get_sblock("root"))}
+    _inline_intermediates(sch, lambda b: sch.get(b).name_hint in output_names)
+    for block in root_blocks(sch):
+        dtype_bits = tvm.DataType(str(sch.get(block).writes[0].source.dtype)).bits
+        lanes = max(1, vector_bits // max(8, dtype_bits))
+        schedule_spatial_block(sch, block, lanes)
+    return sch
+
+
+def rowwise(func: tirx.PrimFunc, vector_bits: int) -> s_tir.Schedule | None:
+    """Every other kernel (reductions over the innermost axes: softmax, layer norm, means over
+    the last axes; kernels with several reductions): each root-level block on its own. Spatial
+    blocks get parallel outer loops and a vectorized innermost loop; reduction blocks run their
+    leading spatial loops in parallel and keep their reduction loops serial (the order of a float
+    sum is kept). Nothing is inlined or moved, so no value is computed twice."""
+    sch = s_tir.Schedule(func)
+    for block in root_blocks(sch):
+        try:
+            if _is_spatial(sch, block):
+                dtype_bits = tvm.DataType(str(sch.get(block).writes[0].source.dtype)).bits
+                schedule_spatial_block(sch, block, max(1, vector_bits // max(8, dtype_bits)))
+            else:
+                _parallel_leading_spatial(sch, block)
+        except Exception:  # noqa: BLE001 - a primitive refused: leave this block as it is
+            pass
+    return sch

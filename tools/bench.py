@@ -1,0 +1,327 @@
+"""Benchmark edgec's compiled CPU code against ONNX Runtime and TVM's own path, in one process.
+
+    python tools/bench.py                                   # all models, 1 thread, 20 runs each
+    python tools/bench.py --models resnet18,mlp --repeat 10 --threads 1 --out bench_out
+    python tools/bench.py --small --repeat 3                # the reduced models: a quick smoke run
+
+For each model the runners are:
+
+- `ort-1t`: ONNX Runtime, CPUExecutionProvider, one intra-op thread (the reference for the ratio);
+- `ort-all`: ONNX Runtime with every core;
+- `tvm`: what a user would try without edgec: `tvm.relax.frontend.onnx.from_onnx` then
+  `tvm.compile` with TVM's default Relax pipeline for the host (untuned);
+- `edgec-O0`, `edgec-O1`, `edgec-O2`: `edgec.compile(model, target="host", level=L)`, run through
+  `edgec.load(DIR).run(feeds)` (edgec's default schedules are part of the build);
+- `edgec-O2-tuned` (with `--tuning-db DIR`): -O2 with the MetaSchedule database DIR/<model>
+  (kernels missing from it keep the default schedules), run on TVM's VM.
+
+TVM and edgec modules run on TVM's thread pool with `--threads` threads (default 1).
+Timing: after `--warmup` runs each, the runners are timed interleaved, one run of each in turn,
+`--repeat` rounds; a runner whose warm-up run took more than `--slow` seconds (TVM's untuned path)
+is timed for 3 rounds only (the table gives the count). Reported: median, min and max in ms, the
+ratio of the median to `ort-1t`'s median, the compile (or session creation) time, the growth of
+the process's resident memory while the runner was created and first run (one process holds all
+runners, so this is an increase, not a separate peak), and the largest absolute difference of
+the outputs from `ort-1t`'s.
+
+Models: `resnet18`, `mobilenetv2`, `transformer`, `mlp` from tools/make_models.py, and
+`resnet50`, `squeezenet` from the onnx package's `light` backend test data when present. A runner
+that fails (an unsupported op, say) is reported as failed with its message; the others go on.
+
+Outputs: a markdown table on stdout and, with `--out DIR`, DIR/bench.md and DIR/bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+MAKE_MODELS = ("resnet18", "mobilenetv2", "transformer", "mlp")
+LIGHT_MODELS = {"resnet50": "light_resnet50.onnx", "squeezenet": "light_squeezenet.onnx"}
+ALL_MODELS = (*MAKE_MODELS, *LIGHT_MODELS)
+
+
+def rss_mb() -> float:
+    """The process's current resident set size, in MB."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def light_dir() -> Path:
+    return Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+
+
+def load_models(names: list[str], small: bool, work: Path) -> dict[str, Path]:
+    """Paths of the requested models (make_models ones written into `work`)."""
+    paths: dict[str, Path] = {}
+    wanted = [n for n in names if n in MAKE_MODELS]
+    if wanted:
+        import make_models
+        paths.update(make_models.build_all(work / "models", small=small, names=tuple(wanted)))
+    for n in names:
+        if n in LIGHT_MODELS:
+            p = light_dir() / LIGHT_MODELS[n]
+            if p.is_file():
+                paths[n] = p
+            else:
+                print(f"note: {n}: {p} is not in this onnx package; skipped", file=sys.stderr)
+        elif n not in MAKE_MODELS:
+            raise SystemExit(f"unknown model {n!r}; known: {', '.join(ALL_MODELS)}")
+    return {n: paths[n] for n in names if n in paths}
+
+
+def model_feeds(path: Path, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random inputs for the model's graph inputs (initializers excluded)."""
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for inp in model.graph.input:
+        if inp.name in inits:
+            continue
+        t = inp.type.tensor_type
+        shape = [d.dim_value if d.dim_value > 0 else 1 for d in t.shape.dim]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)
+        if np.issubdtype(dtype, np.floating):
+            feeds[inp.name] = rng.standard_normal(shape).astype(dtype)
+        else:
+            feeds[inp.name] = rng.integers(0, 4, shape).astype(dtype)
+    return feeds
+
+
+def set_tvm_threads(n: int) -> None:
+    """Size TVM's runtime thread pool (used by TVM's and edgec's modules)."""
+    import tvm
+    tvm.get_global_func("runtime.config_threadpool")(1, n)
+
+
+# ---- runners: each returns (run function, compile seconds) ------------------------------------
+def make_ort(path: Path, threads: int):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    t0 = time.perf_counter()
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    elapsed = time.perf_counter() - t0
+    names = [o.name for o in sess.get_outputs()]
+    return (lambda feeds: sess.run(names, feeds)), elapsed
+
+
+def make_tvm(path: Path, threads: int):
+    """TVM's own path: its ONNX frontend and its default (untuned) pipeline."""
+    import tvm
+    from tvm import relax
+    from tvm.relax.frontend.onnx import from_onnx
+    from tvm.target import codegen
+    t0 = time.perf_counter()
+    model = onnx.load(str(path))
+    mod = from_onnx(model, keep_params_in_input=False)
+    target = tvm.target.Target({"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu()})
+    ex = tvm.compile(mod, target=target, relax_pipeline=relax.get_default_pipeline(target))
+    vm = relax.VirtualMachine(ex, tvm.cpu())
+    elapsed = time.perf_counter() - t0
+
+    def run(feeds):
+        out = vm["main"](*[tvm.runtime.tensor(a) for a in feeds.values()])
+        outs = out if isinstance(out, (list, tuple)) or type(out).__name__ == "Array" else [out]
+        return [o.numpy() for o in outs]
+    return run, elapsed
+
+
+def make_edgec(path: Path, level: int, work: Path):
+    import edgec
+    t0 = time.perf_counter()
+    out = work / f"{path.stem}-O{level}"
+    art = edgec.compile(str(path), target="host", output=out, level=level).artifact
+    elapsed = time.perf_counter() - t0
+    names = [n for n, _ in art.outputs]
+
+    def run(feeds):
+        result = art.run(feeds)
+        return [result[n] for n in names]
+    return run, elapsed
+
+
+def make_edgec_tuned(path: Path, db_dir: str):
+    """edgec at -O2 with a tuning database (`edgec tune`): the build goes through
+    `build_graph(..., tuning_db=)` directly and runs on TVM's VM."""
+    import tvm
+    from tvm import relax
+    import edgec
+    from edgec.passmanager import PassManager
+    from edgec.targets import get_target
+    from edgec.targets.build import build_graph
+    target = get_target("host")
+    t0 = time.perf_counter()
+    graph = PassManager(target.pipeline(2)).run(edgec.import_onnx(str(path)))
+    report: dict = {}
+    built = build_graph(graph, target, tuning_db=db_dir, report=report)
+    vm = relax.VirtualMachine(built.executable, tvm.cpu())
+    elapsed = time.perf_counter() - t0
+    tuned = sum(1 for rule in report.values() if rule == "tuned")
+    print(f"  {path.stem}: {tuned} of {len(report)} kernels from the tuning database", file=sys.stderr)
+
+    def run(feeds):
+        out = vm["main"](*[tvm.runtime.tensor(a) for a in feeds.values()])
+        return [o.numpy() for o in out]
+    return run, elapsed
+
+
+def runner_factories(path: Path, args, work: Path) -> dict[str, Callable[[], tuple]]:
+    cores = os.cpu_count() or 1
+    factories: dict[str, Callable[[], tuple]] = {
+        "ort-1t": lambda: make_ort(path, 1),
+        f"ort-all({cores}t)": lambda: make_ort(path, cores),
+    }
+    if not args.no_tvm:
+        factories["tvm"] = lambda: make_tvm(path, args.threads)
+    for level in args.levels:
+        factories[f"edgec-O{level}"] = (lambda lv: lambda: make_edgec(path, lv, work))(level)
+    if args.tuning_db:
+        factories["edgec-O2-tuned"] = lambda: make_edgec_tuned(path, str(Path(args.tuning_db) / path.stem))
+    return factories
+
+
+def max_diff(outs: list, ref: list) -> float | None:
+    try:
+        return float(max(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
+                         for a, b in zip(outs, ref)))
+    except Exception:  # noqa: BLE001 - shapes differ: report it as no comparison
+        return None
+
+
+def bench_model(name: str, path: Path, args, work: Path) -> dict[str, Any]:
+    feeds = model_feeds(path)
+    results: dict[str, dict[str, Any]] = {}
+    runs: dict[str, Callable] = {}
+    reference = None
+    for rname, factory in runner_factories(path, args, work).items():
+        gc.collect()
+        before = rss_mb()
+        try:
+            run, compile_s = factory()
+            t0 = time.perf_counter()
+            outs = run(feeds)
+            first = time.perf_counter() - t0
+            for _ in range(args.warmup - 1):
+                run(feeds)
+        except Exception as e:  # noqa: BLE001 - report and go on with the other runners
+            msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:200]
+            results[rname] = {"failed": msg}
+            print(f"  {name} {rname}: FAILED {msg}", file=sys.stderr)
+            if args.verbose:
+                traceback.print_exc()
+            continue
+        outs = [np.asarray(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
+        if reference is None:
+            reference = outs
+        results[rname] = {"compile_s": compile_s, "rss_growth_mb": rss_mb() - before,
+                          "first_run_s": first, "max_abs_diff_vs_ort": max_diff(outs, reference),
+                          "times_ms": []}
+        runs[rname] = run
+        print(f"  {name} {rname}: ready (compile {compile_s:.1f}s, first run {first * 1e3:.1f} ms)",
+              file=sys.stderr)
+    rounds = {r: (3 if results[r]["first_run_s"] > args.slow else args.repeat) for r in runs}
+    for i in range(max(rounds.values(), default=0)):
+        for rname, run in runs.items():
+            if i < rounds[rname]:
+                t0 = time.perf_counter()
+                run(feeds)
+                results[rname]["times_ms"].append((time.perf_counter() - t0) * 1e3)
+    ref_median = None
+    for rname in runs:
+        ts = results[rname]["times_ms"]
+        results[rname].update(median_ms=statistics.median(ts), min_ms=min(ts), max_ms=max(ts), n=len(ts))
+        if rname == "ort-1t":
+            ref_median = results[rname]["median_ms"]
+    for rname in runs:
+        results[rname]["ratio_vs_ort_1t"] = results[rname]["median_ms"] / ref_median if ref_median else None
+    return results
+
+
+def markdown(all_results: dict[str, dict[str, Any]], args) -> str:
+    lines = [f"threads for TVM/edgec: {args.threads}; repeat {args.repeat} after {args.warmup} warm-up; "
+             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+             "",
+             "| model | runner | median ms | min ms | max ms | n | x ort-1t | compile s | RSS +MB | max abs diff |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for model, res in all_results.items():
+        for rname, r in res.items():
+            if "failed" in r:
+                lines.append(f"| {model} | {rname} | failed: {r['failed'].replace('|', '/')} |  |  |  |  |  |  |  |")
+                continue
+            diff = r["max_abs_diff_vs_ort"]
+            ratio = r["ratio_vs_ort_1t"]
+            lines.append(f"| {model} | {rname} | {r['median_ms']:.2f} | {r['min_ms']:.2f} | {r['max_ms']:.2f} | "
+                         f"{r['n']} | {ratio:.2f} | {r['compile_s']:.1f} | {r['rss_growth_mb']:.0f} | "
+                         f"{'-' if diff is None else f'{diff:.1e}'} |")
+        tvm_r, best = res.get("tvm", {}), None
+        for level in sorted(args.levels, reverse=True):
+            r = res.get(f"edgec-O{level}", {})
+            if "median_ms" in r:
+                best = r
+                break
+        if "median_ms" in tvm_r and best is not None:
+            lines.append(f"| {model} | edgec speed-up over tvm |  |  |  |  | "
+                         f"{tvm_r['median_ms'] / best['median_ms']:.1f}x |  |  |  |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default=",".join(ALL_MODELS), help=f"comma list (default: {','.join(ALL_MODELS)})")
+    p.add_argument("--repeat", type=int, default=20, help="timed rounds per runner (default 20)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed runs per runner first (default 2)")
+    p.add_argument("--threads", type=int, default=1, help="TVM runtime threads for tvm/edgec (default 1)")
+    p.add_argument("--levels", default="0,1,2", help="edgec levels to build (default 0,1,2)")
+    p.add_argument("--no-tvm", action="store_true", help="skip TVM's own (slow, untuned) path")
+    p.add_argument("--slow", type=float, default=1.0,
+                   help="a runner whose warm-up run takes more seconds than this is timed 3 times (default 1)")
+    p.add_argument("--tuning-db", help="directory of tuning databases, one per model (DIR/<model>, written by "
+                   "`edgec tune`): adds an edgec-O2-tuned runner")
+    p.add_argument("--small", action="store_true", help="the reduced make_models sizes (smoke test)")
+    p.add_argument("--out", help="directory for bench.md and bench.json")
+    p.add_argument("--verbose", action="store_true", help="tracebacks of failed runners")
+    args = p.parse_args(argv)
+    args.levels = [int(x) for x in args.levels.split(",") if x.strip()]
+    args.warmup = max(1, args.warmup)
+    set_tvm_threads(args.threads)
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    all_results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="edgec-bench-") as d:
+        work = Path(d)
+        for name, path in load_models(names, args.small, work).items():
+            print(f"{name}: {path}", file=sys.stderr)
+            all_results[name] = bench_model(name, path, args, work)
+    table = markdown(all_results, args)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench.md").write_text(table)
+        meta = {"threads": args.threads, "repeat": args.repeat, "warmup": args.warmup, "cores": os.cpu_count(),
+                "machine": platform.machine(), "command": " ".join(sys.argv)}
+        (out / "bench.json").write_text(json.dumps({"meta": meta, "results": all_results}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
