@@ -118,7 +118,12 @@ def cmd_compile(args) -> int:
     _load_passes(args.load_pass)
     target = args.target or _default_target()
     result = compile(args.model, target=target, output=args.output, level=_level(args), passes=args.passes,
-                     input_shapes=_input_shapes(args), instruments=_instruments(args), bundle=args.bundle)
+                     input_shapes=_input_shapes(args), instruments=_instruments(args), bundle=args.bundle,
+                     tuning_db=args.tuning_db)
+    if args.tuning_db:
+        tuned = sum(rule == "tuned" for rule in result.schedules.values())
+        print(f"tuning database {args.tuning_db}: {tuned} of {len(result.schedules)} kernels tuned, "
+              "the rest use edgec's default schedules")
     if args.timing:
         print(result.pass_manager.timing_table())
         print(f"kernels in the built module: {len(result.kernels)}")
@@ -134,7 +139,7 @@ def _safe_file_name(name: str) -> str:
 
 def cmd_run(args) -> int:
     from .driver import load
-    art = load(args.artifact)
+    art = load(args.artifact, threads=args.threads)
     outputs = art.run(_read_inputs(args.input))
     if args.output:
         args.output.mkdir(parents=True, exist_ok=True)
@@ -233,6 +238,23 @@ def cmd_ops(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from edgec.targets import get_target
+    from edgec.targets.schedules.tuning import tune_graph
+    from .onnx_import import import_onnx
+    from .passmanager import PassManager
+    _load_passes(args.load_pass)
+    target = get_target(args.target or _default_target())
+    if target.kind != "cpu":
+        raise EdgecError(f"edgec tune supports CPU targets; '{target.name}' is {target.kind}")
+    pipeline = args.passes if args.passes is not None else target.pipeline(_level(args))
+    graph = PassManager(pipeline).run(import_onnx(args.model, _input_shapes(args)))
+    tune_graph(graph, target, args.db, args.trials, progress=print)
+    print(f"tuning records in {args.db}; use them with `edgec compile ... --tuning-db {args.db}` "
+          "at the same level and target")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from edgec.targets import rpc
     report = rpc.bench(args.artifact, args.rpc, key=args.key, repeat=args.repeat)
@@ -251,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("-o", "--output", type=Path, required=True, help="artifact directory to write")
     p.add_argument("--bundle", action="store_true", help="add the runtime and a runner for the board")
+    p.add_argument("--tuning-db", type=Path, default=None, metavar="DIR", help="schedules from `edgec tune`")
     _add_pipeline_options(p)
     _add_model_options(p)
     _add_instrument_options(p)
@@ -260,7 +283,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("artifact")
     p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE.npy")
     p.add_argument("-o", "--output", type=Path, help="directory for NAME.npy per output")
+    p.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("tune", help="tune the model's kernels with MetaSchedule into a database")
+    p.add_argument("model")
+    p.add_argument("--db", type=Path, required=True, metavar="DIR", help="tuning database (resumable)")
+    p.add_argument("--trials", type=int, default=200, help="measurement trials in all")
+    _add_pipeline_options(p)
+    _add_model_options(p)
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("opt", help="run passes on a model or .eir file and print the IR")
     p.add_argument("model", help="an ONNX model or an .eir IR file")

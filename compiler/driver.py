@@ -45,6 +45,7 @@ class CompileResult:
     pass_manager: PassManager
     kernels: list[str]
     artifact: "Artifact | None"
+    schedules: dict[str, str]  # kernel -> schedule rule ("tuned" when from the tuning database)
 
 
 def _source(model: Any) -> tuple[Any, str]:
@@ -60,11 +61,13 @@ def _source(model: Any) -> tuple[Any, str]:
 
 def compile(model: Any, target: str = "host", output: str | Path | None = None, level: int = 2,
             passes: str | None = None, input_shapes: dict[str, tuple[int, ...]] | None = None,
-            instruments: Instruments | None = None, bundle: bool = False) -> CompileResult:
+            instruments: Instruments | None = None, bundle: bool = False,
+            tuning_db: str | Path | None = None) -> CompileResult:
     """Import `model` (ONNX path or ModelProto), optimize, build for `target`, write `output`.
 
     `bundle` (ARM targets): also put the aarch64 TVM runtime and the `edgec-run` runner in the
-    artifact, so that the directory runs on a board with nothing else installed."""
+    artifact, so that the directory runs on a board with nothing else installed.
+    `tuning_db`: a directory written by `edgec tune`; matching kernels use its schedules."""
     from edgec.targets import get_target
     from edgec.targets.build import build_graph, export_library
     from .onnx_import import import_onnx
@@ -83,7 +86,10 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
     graph = import_onnx(source, input_shapes)
     pm = PassManager(pipeline, instruments)
     graph = pm.run(graph)
-    built = build_graph(graph, tgt)
+    if tuning_db is not None and not Path(tuning_db).is_dir():
+        raise EdgecError(f"--tuning-db {tuning_db}: no such directory; make one with `edgec tune`")
+    schedule_report: dict[str, str] = {}
+    built = build_graph(graph, tgt, tuning_db=str(tuning_db) if tuning_db else None, report=schedule_report)
     artifact = None
     if out_dir is not None:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -115,14 +121,15 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         artifact = Artifact(out_dir)
-    return CompileResult(graph, pm, built.kernels, artifact)
+    return CompileResult(graph, pm, built.kernels, artifact, schedule_report)
 
 
 class Artifact:
     """A compiled artifact directory."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, threads: int | None = None):
         self.path = Path(path)
+        self.threads = threads  # worker threads of the compiled module (None: all cores)
         mf = self.path / MANIFEST
         if not mf.is_file():
             raise EdgecError(f"{self.path} is not an edgec artifact (no {MANIFEST}); "
@@ -163,11 +170,13 @@ class Artifact:
         import tvm
         from tvm import relax
         if self._vm is None:
+            if self.threads:
+                tvm.get_global_func("runtime.config_threadpool")(1, self.threads)
             lib = tvm.runtime.load_module(str(self.path / self.manifest["library"]))
             self._vm = relax.VirtualMachine(lib, tvm.cpu())
         result = self._vm["main"](*[tvm.runtime.tensor(a) for a in arrays])
         return {name: r.numpy() for (name, _), r in zip(self.outputs, result)}
 
 
-def load(path: str | Path) -> Artifact:
-    return Artifact(path)
+def load(path: str | Path, threads: int | None = None) -> Artifact:
+    return Artifact(path, threads)
