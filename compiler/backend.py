@@ -6,6 +6,12 @@
 
 `prepare` runs the same path as `edgec compile --target host -O2` without writing an artifact:
 the executable is loaded into a Relax VM in this process. Cases handled:
+- a graph input that edgec needs as a compile-time constant (a Reshape shape, Slice starts,
+  reduction axes fed as inputs, as the ONNX node tests do): edgec compiles static shapes only, so
+  such an input is bound to the value given at run time and the model is compiled then (once
+  per distinct value). The importer names such inputs (`needs_constant` on its error); only
+  graph inputs used directly as shape-like operands are bound, never data tensors; inputs
+  declared with a zero-sized dim (no values, only a shape) are bound the same way;
 - inputs given as a list/tuple (by position, in the order of the model's non-initializer
   inputs), as a dict by name, or as one array for a single-input model;
 - inputs are checked by count, shape and dtype (`InputError` otherwise);
@@ -25,52 +31,119 @@ from .errors import InputError, UnsupportedError
 from .ir import Graph
 
 
-class EdgecBackendRep(BackendRep):
-    """A model compiled for the host CPU, ready to run many times."""
+def _compile(model: Any, bound: dict[str, np.ndarray], input_shapes: Any, target_name: str, level: int):
+    """Import (with the `bound` graph inputs turned into initializers), optimize, build."""
+    import onnx
+    from onnx import numpy_helper
+    from .onnx_import import import_onnx
+    from .passmanager import PassManager
+    from edgec.targets import get_target
+    from edgec.targets.build import build_graph
 
-    def __init__(self, graph: Graph, executable: Any):
+    if bound:
+        model = onnx.ModelProto.FromString(model.SerializeToString())
+        kept = [i for i in model.graph.input if i.name not in bound]
+        del model.graph.input[:]
+        model.graph.input.extend(kept)
+        model.graph.initializer.extend(numpy_helper.from_array(a, name) for name, a in bound.items())
+    target = get_target(target_name)
+    graph = import_onnx(model, input_shapes)
+    graph = PassManager(target.pipeline(level)).run(graph)
+    return graph, build_graph(graph, target).executable
+
+
+def _empty_inputs(model: Any) -> list[str]:
+    """Graph inputs declared with a zero-sized dim. They carry no values, only a shape (empty
+    axes, the `target_type` of CastLike, the data of an empty-set reduction), and edgec refuses
+    empty runtime inputs, so the backend binds them like constants: everything they determine is
+    fixed at compile time anyway."""
+    inits = {t.name for t in model.graph.initializer}
+    return [i.name for i in model.graph.input if i.name not in inits and any(
+        d.HasField("dim_value") and d.dim_value == 0 for d in i.type.tensor_type.shape.dim)]
+
+
+def _needs_constant(error: Exception, model: Any) -> str | None:
+    """The graph input an import error asks to be a constant, if it is one."""
+    name = getattr(error, "needs_constant", None)
+    if name and any(i.name == name for i in model.graph.input):
+        return name
+    return None
+
+
+class EdgecBackendRep(BackendRep):
+    """A model compiled for the host CPU, ready to run many times.
+
+    Built either from a compiled graph, or (when some graph inputs must be constants) from the
+    model and the names of those inputs: it then compiles at `run`, once per distinct value."""
+
+    def __init__(self, model: Any, graph: Graph | None, executable: Any, bound_names: list[str],
+                 input_shapes: Any = None, target: str = "host", level: int = 2):
+        self.model = model
+        self.input_names = [i.name for i in model.graph.input
+                            if i.name not in {t.name for t in model.graph.initializer}]
+        self.bound_names = list(bound_names)
+        self._input_shapes, self._target, self._level = input_shapes, target, level
+        self._compiled: dict[Any, tuple[Graph, Any]] = {}
+        if graph is not None:
+            self._compiled[()] = (graph, self._vm(executable))
+        self.output_names = [o.name for o in model.graph.output]
+
+    @staticmethod
+    def _vm(executable: Any):
         import tvm
         from tvm import relax
+        return relax.VirtualMachine(executable, tvm.cpu())
 
-        self.graph = graph
-        self.input_names = [v.name for v in graph.inputs]
-        self.input_types = [v.type for v in graph.inputs]
-        self.output_names = list(graph.output_names)
-        self.output_types = [v.type for v in graph.outputs]
-        self._vm = relax.VirtualMachine(executable, tvm.cpu())
-
-    def _arrays(self, inputs: Any) -> list[np.ndarray]:
-        """The inputs in the model's order, checked against its input types."""
+    def _by_name(self, inputs: Any) -> dict[str, np.ndarray]:
         if isinstance(inputs, dict):
             unknown = sorted(set(inputs) - set(self.input_names))
             missing = [n for n in self.input_names if n not in inputs]
             if unknown or missing:
                 raise InputError(f"inputs do not match the model: missing {missing}, unknown {unknown}; "
                                  f"expected {self.input_names}")
-            inputs = [inputs[n] for n in self.input_names]
-        elif isinstance(inputs, np.ndarray):
+            return {n: np.asarray(inputs[n]) for n in self.input_names}
+        if isinstance(inputs, np.ndarray):
             inputs = [inputs]
         inputs = list(inputs)
         if len(inputs) != len(self.input_names):
             raise InputError(f"the model takes {len(self.input_names)} input(s) "
                              f"({', '.join(self.input_names)}), {len(inputs)} given")
-        arrays = []
-        for name, t, a in zip(self.input_names, self.input_types, inputs):
-            a = np.asarray(a)
-            if a.dtype != t.np_dtype or tuple(a.shape) != t.shape:
-                raise InputError(f"input '{name}' is {a.dtype}{list(a.shape)}; the model expects "
-                                 f"{t.np_dtype}{list(t.shape)}")
-            arrays.append(np.ascontiguousarray(a))
-        return arrays
+        return {n: np.asarray(a) for n, a in zip(self.input_names, inputs)}
+
+    def _compiled_for(self, feeds: dict[str, np.ndarray]) -> tuple[Graph, Any]:
+        """The compiled graph for these values of the bound inputs (compiling if new)."""
+        while True:
+            key = tuple((n, feeds[n].dtype.str, feeds[n].shape, feeds[n].tobytes()) for n in self.bound_names)
+            if key in self._compiled:
+                return self._compiled[key]
+            bound = {n: feeds[n] for n in self.bound_names}
+            try:
+                graph, executable = _compile(self.model, bound, self._input_shapes, self._target, self._level)
+            except UnsupportedError as e:
+                name = _needs_constant(e, self.model)
+                if name is None or name in self.bound_names:
+                    raise
+                self.bound_names.append(name)
+                continue
+            self._compiled[key] = (graph, self._vm(executable))
+            return self._compiled[key]
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[Any, ...]:
         import tvm
 
-        arrays = self._arrays(inputs)
-        result = self._vm["main"](*[tvm.runtime.tensor(a) for a in arrays])
-        outputs = [np.asarray(r.numpy(), dtype=t.np_dtype).reshape(t.shape)
-                   for r, t in zip(result, self.output_types)]
-        return namedtupledict("Outputs", self.output_names)(*outputs)
+        feeds = self._by_name(inputs)
+        graph, vm = self._compiled_for(feeds)
+        arrays = []
+        for v in graph.inputs:
+            a, t = feeds[v.name], v.type
+            if a.dtype != t.np_dtype or tuple(a.shape) != t.shape:
+                raise InputError(f"input '{v.name}' is {a.dtype}{list(a.shape)}; the model expects "
+                                 f"{t.np_dtype}{list(t.shape)}")
+            arrays.append(np.require(a, requirements="C"))  # keeps 0-d arrays 0-d
+        result = vm["main"](*[tvm.runtime.tensor(a) for a in arrays])
+        outputs = [np.asarray(r.numpy(), dtype=o.type.np_dtype).reshape(o.type.shape)
+                   for r, o in zip(result, graph.outputs)]
+        return namedtupledict("Outputs", graph.output_names)(*outputs)
 
 
 class EdgecBackend(Backend):
@@ -85,19 +158,26 @@ class EdgecBackend(Backend):
 
     @classmethod
     def prepare(cls, model: Any, device: str = "CPU", **kwargs: Any) -> EdgecBackendRep:
-        """Import `model` (a ModelProto or path), run the -O2 pipeline, build for the host CPU."""
-        from .onnx_import import import_onnx
-        from .passmanager import PassManager
-        from edgec.targets import get_target
-        from edgec.targets.build import build_graph
-
+        """Import `model` (a ModelProto), run the -O2 pipeline, build for the host CPU; if a graph
+        input must be a compile-time constant, compile at the first `run` instead."""
+        import onnx
         if not cls.supports_device(device):
             raise UnsupportedError(f"the edgec ONNX backend runs on the CPU only, not on {device}")
-        target = get_target(cls.target)
-        graph = import_onnx(model, kwargs.get("input_shapes"))
-        graph = PassManager(target.pipeline(cls.level)).run(graph)
-        built = build_graph(graph, target)
-        return EdgecBackendRep(graph, built.executable)
+        if not isinstance(model, onnx.ModelProto):  # a path: read it and its external data here
+            from .onnx_import import _load_external, _read_model
+            model, base_dir = _read_model(model)
+            _load_external(model, base_dir)
+        shapes = kwargs.get("input_shapes")
+        if _empty_inputs(model):
+            return EdgecBackendRep(model, None, None, _empty_inputs(model), shapes, cls.target, cls.level)
+        try:
+            graph, executable = _compile(model, {}, shapes, cls.target, cls.level)
+        except UnsupportedError as e:
+            name = _needs_constant(e, model)
+            if name is None:
+                raise
+            return EdgecBackendRep(model, None, None, [name], shapes, cls.target, cls.level)
+        return EdgecBackendRep(model, graph, executable, [], shapes, cls.target, cls.level)
 
     @classmethod
     def run_model(cls, model: Any, inputs: Any, device: str = "CPU", **kwargs: Any) -> tuple[Any, ...]:

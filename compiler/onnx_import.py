@@ -7,12 +7,23 @@ Each ONNX op type has a converter registered with `@onnx_op` beside the ops it p
 - lists every unsupported op type with the nodes that use it, in one message;
 - fixes dynamic dims from `input_shapes`, and refuses a dynamic dim left without a value;
 - treats initializers that also appear as graph inputs as constants;
+- accepts opsets MIN_OPSET..MAX_OPSET; older models are first converted to MIN_OPSET with
+  `onnx.version_converter`. Every change to an existing op from opset 22 to 28 only adds dtypes
+  (edgec rejects unsupported dtypes by name) or adds an attribute whose default keeps the
+  opset-21 meaning; NEWER_ATTRS lists those attributes and a node that sets one to another
+  value is refused;
+- refuses any tensor with a negative dim or more than MAX_ELEMENTS elements, naming the node;
+- omits a node's extra outputs that nothing reads (Dropout's mask in old exports, say);
+- turns an unexpected exception inside a converter (a malformed attribute, say) into an
+  `UnsupportedError` naming the ONNX node;
 - folds integer computations on constants as it goes (shape arithmetic such as
-  Shape -> Gather -> Concat -> Reshape), so that shape operands become attributes.
+  Shape -> Gather -> Concat -> Reshape), and tiny float ones (Shape -> Cast -> Mul -> Floor), so
+  that shape operands become attributes; folding of weights is left to `fold-constants`.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -23,8 +34,19 @@ from .errors import EdgecError, ModelError, ShapeError, UnsupportedError
 from .ir import DTYPES, Graph, TensorType, Value, is_float
 from .ops import ONNX_CONVERTERS, get_op
 
-MIN_OPSET, MAX_OPSET = 11, 21
+MIN_OPSET, MAX_OPSET = 11, 28
+MAX_ELEMENTS = 1 << 31  # elements in one tensor
+# Attributes added to existing ops after opset 21, and the value that keeps the opset-21 meaning.
+NEWER_ATTRS = {
+    ("Cast", "round_mode"): "up",  # opset 24, float8e8m0 only
+    ("CastLike", "round_mode"): "up",  # opset 24
+    ("DequantizeLinear", "output_dtype"): 0,  # opset 23
+    ("QuantizeLinear", "precision"): 0,  # opset 23
+    ("Range", "stash_type"): 1,  # opset 27, float16 accumulation
+    ("SpaceToDepth", "mode"): "DCR",  # opset 28
+}
 FOLD_LIMIT = 1 << 16  # elements: larger integer results are not folded at import
+FLOAT_FOLD_LIMIT = 64  # float results up to this size fold too (float shape arithmetic, scales)
 
 # ONNX TensorProto data type -> edgec dtype name
 ONNX_DTYPES = {1: "f32", 2: "u8", 3: "i8", 4: "u16", 5: "i16", 6: "i32", 7: "i64", 9: "bool",
@@ -51,8 +73,14 @@ class ImportContext:
             node = self.graph.add(op, inputs, attrs, origin=[self.origin])
         except EdgecError as e:
             raise self.fail(str(e)) from None
+        for o in node.outputs:
+            shape = o.type.shape
+            if any(d < 0 for d in shape) or math.prod(shape) > MAX_ELEMENTS:
+                raise ShapeError(f"ONNX node '{self.origin}' ({self.node.op_type}) gives a tensor of "
+                                 f"shape {list(shape)}, which has a negative dim or more than "
+                                 f"{MAX_ELEMENTS} elements")
         if all(v.is_const for v in inputs) and all(
-                not is_float(o.type.dtype) and o.type.size <= FOLD_LIMIT for o in node.outputs):
+                o.type.size <= (FLOAT_FOLD_LIMIT if is_float(o.type.dtype) else FOLD_LIMIT) for o in node.outputs):
             results = get_op(op).run([v.const_value() for v in inputs], node.attrs)
             consts = [self.graph.const(np.asarray(r, dtype=o.type.np_dtype).reshape(o.type.shape))
                       for r, o in zip(results, node.outputs)]
@@ -72,8 +100,11 @@ class ImportContext:
         if value is None:
             raise self.fail(f"input '{what}' is missing")
         if not value.is_const:
-            raise self.fail(f"input '{what}' must be a constant: edgec compiles static shapes only; "
+            err = self.fail(f"input '{what}' must be a constant: edgec compiles static shapes only; "
                             "fix the model's input shapes with --input-shape so it can be computed")
+            # The graph input it is, if any: the ONNX backend binds such inputs at their first run.
+            err.needs_constant = value.name if any(v is value for v in self.graph.inputs) else None
+            raise err
         return value.const_value()
 
 
@@ -108,16 +139,26 @@ def _load_external(proto, base_dir: Path | None) -> None:
                              "file path so edgec can read its data files")
         info = {e.key: e.value for e in tensor.external_data}
         location = info.get("location", "")
+        if not location:
+            raise ModelError(f"initializer '{tensor.name}' uses external data but names no location")
         target = (base_dir / location).resolve()
         if os.path.isabs(location) or base_dir not in target.parents:
             raise ModelError(f"initializer '{tensor.name}' points to external data '{location}' outside "
                              f"the model's directory {base_dir}; edgec reads data files only from there")
         if not target.is_file():
             raise ModelError(f"initializer '{tensor.name}': external data file '{location}' is missing")
-        offset, length = int(info.get("offset", 0)), info.get("length")
+        try:
+            offset = int(info.get("offset", 0))
+            length = int(info["length"]) if "length" in info else target.stat().st_size - offset
+        except ValueError:
+            raise ModelError(f"initializer '{tensor.name}': external data offset/length "
+                             f"{info.get('offset')!r}/{info.get('length')!r} are not integers") from None
+        if offset < 0 or length < 0 or offset + length > target.stat().st_size:
+            raise ModelError(f"initializer '{tensor.name}': external data offset {offset} and length "
+                             f"{length} lie outside the file '{location}'")
         with open(target, "rb") as f:
             f.seek(offset)
-            raw = f.read(int(length)) if length is not None else f.read()
+            raw = f.read(length)
         tensor.raw_data = raw
         del tensor.external_data[:]
         tensor.data_location = 0
@@ -153,7 +194,11 @@ def _attr_values(node) -> dict[str, Any]:
         if a.type in (5, 10, 11, 12):  # GRAPH, GRAPHS, SPARSE_TENSOR, SPARSE_TENSORS
             raise UnsupportedError(f"ONNX node '{node.name or node.op_type}' ({node.op_type}): "
                                    f"attribute '{a.name}' holds a subgraph or sparse tensor, not supported")
-        v = helper.get_attribute_value(a)
+        try:
+            v = helper.get_attribute_value(a)
+        except Exception as e:  # noqa: BLE001 - protobuf content is untrusted
+            raise ModelError(f"ONNX node '{node.name or node.op_type}' ({node.op_type}): attribute "
+                             f"'{a.name}' is malformed ({e})") from None
         if isinstance(v, bytes):
             v = v.decode("utf-8", "replace")
         elif isinstance(v, list) and v and isinstance(v[0], bytes):
@@ -164,19 +209,82 @@ def _attr_values(node) -> dict[str, Any]:
     return out
 
 
+def _without_unread_outputs(node, read: set[str]):
+    """A copy of `node` whose extra outputs (after the first) that nothing reads are omitted (""),
+    so converters see optional outputs such as Dropout's mask or MaxPool's indices as absent."""
+    import onnx
+    copy = onnx.NodeProto()
+    copy.CopyFrom(node)
+    for k in range(1, len(copy.output)):
+        if copy.output[k] not in read:
+            copy.output[k] = ""
+    while len(copy.output) > 1 and not copy.output[-1]:
+        copy.output.pop()
+    return copy
+
+
+def _check_arity(ctx: ImportContext, node) -> None:
+    """The node's input and output counts against the ONNX schema of the model's opset."""
+    import onnx.defs
+    try:
+        schema = onnx.defs.get_schema(node.op_type, ctx.opset, "")
+    except onnx.defs.SchemaError:
+        raise ctx.fail(f"ONNX defines no {node.op_type} in opset {ctx.opset}") from None
+    n_in = len(node.input)
+    while n_in and not node.input[n_in - 1]:  # trailing omitted optional inputs
+        n_in -= 1
+    if not schema.min_input <= n_in <= schema.max_input:
+        raise ctx.fail(f"has {n_in} inputs; {node.op_type}-{schema.since_version} takes "
+                       f"{schema.min_input} to {schema.max_input}")
+    if not schema.min_output <= len(node.output) <= schema.max_output:
+        raise ctx.fail(f"has {len(node.output)} outputs; {node.op_type}-{schema.since_version} gives "
+                       f"{schema.min_output} to {schema.max_output}")
+
+
+def _check_declared_output(o, computed: TensorType, fixed_shapes: bool) -> None:
+    """A graph output's declared element type (and static dims, unless input shapes were
+    overridden) must match what edgec computes."""
+    if not o.type.HasField("tensor_type"):
+        return
+    tt = o.type.tensor_type
+    if tt.elem_type and ONNX_DTYPES.get(tt.elem_type) != computed.dtype:
+        declared = ONNX_DTYPES.get(tt.elem_type, f"ONNX data type {tt.elem_type}")
+        raise ModelError(f"graph output '{o.name}' is declared {declared}, but the graph computes "
+                         f"{computed} (a type mismatch in the model)")
+    if fixed_shapes and tt.HasField("shape"):
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        if len(dims) != computed.rank or any(d is not None and d != c for d, c in zip(dims, computed.shape)):
+            shown = ["?" if d is None else d for d in dims]
+            raise ShapeError(f"graph output '{o.name}' is declared with shape {shown}, but the graph "
+                             f"computes {computed}")
+
+
+def _upgrade(proto, opset: int):
+    """A model older than MIN_OPSET, converted to MIN_OPSET with onnx.version_converter."""
+    from onnx import version_converter
+    try:
+        return version_converter.convert_version(proto, MIN_OPSET)
+    except Exception as e:  # noqa: BLE001 - the converter raises several kinds
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise UnsupportedError(f"the model uses opset {opset}; edgec supports opsets {MIN_OPSET} to "
+                               f"{MAX_OPSET}, and onnx.version_converter could not convert it to opset "
+                               f"{MIN_OPSET} ({first})") from None
+
+
 def import_onnx(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
     """Import an ONNX model (path or ModelProto) into an edgec Graph."""
     proto, base_dir = _read_model(model)
     _load_external(proto, base_dir)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None:
-        raise ModelError("the model declares no opset for the default ONNX domain")
+        if not proto.graph.node or any(n.domain in ("", "ai.onnx") for n in proto.graph.node):
+            raise ModelError("the model declares no opset for the default ONNX domain")
+        opset = MAX_OPSET  # only ops of other domains: they are listed as unsupported below
     if opset > MAX_OPSET:
         raise UnsupportedError(f"the model uses opset {opset}; edgec supports opsets {MIN_OPSET} to "
                                f"{MAX_OPSET}. Convert it with onnx.version_converter to opset {MAX_OPSET}")
     if opset < MIN_OPSET:
-        raise UnsupportedError(f"the model uses opset {opset}; edgec supports opsets {MIN_OPSET} to "
-                               f"{MAX_OPSET}. Convert it with onnx.version_converter to opset {MIN_OPSET} or newer")
+        proto, opset = _upgrade(proto, opset), MIN_OPSET
     gp = proto.graph
     input_shapes = dict(input_shapes or {})
 
@@ -203,8 +311,9 @@ def import_onnx(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = No
     if unknown:
         raise ShapeError(f"--input-shape names {', '.join(unknown)}, which the model has no input of; "
                          f"its inputs: {', '.join(i.name for i in gp.input if i.name not in env)}")
+    initializer_names = set(env)
     for inp in gp.input:
-        if inp.name in env:  # older exporters list initializers as inputs too: constants
+        if inp.name in initializer_names:  # older exporters list initializers as inputs too: constants
             continue
         tt = inp.type.tensor_type
         if not inp.type.HasField("tensor_type"):
@@ -222,7 +331,10 @@ def import_onnx(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = No
                                  f"{inp.name}=D0,D1,...")
             dims = []
             for d in tt.shape.dim:
-                if d.HasField("dim_value") and d.dim_value > 0:
+                if d.HasField("dim_value") and d.dim_value <= 0:
+                    raise ShapeError(f"input '{inp.name}' has dimension {d.dim_value}; edgec needs "
+                                     "positive sizes (empty tensors are not supported)")
+                if d.HasField("dim_value"):
                     dims.append(d.dim_value)
                 else:
                     sym = d.dim_param or "?"
@@ -237,7 +349,10 @@ def import_onnx(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = No
         env[inp.name] = graph.add_input(inp.name, TensorType(ONNX_DTYPES[tt.elem_type], shape))
 
     ctx = ImportContext(graph, opset)
+    read = {name for n in gp.node for name in n.input} | {o.name for o in gp.output}
     for i, n in enumerate(gp.node):
+        if any(name and name not in read for name in n.output[1:]):
+            n = _without_unread_outputs(n, read)
         ctx.node, ctx.origin = n, n.name or f"{n.op_type}_{i}"
         inputs: list[Value | None] = []
         for name in n.input:
@@ -249,7 +364,18 @@ def import_onnx(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = No
                                  "or nodes out of topological order)")
             else:
                 inputs.append(env[name])
-        outs = ONNX_CONVERTERS[n.op_type](ctx, n, inputs, _attr_values(n))
+        _check_arity(ctx, n)
+        attrs = _attr_values(n)
+        for (op_type, name), default in NEWER_ATTRS.items():
+            if n.op_type == op_type and attrs.get(name, default) != default:
+                raise ctx.fail(f"attribute {name}={attrs[name]!r} is not supported (only {default!r})")
+        try:
+            outs = ONNX_CONVERTERS[n.op_type](ctx, n, inputs, attrs)
+        except EdgecError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a malformed node must not crash the import
+            raise ctx.fail(f"the importer failed on this node ({type(e).__name__}: {e}); "
+                           "its attributes or inputs may be malformed") from e
         for name, v in zip(n.output, outs):
             if name == "":
                 continue
@@ -262,6 +388,7 @@ def import_onnx(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = No
     for o in gp.output:
         if o.name not in env:
             raise ModelError(f"graph output '{o.name}' is not produced by any node")
+        _check_declared_output(o, env[o.name].type, fixed_shapes=not input_shapes)
         outputs.append(env[o.name])
     graph.set_outputs(outputs, [o.name for o in gp.output])
     from .verifier import verify

@@ -96,7 +96,7 @@ def run_bundle(artifact, arrays: list[np.ndarray], runs: int = 1, warmup: int = 
         files = []
         for i, a in enumerate(arrays):
             f = tmpdir / f"input{i}.npy"
-            np.save(f, np.ascontiguousarray(a))
+            np.save(f, np.array(a, order="C"))  # ascontiguousarray would make 0-d inputs 1-d
             files.append(str(f))
         out_dir = tmpdir / "out"
         out_dir.mkdir()
