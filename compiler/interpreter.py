@@ -32,8 +32,8 @@ def check_inputs(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.nda
     return out
 
 
-def interpret(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run `graph` on numpy inputs with each op's reference implementation."""
+def interpret_values(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[int, np.ndarray]:
+    """Run `graph` with each op's reference implementation, keeping every value: id(Value) -> array."""
     feeds = check_inputs(graph, feeds)
     env: dict[int, np.ndarray] = {id(v): feeds[v.name] for v in graph.inputs}
 
@@ -48,4 +48,13 @@ def interpret(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarra
                 raise VerifyError(f"{node.describe()}: the reference gave shape {list(r.shape)}, "
                                   f"the inferred type is {o.type} (a bug in op '{node.op}')")
             env[id(o)] = r.astype(o.type.np_dtype, copy=False)
-    return {name: get(v) for name, v in zip(graph.output_names, graph.outputs)}
+    for v in graph.outputs:
+        if v.is_const:
+            env[id(v)] = v.const_value()
+    return env
+
+
+def interpret(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run `graph` on numpy inputs with each op's reference implementation."""
+    env = interpret_values(graph, feeds)
+    return {name: env[id(v)] for name, v in zip(graph.output_names, graph.outputs)}

@@ -271,22 +271,8 @@ def verify_model(model: Any, target: str = "host", level: int | None = 2, passes
 # ---- bisect --------------------------------------------------------------------------------
 def run_all_values(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[int, np.ndarray]:
     """Interpret `graph` keeping every node result: id(Value) -> array."""
-    from .interpreter import check_inputs
-    from .ops import get_op
-    feeds = check_inputs(graph, feeds)
-    env: dict[int, np.ndarray] = {id(v): feeds[v.name] for v in graph.inputs}
-
-    def get(v: Value) -> np.ndarray:
-        return v.const_value() if v.is_const else env[id(v)]
-
-    for node in graph.nodes:
-        results = get_op(node.op).run([get(v) for v in node.inputs], node.attrs)
-        for o, r in zip(node.outputs, results):
-            env[id(o)] = np.asarray(r).astype(o.type.np_dtype, copy=False).reshape(o.type.shape)
-    for v in graph.outputs:
-        if v.is_const:
-            env[id(v)] = v.const_value()
-    return env
+    from .interpreter import interpret_values
+    return interpret_values(graph, feeds)
 
 
 def _const_digest(v: Value) -> str:
