@@ -345,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"edgec: error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("edgec: interrupted", file=sys.stderr)
         return 130
