@@ -133,13 +133,8 @@ class EdgecBackendRep(BackendRep):
 
         feeds = self._by_name(inputs)
         graph, vm = self._compiled_for(feeds)
-        arrays = []
-        for v in graph.inputs:
-            a, t = feeds[v.name], v.type
-            if a.dtype != t.np_dtype or tuple(a.shape) != t.shape:
-                raise InputError(f"input '{v.name}' is {a.dtype}{list(a.shape)}; the model expects "
-                                 f"{t.np_dtype}{list(t.shape)}")
-            arrays.append(np.require(a, requirements="C"))  # keeps 0-d arrays 0-d
+        from .interpreter import check_inputs
+        arrays = list(check_inputs(graph, {v.name: feeds[v.name] for v in graph.inputs}).values())
         result = vm["main"](*[tvm.runtime.tensor(a) for a in arrays])
         outputs = [np.asarray(r.numpy(), dtype=o.type.np_dtype).reshape(o.type.shape)
                    for r, o in zip(result, graph.outputs)]

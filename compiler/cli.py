@@ -18,7 +18,6 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import EdgecError, InputError
+from .errors import EdgecError
 from .ir import Graph, TensorType
 from .passmanager import Instruments, PassManager, format_pipeline
 
@@ -144,23 +144,8 @@ class Artifact:
 
     def check_inputs(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Inputs in order, checked by name, shape and dtype."""
-        expected = dict(self.inputs)
-        unknown = sorted(set(feeds) - set(expected))
-        missing = [n for n in expected if n not in feeds]
-        if unknown or missing:
-            raise InputError(
-                "inputs do not match the model: "
-                + "; ".join(filter(None, [missing and "missing " + ", ".join(f"'{n}'" for n in missing),
-                                          unknown and "unknown " + ", ".join(f"'{n}'" for n in unknown)]))
-                + "; expected " + ", ".join(f"{n}: {t}" for n, t in self.inputs))
-        arrays = []
-        for name, t in self.inputs:
-            a = np.asarray(feeds[name])
-            if a.dtype != t.np_dtype or tuple(a.shape) != t.shape:
-                raise InputError(f"input '{name}' is {a.dtype}{list(a.shape)}; the model expects "
-                                 f"{t.np_dtype}{list(t.shape)}")
-            arrays.append(np.array(a, order="C"))
-        return arrays
+        from .interpreter import check_feeds
+        return list(check_feeds(self.inputs, feeds).values())
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         arrays = self.check_inputs(feeds)

@@ -5,31 +5,38 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError, VerifyError
-from .ir import Graph, Value
+from .ir import Graph, TensorType, Value
 from .ops import get_op
 
 
-def check_inputs(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Inputs by name, checked against the graph's inputs (names, shapes, dtypes)."""
-    expected = {v.name: v.type for v in graph.inputs}
-    unknown = sorted(set(feeds) - set(expected))
-    missing = sorted(set(expected) - set(feeds))
+def check_feeds(expected: list[tuple[str, TensorType]], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Inputs by name, checked against (name, type) pairs: names, shapes and dtypes.
+
+    The one input check of edgec: the interpreter, compiled artifacts and the ONNX backend use it."""
+    types = dict(expected)
+    unknown = sorted(set(feeds) - set(types))
+    missing = [n for n in types if n not in feeds]
     if unknown or missing:
         parts = []
         if missing:
-            parts.append("missing " + ", ".join(f"'{n}' ({expected[n]})" for n in missing))
+            parts.append("missing " + ", ".join(f"'{n}' ({types[n]})" for n in missing))
         if unknown:
             parts.append("unknown " + ", ".join(f"'{n}'" for n in unknown))
         raise InputError(f"inputs do not match the model: {'; '.join(parts)}; "
-                         f"expected {', '.join(f'{n}: {t}' for n, t in expected.items())}")
+                         f"expected {', '.join(f'{n}: {t}' for n, t in expected)}")
     out = {}
-    for name, t in expected.items():
+    for name, t in expected:
         arr = np.asarray(feeds[name])
         if arr.dtype != t.np_dtype or tuple(arr.shape) != t.shape:
             raise InputError(f"input '{name}' is {arr.dtype}{list(arr.shape)}; the model expects "
                              f"{t.np_dtype}{list(t.shape)}")
-        out[name] = arr
+        out[name] = np.require(arr, requirements="C")  # contiguous; keeps 0-d arrays 0-d
     return out
+
+
+def check_inputs(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`check_feeds` against the graph's inputs."""
+    return check_feeds([(v.name, v.type) for v in graph.inputs], feeds)
 
 
 def interpret_values(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[int, np.ndarray]:

@@ -166,6 +166,17 @@ class _Tokens:
             self.accept(",")
         return TensorType(dtype, tuple(dims))
 
+    def attrs(self) -> dict[str, Any]:
+        """An optional `{key=value, ...}` block."""
+        attrs: dict[str, Any] = {}
+        if self.accept("{"):
+            while not self.accept("}"):
+                key = self.next("ident")
+                self.next(text="=")
+                attrs[key] = self.value()
+                self.accept(",")
+        return attrs
+
     def value(self) -> Any:
         kind, text = self.peek() or ("", "")
         if text == "[":
@@ -277,13 +288,7 @@ def parse_ir(text: str) -> Graph:
         while not t.accept(")"):
             inputs.append(lookup(t.next("var"), t))
             t.accept(",")
-        attrs: dict[str, Any] = {}
-        if t.accept("{"):
-            while not t.accept("}"):
-                key = t.next("ident")
-                t.next(text="=")
-                attrs[key] = t.value()
-                t.accept(",")
+        attrs = t.attrs()
         t.next(text=":")
         if t.accept("("):
             types = []

@@ -1,7 +1,6 @@
 """The command line: exit codes, one clear message with no traceback, no half-written artifacts,
 deterministic dumps, custom passes."""
 
-import os
 import re
 import subprocess
 import sys

@@ -63,13 +63,7 @@ def parse_body(body: str, num_inputs: int) -> list[tuple[str, list[int], dict]]:
                     raise VerifyError(f"step {k} uses {tok}, which is not defined before it")
                 args.append(int(tok[1:]))
                 t.accept(",")
-            attrs = {}
-            if t.accept("{"):
-                while not t.accept("}"):
-                    key = t.next("ident")
-                    t.next(text="=")
-                    attrs[key] = t.value()
-                    t.accept(",")
+            attrs = t.attrs()
             t.done()
         except VerifyError as e:
             raise VerifyError(f"fused_elementwise body {body!r}: {str(e).replace('IR text line 0: ', '')}") from None

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import edgec
-from onnx_util import assert_close, check_model, node_model
+from onnx_util import check_model, node_model
 
 rng = np.random.default_rng(0)
 X = rng.standard_normal((2, 3, 4)).astype(np.float32)
