@@ -121,12 +121,14 @@ def fold_constant_transposes(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
 
 
 def schedule_func(func: tirx.PrimFunc, target: tvm.target.Target, vector_bits: int,
-                  constant_params=frozenset(), packs: list | None = None):
+                  constant_params=frozenset(), packs: list | None = None, knobs: dict | None = None):
     """The scheduled version of `func` and the name of the rule that scheduled it
     (`(func, None)` when no rule applies). Parameters in `constant_params` (indices) are
-    constants at every call site; the tiled rule may repack those and lists them in `packs`."""
+    constants at every call site; the tiled rule may repack those and lists them in `packs`.
+    `knobs`: the tiled rule's parameters (one entry of `rules.tiled_reduction_space`; None:
+    its defaults)."""
     tries = [
-        ("tiled_reduction", lambda f, p: rules.tiled_reduction(f, vector_bits, constant_params, p)),
+        ("tiled_reduction", lambda f, p: rules.tiled_reduction(f, vector_bits, constant_params, p, knobs)),
         ("injective", lambda f, p: rules.injective(f, vector_bits)),
         ("rowwise", lambda f, p: rules.rowwise(f, vector_bits)),
     ]

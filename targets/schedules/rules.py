@@ -216,11 +216,9 @@ def repack(array, vf: int):
     return np.ascontiguousarray(np.moveaxis(blocked, -2, 0))
 
 
-def tiled_reduction(func: tirx.PrimFunc, vector_bits: int, constant_params=frozenset(),
-                    packs: list | None = None) -> s_tir.Schedule | None:
-    """Register-tiled schedule for a kernel with one reduction block (see the module doc).
-    Constant weights among `constant_params` are repacked (see `pack_weights`, `packs`)."""
-    sch = s_tir.Schedule(func)
+def _tiled_reduction_main(sch: s_tir.Schedule):
+    """(the reduction block, its number of spatial axes, the bits of its output dtype, its loop
+    extents) when `sch` has the one-reduction shape `tiled_reduction` handles, else None."""
     blocks = root_blocks(sch)
     reductions = [b for b in blocks if not _is_spatial(sch, b)]
     if len(reductions) != 1:
@@ -229,16 +227,64 @@ def tiled_reduction(func: tirx.PrimFunc, vector_bits: int, constant_params=froze
     shape = _reduction_shape(sch, main)
     if shape is None or not _loops_match_iters(sch, main):
         return None
-    ns, _ = shape
     dtype_bits = tvm.DataType(str(sch.get(main).writes[0].source.dtype)).bits
+    extents = [_extent(sch, lp) for lp in sch.get_loops(main)]
+    return main, shape[0], dtype_bits, extents
+
+
+def default_tile(vec_extent: int, reg_extent: int, lanes: int, vector_bits: int) -> dict:
+    """The knobs `tiled_reduction` uses when none are given: {"vf": vector block, "rf": register
+    rows} from `register_tile`."""
+    vf, rf = register_tile(vec_extent, reg_extent, lanes, ACCUMULATORS.get(vector_bits, 16))
+    return {"vf": vf, "rf": rf}
+
+
+def tiled_reduction_space(func: tirx.PrimFunc, vector_bits: int) -> list[dict]:
+    """The knob settings `tiled_reduction` accepts for `func`, the default first ([] when the rule
+    does not apply). Knobs: "vf", the output's contiguous axis block computed as vectors (a divisor
+    of that axis, whole registers when possible); "rf", the register rows (a divisor of the
+    second-to-last spatial axis), with at most 32 accumulator registers in the tile."""
+    sch = s_tir.Schedule(func)
+    found = _tiled_reduction_main(sch)
+    if found is None:
+        return []
+    _, ns, dtype_bits, extents = found
     lanes = max(1, vector_bits // dtype_bits)
-    loops = sch.get_loops(main)
-    extents = [_extent(sch, lp) for lp in loops]
+    vec_extent, reg_extent = extents[ns - 1], (extents[ns - 2] if ns >= 2 else 1)
+    default = default_tile(vec_extent, reg_extent, lanes, vector_bits)
+    if default["vf"] < min(4, lanes):
+        return []
+    widths = [w for w in (lanes, 2 * lanes, 4 * lanes) if vec_extent % w == 0] or [default["vf"]]
+    space = [default]
+    for vf in widths:
+        vectors = max(1, vf // lanes)
+        for rf in range(1, reg_extent + 1):
+            if reg_extent % rf == 0 and rf * vectors <= 32 and {"vf": vf, "rf": rf} != default:
+                space.append({"vf": vf, "rf": rf})
+    return space
+
+
+def tiled_reduction(func: tirx.PrimFunc, vector_bits: int, constant_params=frozenset(),
+                    packs: list | None = None, knobs: dict | None = None) -> s_tir.Schedule | None:
+    """Register-tiled schedule for a kernel with one reduction block (see the module doc).
+    Constant weights among `constant_params` are repacked (see `pack_weights`, `packs`).
+    `knobs`: one entry of `tiled_reduction_space` (None: the default tile)."""
+    sch = s_tir.Schedule(func)
+    found = _tiled_reduction_main(sch)
+    if found is None:
+        return None
+    main, ns, dtype_bits, extents = found
+    blocks = root_blocks(sch)
+    lanes = max(1, vector_bits // dtype_bits)
     vec_extent = extents[ns - 1]
-    vf, rf = register_tile(vec_extent, extents[ns - 2] if ns >= 2 else 1, lanes,
-                           ACCUMULATORS.get(vector_bits, 16))
+    reg_extent = extents[ns - 2] if ns >= 2 else 1
+    if knobs is None:
+        knobs = default_tile(vec_extent, reg_extent, lanes, vector_bits)
+    vf, rf = int(knobs["vf"]), int(knobs["rf"])
     if vf < min(4, lanes):
         return None  # the contiguous output axis is too short to vectorize: a row reduction
+    if vec_extent % vf or reg_extent % rf:
+        return None
 
     # Epilogue: inline elementwise blocks after the reduction into each other; producers
     # (padding) stay as stages of their own.
