@@ -58,7 +58,8 @@ def assert_close(actual: dict, expected: dict, rtol: float = 1e-4, atol: float =
         a, e = np.asarray(actual[name]), np.asarray(expected[name])
         assert a.shape == e.shape, f"{what} {name}: shape {a.shape} != {e.shape}"
         if e.dtype.kind in "fc":
-            scale = max(1.0, float(np.max(np.abs(e)))) if e.size else 1.0
+            finite = np.abs(e[np.isfinite(e)])  # an inf or nan in `e` must not widen the tolerance to inf
+            scale = max(1.0, float(np.max(finite))) if finite.size else 1.0
             np.testing.assert_allclose(a, e, rtol=rtol, atol=atol * scale, err_msg=f"{what} {name}")
         else:
             np.testing.assert_array_equal(a, e, err_msg=f"{what} {name}")

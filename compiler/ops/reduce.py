@@ -19,7 +19,7 @@ opset 18) or as a constant second input (later opsets; a missing one means empty
 from __future__ import annotations
 
 import numpy as np
-from tvm import relax, topi
+from tvm import relax, te, tirx, topi
 
 from ..errors import VerifyError
 from ..ir import TensorType
@@ -100,6 +100,42 @@ def _square(x):
     return R.multiply(x, x)
 
 
+def _relax_extreme(is_max: bool):
+    """max / min over `axes`. Floats reduce from -inf / +inf (TVM's own max and min start from the
+    largest finite value, so a slice of all -inf would give -3.4e38 instead of -inf)."""
+    def lower(ctx, x, axes, keep):
+        dtype = str(x.ty.dtype)
+        if not dtype.startswith("float"):
+            return (R.max if is_max else R.min)(x, axes, keep)
+
+        def te_extreme(data):
+            combine = tirx.max if is_max else tirx.min
+            identity = float("-inf") if is_max else float("inf")
+            reducer = te.comm_reducer(lambda a, b: combine(a, b), lambda t: tirx.const(identity, t),
+                                      name="max" if is_max else "min")
+            shape = list(data.shape)
+            red = {a: te.reduce_axis((0, shape[a]), name=f"k{a}") for a in axes}
+
+            def body(*index):
+                it = iter(index)
+                full = []
+                for d in range(len(shape)):
+                    if d in red:
+                        full.append(red[d].var)
+                        if keep:
+                            next(it)
+                    else:
+                        full.append(next(it))
+                return reducer(data[tuple(full)], axis=[red[a] for a in sorted(red)])
+
+            out_shape = [1 if d in red else n for d, n in enumerate(shape)] if keep else \
+                [n for d, n in enumerate(shape) if d not in red]
+            return te.compute(out_shape, body, name="reduce_max" if is_max else "reduce_min")
+
+        return ctx.bb.emit_te(te_extreme, x, primfunc_name_hint="reduce_max" if is_max else "reduce_min")
+    return lower
+
+
 # name: (ONNX op type, operand dtypes, numpy fn(x, axes tuple, keepdims), relax fn, elementwise part for
 #        numpy, elementwise part for relax, opset from which axes is an input)
 REDUCE: dict[str, tuple] = {
@@ -108,9 +144,9 @@ REDUCE: dict[str, tuple] = {
                    lambda ctx, x, ax, k: R.sum(x, ax, k), None, None, 13),
     "reduce_mean": ("ReduceMean", FLOATS + INT32_64, _np_mean, _relax_mean, None, None, 18),
     "reduce_max": ("ReduceMax", NUMERIC, lambda x, ax, k: np.max(x, axis=ax, keepdims=k),
-                   lambda ctx, x, ax, k: R.max(x, ax, k), None, None, 18),
+                   _relax_extreme(True), None, None, 18),
     "reduce_min": ("ReduceMin", NUMERIC, lambda x, ax, k: np.min(x, axis=ax, keepdims=k),
-                   lambda ctx, x, ax, k: R.min(x, ax, k), None, None, 18),
+                   _relax_extreme(False), None, None, 18),
     "reduce_prod": ("ReduceProd", FLOATS + INT32_64,
                     lambda x, ax, k: np.prod(x, axis=ax, keepdims=k, dtype=x.dtype),
                     lambda ctx, x, ax, k: R.prod(x, ax, k), None, None, 18),

@@ -1051,7 +1051,10 @@ def _onnx_constant_of_shape(ctx, node, inputs, attrs):
         raise ctx.fail(f"value must hold one element, got shape {list(value.shape)}")
     if any(d < 0 for d in shape):
         raise ctx.fail(f"shape {shape} has a negative dim")
-    return [ctx.const(np.full(shape, value.reshape(-1)[0], dtype=value.dtype))]
+    # An expand of the one value: ctx.emit checks the size before anything is allocated, and
+    # folds the result into a constant when it is small.
+    scalar = ctx.const(np.asarray(value.reshape(-1)[0], dtype=value.dtype).reshape([1] * len(shape)))
+    return emit_nonempty(ctx, "expand", [scalar], {"shape": list(shape)})
 
 
 @onnx_op("Shape")

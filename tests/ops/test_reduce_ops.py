@@ -124,3 +124,17 @@ def test_reduce_ir_attrs_normalised():
     g = edgec.import_onnx(node_model("ReduceMean", {"x": X}, {"axes": np.array([-1, 0], np.int64)}, opset=18))
     (node,) = g.nodes
     assert node.op == "reduce_mean" and node.attrs["axes"] == [0, 2]
+
+
+@pytest.mark.parametrize("op", ["ReduceMax", "ReduceMin"])
+@pytest.mark.parametrize("keepdims", [0, 1])
+def test_reduce_max_min_of_infinite_slices(op, keepdims):
+    """A slice of only -inf (max) or +inf (min) reduces to that infinity, not to the largest
+    finite float (the identity TVM's own max/min start from)."""
+    inf = np.float32(np.inf) if op == "ReduceMin" else np.float32(-np.inf)
+    x = np.array([[inf, inf, inf], [1.0, 2.0, inf], [3.0, inf, -4.0]], np.float32)
+    m = node_model(op, {"x": x}, {"axes": np.array([1], np.int64)}, keepdims=keepdims, opset=18)
+    expected = check_model(m, {"x": x})
+    assert np.isinf(next(iter(expected.values()))).any()  # the case this test is about is present
+    m = node_model(op, {"x": x}, {"axes": np.array([0, 1], np.int64)}, keepdims=keepdims, opset=18)
+    check_model(m, {"x": x})
