@@ -225,8 +225,10 @@ def _conv_lower(ctx, xs, attrs, out):
     layout = _tvm_layout(n, last)
     kernel_layout = layout.replace("N", "O").replace("C", "I")
     fn = {1: R.nn.conv1d, 2: R.nn.conv2d, 3: R.nn.conv3d}[n]
+    dtype = str(xs[0].ty.dtype)
     y = fn(xs[0], xs[1], strides=strides, padding=pads, dilation=dils, groups=attrs["group"],
-           data_layout=layout, kernel_layout=kernel_layout)
+           data_layout=layout, kernel_layout=kernel_layout, out_dtype=_accumulator(dtype))
+    y = _narrow(ctx, y, dtype)
     if len(xs) > 2:
         y = R.add(ctx.bb.emit(y), R.reshape(xs[2], _channel_shape(n + 2, out[0].shape[-1 if last else 1], last)))
     return apply_activation_relax(y if attrs["activation"] == "" else ctx.bb.emit(y), attrs)
@@ -886,6 +888,17 @@ def _matmul_ref(xs, attrs):
     return apply_activation_np(np.asarray(y), attrs)
 
 
+def _accumulator(dtype: str) -> str:
+    """The dtype a product-sum accumulates in: float32 for float16 operands (as ONNX Runtime
+    does; a float16 sum loses digits after a few hundred terms), else the operands' own."""
+    return "float32" if dtype == "float16" else dtype
+
+
+def _narrow(ctx, y, dtype: str):
+    """`y` (accumulated in `_accumulator(dtype)`) back in `dtype`."""
+    return R.astype(ctx.bb.emit(y), dtype) if _accumulator(dtype) != dtype else y
+
+
 def _swap_last_relax(x):
     rank = len(x.ty.shape)
     return R.permute_dims(x, list(range(rank - 2)) + [rank - 1, rank - 2])
@@ -897,7 +910,8 @@ def _matmul_lower(ctx, xs, attrs, out):
         a = ctx.bb.emit(_swap_last_relax(a))
     if attrs["transpose_b"] and len(b.ty.shape) >= 2:
         b = _transposed_const(b) if isinstance(b, Constant) else ctx.bb.emit(_swap_last_relax(b))
-    y = R.matmul(a, b)
+    dtype = str(a.ty.dtype)
+    y = _narrow(ctx, R.matmul(a, b, out_dtype=_accumulator(dtype)), dtype)
     return apply_activation_relax(y if attrs["activation"] == "" else ctx.bb.emit(y), attrs)
 
 
@@ -936,7 +950,8 @@ def _dense_ref(xs, attrs):
 def _dense_lower(ctx, xs, attrs, out):
     x, w = xs[0], xs[1]
     wt = _transposed_const(w) if isinstance(w, Constant) else ctx.bb.emit(R.permute_dims(w, [1, 0]))
-    y = R.matmul(x, wt)
+    dtype = str(x.ty.dtype)
+    y = _narrow(ctx, R.matmul(x, wt, out_dtype=_accumulator(dtype)), dtype)
     if len(xs) > 2:
         y = R.add(ctx.bb.emit(y), xs[2])
     return apply_activation_relax(y if attrs["activation"] == "" else ctx.bb.emit(y), attrs)

@@ -596,3 +596,17 @@ def test_conv_random_geometry(case):
     x = randn(*x_shape)
     check_model(node_model("Conv", {"x": x}, {"w": randn(*w_shape), "b": randn(w_shape[0])}, **attrs), {"x": x},
                 compiled=False)
+
+
+@pytest.mark.parametrize("op", ["MatMul", "Conv"])
+def test_float16_products_accumulate_in_float32(op):
+    """float16 MatMul and Conv sum thousands of products in float32, as ONNX Runtime does; a
+    float16 running sum would be off by many float16 ulps here."""
+    rng = np.random.default_rng(0)
+    if op == "MatMul":
+        x = rng.uniform(0, 1, (2, 4096)).astype(np.float16)
+        w = rng.uniform(0, 1, (4096, 8)).astype(np.float16)
+    else:
+        x = rng.uniform(0, 1, (1, 512, 3, 3)).astype(np.float16)
+        w = rng.uniform(0, 1, (4, 512, 3, 3)).astype(np.float16)
+    check_model(node_model(op, {"x": x}, {"w": w}), {"x": x}, rtol=2e-3, atol=0)
