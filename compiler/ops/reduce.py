@@ -24,7 +24,7 @@ from tvm import relax, te, tirx, topi
 from ..errors import VerifyError
 from ..ir import TensorType
 from .base import Attr, OpDef, normalize_axis, onnx_op, register_op
-from .elementwise import FLOATS, NUMERIC, check_dtypes
+from .elementwise import BOOL, FLOATS, NUMERIC, check_dtypes
 
 R = relax.op
 
@@ -105,6 +105,9 @@ def _relax_extreme(is_max: bool):
     largest finite value, so a slice of all -inf would give -3.4e38 instead of -inf)."""
     def lower(ctx, x, axes, keep):
         dtype = str(x.ty.dtype)
+        if dtype == "bool":  # max = any, min = all (ReduceMax/Min-20 take bool)
+            wide = ctx.bb.emit((R.max if is_max else R.min)(R.astype(x, "uint8"), axes, keep))
+            return R.astype(wide, "bool")
         if not dtype.startswith("float"):
             return (R.max if is_max else R.min)(x, axes, keep)
 
@@ -143,9 +146,9 @@ REDUCE: dict[str, tuple] = {
                    lambda x, ax, k: np.sum(x, axis=ax, keepdims=k, dtype=x.dtype),
                    lambda ctx, x, ax, k: R.sum(x, ax, k), None, None, 13),
     "reduce_mean": ("ReduceMean", FLOATS + INT32_64, _np_mean, _relax_mean, None, None, 18),
-    "reduce_max": ("ReduceMax", NUMERIC, lambda x, ax, k: np.max(x, axis=ax, keepdims=k),
+    "reduce_max": ("ReduceMax", NUMERIC + BOOL, lambda x, ax, k: np.max(x, axis=ax, keepdims=k),
                    _relax_extreme(True), None, None, 18),
-    "reduce_min": ("ReduceMin", NUMERIC, lambda x, ax, k: np.min(x, axis=ax, keepdims=k),
+    "reduce_min": ("ReduceMin", NUMERIC + BOOL, lambda x, ax, k: np.min(x, axis=ax, keepdims=k),
                    _relax_extreme(False), None, None, 18),
     "reduce_prod": ("ReduceProd", FLOATS + INT32_64,
                     lambda x, ax, k: np.prod(x, axis=ax, keepdims=k, dtype=x.dtype),

@@ -138,3 +138,12 @@ def test_reduce_max_min_of_infinite_slices(op, keepdims):
     assert np.isinf(next(iter(expected.values()))).any()  # the case this test is about is present
     m = node_model(op, {"x": x}, {"axes": np.array([0, 1], np.int64)}, keepdims=keepdims, opset=18)
     check_model(m, {"x": x})
+
+
+@pytest.mark.parametrize("op", ["ReduceMax", "ReduceMin"])
+def test_reduce_max_min_bool(op):
+    """ReduceMax/Min-20 take bool: max is any, min is all."""
+    x = np.array([[True, False, True], [False, False, False], [True, True, True]])
+    for keepdims in (0, 1):
+        m = node_model(op, {"x": x}, {"axes": np.array([1], np.int64)}, keepdims=keepdims, opset=20)
+        check_model(m, {"x": x})
