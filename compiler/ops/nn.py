@@ -661,10 +661,25 @@ register_op(OpDef("layer_norm", _ln_infer, _ln_ref, _ln_lower,
 
 @_importer("LayerNormalization")
 def _import_layer_norm(ctx, node, inputs, attrs):
-    """axis, epsilon, optional bias; the Mean and InvStdDev outputs are refused; stash_type is ignored."""
-    _only_first_output(ctx, node, "the Mean and InvStdDev outputs")
+    """axis, epsilon, optional bias. The optional Mean and InvStdDev outputs (shape of x with the
+    normalized axes kept as 1) are computed beside the layer_norm, for float32 x with the default
+    float32 stash_type: mean(x), 1 / sqrt(mean((x - mean)^2) + epsilon)."""
+    x = inputs[0]
+    eps = attrs.get("epsilon", 1e-5)
     ins = [v for v in inputs[:3] if v is not None]
-    return ctx.emit("layer_norm", ins, {"axis": attrs.get("axis", -1), "epsilon": attrs.get("epsilon", 1e-5)})
+    y = ctx.emit1("layer_norm", ins, {"axis": attrs.get("axis", -1), "epsilon": eps})
+    if not any(node.output[1:]):
+        return [y]
+    if x.type.dtype != "f32" or attrs.get("stash_type", 1) != 1:
+        raise ctx.fail(f"the Mean and InvStdDev outputs are supported for float32 input and stash_type 1, "
+                       f"got {x.type.dtype} and stash_type {attrs.get('stash_type', 1)}")
+    axis = attrs.get("axis", -1) % x.type.rank
+    reduce = {"axes": list(range(axis, x.type.rank)), "keepdims": 1}
+    mean = ctx.emit1("reduce_mean", [x], reduce)
+    centered = ctx.emit1("sub", [x, mean])
+    var = ctx.emit1("reduce_mean", [ctx.emit1("mul", [centered, centered])], reduce)
+    std = ctx.emit1("sqrt", [ctx.emit1("add", [var, ctx.const(np.float32(eps))])])
+    return [y, mean, ctx.emit1("reciprocal", [std])][:len(node.output)]
 
 
 def _channel_norm_infer(types, attrs):

@@ -178,9 +178,9 @@ def test_layer_norm(axis, scale_shape, bias):
     check_model(node_model("LayerNormalization", {"x": x}, inits, axis=axis, epsilon=1e-3), {"x": x})
 
 
-def test_layer_norm_extra_outputs_fail():
-    x = randn(2, 4)
-    model = node_model("LayerNormalization", {"x": x}, {"scale": randn(4)}, n_outputs=2)
+def test_layer_norm_extra_outputs_of_float16_refused():
+    x = randn(2, 4).astype(np.float16)
+    model = node_model("LayerNormalization", {"x": x}, {"scale": randn(4).astype(np.float16)}, n_outputs=2)
     with pytest.raises(EdgecError, match="Mean"):
         edgec.import_onnx(model)
 
@@ -610,3 +610,12 @@ def test_float16_products_accumulate_in_float32(op):
         x = rng.uniform(0, 1, (1, 512, 3, 3)).astype(np.float16)
         w = rng.uniform(0, 1, (4, 512, 3, 3)).astype(np.float16)
     check_model(node_model(op, {"x": x}, {"w": w}), {"x": x}, rtol=2e-3, atol=0)
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_layer_norm_mean_and_inv_std_outputs(axis):
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 3.0, (2, 3, 8)).astype(np.float32)
+    scale = rng.normal(size=x.shape[axis:]).astype(np.float32)
+    m = node_model("LayerNormalization", {"x": x}, {"scale": scale}, n_outputs=3, axis=axis, epsilon=1e-3)
+    check_model(m, {"x": x})
