@@ -1041,16 +1041,30 @@ _importer("PRelu")(lambda ctx, node, inputs, attrs: ctx.emit("prelu", inputs[:2]
 
 # ---- resize ---------------------------------------------------------------------------------------
 
-RESIZE_MODES = ("nearest", "linear")
+RESIZE_MODES = ("nearest", "linear", "cubic")
 COORD_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
                "tf_half_pixel_for_nn")
 NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 
 
+def _cubic_coeffs(ratio: np.ndarray, a: np.float32) -> list[np.ndarray]:
+    """Keys' cubic convolution weights of the 4 taps at floor(x) - 1 .. floor(x) + 2, for the
+    fractional part `ratio` (ONNX Runtime's GetCubicCoeffs)."""
+    f = np.float32
+    s = ratio.astype(f)
+    return [((a * (s + 1) - 5 * a) * (s + 1) + 8 * a) * (s + 1) - 4 * a,
+            ((a + 2) * s - (a + 3)) * s * s + 1,
+            ((a + 2) * (1 - s) - (a + 3)) * (1 - s) * (1 - s) + 1,
+            ((a * (2 - s) - 5 * a) * (2 - s) + 8 * a) * (2 - s) - 4 * a]
+
+
 def resize_plan(in_size: int, out_size: int, scale: float, attrs: dict):
-    """Per output index along one axis: (index0, index1, weight0, weight1) for linear, (index,) for
-    nearest. Coordinates are computed with ONNX Runtime's float32 arithmetic (float64 where it uses
-    double), so that rounding to the nearest pixel agrees with it."""
+    """Along one axis, each output element as a weighted sum of input elements ("taps"):
+    (indices, weights), lists with one array of out_size entries per tap: one tap (weights None)
+    for nearest, two for linear, four for cubic. Coordinates are computed with ONNX Runtime's
+    float32 arithmetic (float64 where it uses double), so that rounding to the nearest pixel
+    agrees with it. Cubic taps outside the input read the edge element, or with
+    `exclude_outside` get weight 0 and the other weights are scaled to sum to 1."""
     f = np.float32
     x = np.arange(out_size, dtype=f)
     s = f(scale)
@@ -1083,7 +1097,16 @@ def resize_plan(in_size: int, out_size: int, scale: float, attrs: dict):
             idx = np.where(orig - np.floor(orig) == f(0.5), np.ceil(orig), np.round(orig))
         else:
             raise VerifyError(f"unknown nearest_mode {nearest!r}")
-        return (np.clip(idx, 0, in_size - 1).astype(np.int64),)
+        return [np.clip(idx, 0, in_size - 1).astype(np.int64)], None
+    if attrs["mode"] == "cubic":
+        base = np.floor(orig)
+        coeffs = _cubic_coeffs(orig - base, f(attrs["cubic_coeff_a"]))
+        taps = [base.astype(np.int64) + k for k in (-1, 0, 1, 2)]
+        if attrs["exclude_outside"]:
+            coeffs = [np.where((t >= 0) & (t < in_size), c, f(0)) for t, c in zip(taps, coeffs)]
+            total = sum(coeffs)
+            coeffs = [(c / total).astype(f) for c in coeffs]
+        return [np.clip(t, 0, in_size - 1) for t in taps], [c.astype(f) for c in coeffs]
     orig = np.clip(orig, f(0), f(in_size - 1))
     i0 = np.minimum(np.floor(orig).astype(np.int64), in_size - 1)
     i1 = np.minimum(i0 + 1, in_size - 1)
@@ -1091,7 +1114,7 @@ def resize_plan(in_size: int, out_size: int, scale: float, attrs: dict):
     w0 = (f(1) - w1).astype(f)
     same = i0 == i1
     w0, w1 = np.where(same, f(0.5), w0), np.where(same, f(0.5), w1)
-    return i0, i1, w0, w1
+    return [i0, i1], [w0, w1]
 
 
 def _resize_infer(types, attrs):
@@ -1105,19 +1128,25 @@ def _resize_infer(types, attrs):
         raise VerifyError(f"coordinate_transformation_mode must be one of {', '.join(COORD_MODES)}")
     if attrs["mode"] == "nearest" and attrs["nearest_mode"] not in NEAREST_MODES:
         raise VerifyError(f"nearest_mode must be one of {', '.join(NEAREST_MODES)}")
-    if attrs["mode"] == "linear" and not is_float(x.dtype):
-        raise VerifyError(f"linear resize needs a float tensor, got {x}")
+    if attrs["mode"] != "nearest" and not is_float(x.dtype):
+        raise VerifyError(f"{attrs['mode']} resize needs a float tensor, got {x}")
     return [TensorType(x.dtype, tuple(sizes))]
+
+
+def _resize_matrix(n_in: int, indices, weights) -> np.ndarray:
+    """The plan of one axis as a matrix [n_out, n_in]."""
+    m = np.zeros((len(indices[0]), n_in))
+    for t, i in enumerate(indices):
+        np.add.at(m, (np.arange(len(i)), i), 1.0 if weights is None else weights[t])
+    return m
 
 
 def _resize_axes(shape, attrs):
     """The axes that change, with their plans."""
     for axis, (n_in, n_out, scale) in enumerate(zip(shape, attrs["sizes"], attrs["scales"])):
-        plan = resize_plan(n_in, n_out, scale, attrs)
-        identity = n_in == n_out and np.array_equal(plan[0], np.arange(n_in)) and (
-            len(plan) == 1 or np.all(plan[2] == 1) or np.all(plan[0] == plan[1]))
-        if not identity:
-            yield axis, plan
+        indices, weights = resize_plan(n_in, n_out, scale, attrs)
+        if n_in != n_out or not np.array_equal(_resize_matrix(n_in, indices, weights), np.eye(n_in)):
+            yield axis, (indices, weights)
 
 
 def _bcast_along(w, axis, rank):
@@ -1126,13 +1155,12 @@ def _bcast_along(w, axis, rank):
 
 def _resize_ref(xs, attrs):
     x = xs[0]
-    for axis, plan in _resize_axes(x.shape, attrs):
-        if len(plan) == 1:
-            x = np.take(x, plan[0], axis=axis)
+    for axis, (indices, weights) in _resize_axes(x.shape, attrs):
+        if weights is None:
+            x = np.take(x, indices[0], axis=axis)
         else:
-            i0, i1, w0, w1 = plan
-            x = (np.take(x, i0, axis=axis) * _bcast_along(w0, axis, x.ndim)
-                 + np.take(x, i1, axis=axis) * _bcast_along(w1, axis, x.ndim)).astype(x.dtype)
+            x = sum(np.take(x, i, axis=axis) * _bcast_along(w, axis, x.ndim)
+                    for i, w in zip(indices, weights)).astype(x.dtype)
     return x
 
 
@@ -1142,26 +1170,28 @@ def _resize_lower(ctx, xs, attrs, out):
     shape = [int(d) for d in x.ty.shape]
     rank = len(shape)
     result = None  # the last step, not emitted yet
-    for axis, plan in _resize_axes(shape, attrs):
+    for axis, (indices, weights) in _resize_axes(shape, attrs):
         if result is not None:
             x = ctx.bb.emit(result)
-        if len(plan) == 1:
-            result = R.take(x, relax.const(plan[0], "int64"), axis=axis)
-        else:
-            i0, i1, w0, w1 = plan
-            a = R.multiply(ctx.bb.emit(R.take(x, relax.const(i0, "int64"), axis=axis)),
-                           relax.const(_bcast_along(w0, axis, rank).astype(dtype), dtype))
-            b = R.multiply(ctx.bb.emit(R.take(x, relax.const(i1, "int64"), axis=axis)),
-                           relax.const(_bcast_along(w1, axis, rank).astype(dtype), dtype))
-            result = R.add(ctx.bb.emit(a), ctx.bb.emit(b))
+        if weights is None:
+            result = R.take(x, relax.const(indices[0], "int64"), axis=axis)
+            continue
+        terms = [ctx.bb.emit(R.multiply(ctx.bb.emit(R.take(x, relax.const(i, "int64"), axis=axis)),
+                                        relax.const(_bcast_along(w, axis, rank).astype(dtype), dtype)))
+                 for i, w in zip(indices, weights)]
+        total = terms[0]
+        for t in terms[1:-1]:
+            total = ctx.bb.emit(R.add(total, t))
+        result = R.add(total, terms[-1])
     return result if result is not None else R.reshape(x, shape)  # nothing changes: a no-op copy
 
 
 register_op(OpDef("resize", _resize_infer, _resize_ref, _resize_lower,
                   {"sizes": Attr("ints", REQUIRED), "scales": Attr("floats", REQUIRED), "mode": Attr("str", "nearest"),
                    "coordinate_transformation_mode": Attr("str", "half_pixel"),
-                   "nearest_mode": Attr("str", "round_prefer_floor")},
-                  kind="injective", summary="nearest / linear resize to `sizes`; coordinates use `scales`"))
+                   "nearest_mode": Attr("str", "round_prefer_floor"), "cubic_coeff_a": Attr("float", -0.75),
+                   "exclude_outside": Attr("int", 0)},
+                  kind="injective", summary="nearest / linear / cubic resize to `sizes`; coordinates use `scales`"))
 
 
 def _const_or_empty(ctx, value, what):
@@ -1174,14 +1204,14 @@ def _const_or_empty(ctx, value, what):
 @_importer("Resize")
 def _import_resize(ctx, node, inputs, attrs):
     """Opsets 11-19: roi (only for tf_crop_and_resize, not supported), scales or sizes (constants),
-    `axes` (opset 18), modes nearest and linear. cubic, antialias and keep_aspect_ratio_policy
-    other than stretch are refused."""
+    `axes` (opset 18), modes nearest, linear and cubic (cubic_coeff_a, exclude_outside).
+    antialias and keep_aspect_ratio_policy other than stretch are refused."""
     x = inputs[0]
     rank = x.type.rank
     mode = attrs.get("mode", "nearest")
     ctm = attrs.get("coordinate_transformation_mode", "half_pixel")
     if mode not in RESIZE_MODES:
-        raise ctx.fail(f"mode {mode!r} is not supported (nearest and linear only)")
+        raise ctx.fail(f"mode {mode!r} is not supported (nearest, linear and cubic only)")
     if ctm not in COORD_MODES:
         raise ctx.fail(f"coordinate_transformation_mode {ctm!r} is not supported")
     if attrs.get("antialias", 0):
@@ -1209,7 +1239,9 @@ def _import_resize(ctx, node, inputs, attrs):
         raise ctx.fail("needs constant scales or sizes")
     return ctx.emit("resize", [x], {"sizes": full_sizes, "scales": full_scales, "mode": mode,
                                     "coordinate_transformation_mode": ctm,
-                                    "nearest_mode": attrs.get("nearest_mode", "round_prefer_floor")})
+                                    "nearest_mode": attrs.get("nearest_mode", "round_prefer_floor"),
+                                    "cubic_coeff_a": attrs.get("cubic_coeff_a", -0.75),
+                                    "exclude_outside": attrs.get("exclude_outside", 0)})
 
 
 @_importer("Upsample")

@@ -320,6 +320,15 @@ RESIZE_CASES = [
     ("linear_half_pixel_symmetric", (1, 2, 4, 5), [1, 1, 1.7, 0.8], None,
      {"mode": "linear", "coordinate_transformation_mode": "half_pixel_symmetric"}, 19),
     ("nearest_identity", (1, 2, 3, 4), [1, 1, 1, 1], None, {"mode": "nearest"}, 13),
+    ("cubic_half_pixel", (1, 2, 4, 5), [1, 1, 2, 1.5], None, {"mode": "cubic"}, 13),
+    ("cubic_down_sizes", (1, 2, 7, 8), None, [1, 2, 3, 5], {"mode": "cubic"}, 13),
+    ("cubic_exclude_outside", (1, 2, 4, 5), [1, 1, 1.7, 0.6], None,
+     {"mode": "cubic", "cubic_coeff_a": -0.5, "exclude_outside": 1}, 13),
+    ("cubic_align_corners", (1, 2, 4, 5), None, [1, 2, 7, 9],
+     {"mode": "cubic", "coordinate_transformation_mode": "align_corners"}, 13),
+    ("cubic_asymmetric", (1, 2, 4, 5), [1, 1, 2, 3], None,
+     {"mode": "cubic", "coordinate_transformation_mode": "asymmetric"}, 13),
+    ("cubic_identity", (1, 2, 3, 4), [1, 1, 1, 1], None, {"mode": "cubic"}, 13),
     # ONNX Runtime computes part of this mode in double: the middle row lands on 1.9999999, not 2
     ("nearest_half_pixel_symmetric_floor", (1, 2, 5, 6), [1, 1, 0.6, 1.5], None,
      {"mode": "nearest", "coordinate_transformation_mode": "half_pixel_symmetric", "nearest_mode": "floor"}, 19),
@@ -343,11 +352,11 @@ def test_resize(name, xs, scales, sizes, attrs, opset):
     check_model(node_model("Resize", {"x": x}, inits, input_names=names, opset=opset, **attrs), {"x": x})
 
 
-def test_resize_cubic_fails():
+def test_resize_antialias_refused():
     x = randn(1, 1, 4, 4)
-    model = node_model("Resize", {"x": x}, {"roi": np.zeros(0, np.float32), "scales": np.array([1, 1, 2, 2], np.float32)},
-                       mode="cubic")
-    with pytest.raises(EdgecError, match="cubic"):
+    model = node_model("Resize", {"x": x}, {"roi": np.zeros(0, np.float32), "scales": np.array([1, 1, 0.5, 0.5], np.float32)},
+                       mode="linear", antialias=1, opset=18)
+    with pytest.raises(EdgecError, match="antialias"):
         edgec.import_onnx(model)
 
 
