@@ -275,8 +275,8 @@ def _convt_infer(types, attrs):
     _same_dtype(types)
     _float_type(x, "conv_transpose input")
     n = x.rank - 2
-    if n not in (1, 2) or w.rank != x.rank:
-        raise VerifyError(f"conv_transpose takes 1-D or 2-D inputs with weights of the same rank, got {x} and {w}")
+    if n not in (1, 2, 3) or w.rank != x.rank:
+        raise VerifyError(f"conv_transpose takes 1-D, 2-D or 3-D inputs with weights of the same rank, got {x} and {w}")
     strides, pads, dils, out_pad = _convt_params(attrs, n)
     g = attrs["group"]
     if g < 1 or x.shape[1] != w.shape[0] or x.shape[1] % g:
@@ -316,16 +316,16 @@ def _convt_ref(xs, attrs):
 def _convt_lower(ctx, xs, attrs, out):
     n = len(out[0].shape) - 2
     strides, pads, dils, out_pad = _convt_params(attrs, n)
-    fn = {1: R.nn.conv1d_transpose, 2: R.nn.conv2d_transpose}[n]
+    fn = {1: R.nn.conv1d_transpose, 2: R.nn.conv2d_transpose, 3: R.nn.conv3d_transpose}[n]
     y = fn(xs[0], xs[1], strides=strides, padding=pads, output_padding=out_pad, dilation=dils,
-           groups=attrs["group"], data_layout=_tvm_layout(n, False), kernel_layout="IO" + "HW"[2 - n:])
+           groups=attrs["group"], data_layout=_tvm_layout(n, False), kernel_layout="IO" + "DHW"[3 - n:])
     if len(xs) > 2:
         y = R.add(ctx.bb.emit(y), R.reshape(xs[2], _channel_shape(n + 2, out[0].shape[1], False)))
     return y
 
 
 register_op(OpDef("conv_transpose", _convt_infer, _convt_ref, _convt_lower, CONVT_ATTRS, kind="complex",
-                  num_inputs=(2, 3), summary="1-D/2-D transposed convolution, weight [C, O/group, k...]"))
+                  num_inputs=(2, 3), summary="1-D/2-D/3-D transposed convolution, weight [C, O/group, k...]"))
 
 
 @_importer("ConvTranspose")
@@ -333,8 +333,8 @@ def _import_conv_transpose(ctx, node, inputs, attrs):
     """Explicit pads, or pads computed from `output_shape` and/or auto_pad (ONNX spec formulas)."""
     x, w = inputs[0], inputs[1]
     n = x.type.rank - 2
-    if n not in (1, 2):
-        raise ctx.fail(f"ConvTranspose on rank-{x.type.rank} input is not supported (1-D and 2-D only)")
+    if n not in (1, 2, 3):
+        raise ctx.fail(f"ConvTranspose on rank-{x.type.rank} input is not supported (1-D, 2-D and 3-D only)")
     kernel = list(attrs.get("kernel_shape", w.type.shape[2:]))
     if kernel != list(w.type.shape[2:]):
         raise ctx.fail(f"kernel_shape {kernel} does not match the weight {w.type}")

@@ -68,6 +68,8 @@ CONVT_CASES = [
     ("2d_same_upper", (1, 2, 3, 4), (2, 2, 3, 3), {"strides": [2, 2], "auto_pad": "SAME_UPPER"}, False),
     ("2d_same_lower", (1, 2, 3, 4), (2, 2, 3, 3), {"strides": [2, 2], "auto_pad": "SAME_LOWER"}, False),
     ("1d", (2, 3, 5), (3, 2, 4), {"strides": [3], "pads": [1, 2], "output_padding": [1]}, True),
+    ("3d", (1, 2, 3, 4, 3), (2, 3, 2, 3, 2), {"strides": [2, 1, 2], "pads": [1, 0, 0, 0, 1, 1]}, True),
+    ("3d_groups_dilations", (1, 4, 3, 3, 2), (4, 1, 2, 2, 2), {"group": 2, "dilations": [2, 1, 1]}, False),
 ]
 
 
