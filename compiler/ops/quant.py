@@ -21,6 +21,21 @@ names a dimension, so passes must not sink transposes through them or treat them
 Lowering: int32 arithmetic in Relax (`conv2d` / `matmul` with out_dtype="int32" on zero-point
 shifted int32 operands), then the float32 requantize step with an explicit round-half-to-even.
 
+On targets with int8 dot-product instructions (`target.dotprod`: ARM `sdot`) and a constant
+weight, the integer product is instead an int8 x int8 -> int32 kernel (targets/schedules/int8.py)
+plus zero-point corrections, exact in wrapping int32 arithmetic:
+
+    (a - azp)(b - bzp) summed over k = a.b - azp * colsum(b) - bzp * rowsum(a - azp)
+
+uint8 operands become int8 first (x - 128, zero point - 128: the difference x - zp is the same);
+the weight is converted, zero padded to multiples of 4 and repacked with numpy at compile time,
+and azp * colsum(b) is a compile-time constant. rowsum(a - azp) (a window sum for convs) is
+computed only when some (converted) weight zero point is nonzero. Cases: matmul_integer /
+qlinear_matmul with a 2-D constant b (a of any rank >= 2, per-row a zero points), conv_integer /
+qlinear_conv with a constant weight and group 1 (any kernel size, stride, dilation, padding;
+the kernel computes NHWC, the result is transposed back to NCHW). Other cases (batched or
+non-constant b, grouped and depthwise convs) keep the generic lowering.
+
 ONNX importers: QuantizeLinear, DequantizeLinear (opsets 10-21; block quantization of opset 21
 is refused), MatMulInteger, ConvInteger, QLinearMatMul, QLinearConv (2-D; auto_pad resolved).
 """
@@ -28,6 +43,7 @@ is refused), MatMulInteger, ConvInteger, QLinearMatMul, QLinearConv (2-D; auto_p
 from __future__ import annotations
 
 import numpy as np
+import tvm
 from tvm import relax
 
 from ..errors import VerifyError
@@ -209,6 +225,115 @@ def _int_matmul_relax(a, b, azp: list[int], bzp: list[int]):
     return R.matmul(_shifted_int32(a, azp, [-1, 1]), _shifted_int32(b, bzp, [1, -1]), out_dtype="int32")
 
 
+# ---- the int8 dot-product path (targets with `dotprod`) -----------------------------------------
+
+def _use_dot(ctx, weight) -> bool:
+    return bool(getattr(ctx.target, "dotprod", False)) and isinstance(weight, tvm.ir.expr.Constant)
+
+
+def _wrap_int32(values: np.ndarray) -> np.ndarray:
+    """int64 values reduced modulo 2**32 into int32 (what int32 arithmetic would give)."""
+    return ((values.astype(np.int64) + 2**31) % 2**32 - 2**31).astype(np.int32)
+
+
+def _as_int8(values: np.ndarray, zero_points: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 values, int64 zero points) with x - zp unchanged: uint8 x becomes x - 128."""
+    zps = np.asarray(zero_points, np.int64)
+    if values.dtype == np.uint8:
+        return (values.astype(np.int16) - 128).astype(np.int8), zps - 128
+    return values.astype(np.int8), zps
+
+
+def _shift8(x, zero_points: list[int]) -> np.ndarray:
+    """The zero points of operand `x` (a Relax u8/i8 tensor) after its conversion to int8."""
+    zps = np.asarray(zero_points, np.int64)
+    return zps - 128 if str(x.ty.dtype) == "uint8" else zps
+
+
+def _pad_last(values: np.ndarray, n: int, fill) -> np.ndarray:
+    """A per-column vector of 1 or n0 <= n values, padded to n (a single value is kept)."""
+    values = np.asarray(values)
+    if values.size == 1 or values.shape[-1] == n:
+        return values
+    pad = np.full((*values.shape[:-1], n - values.shape[-1]), fill, values.dtype)
+    return np.concatenate([values, pad], axis=-1)
+
+
+def _dot_matmul_acc(ctx, a, b, azp: list[int], bzp: list[int]):
+    """int32 (a - azp) @ (b - bzp) padded to [..., M, N4] with sdot-shaped int8 arithmetic, or None
+    when this path does not apply (b not 2-D). Returns (acc, N4)."""
+    from ..targets.schedules import int8 as dot
+    bdata = b.value.numpy()
+    if bdata.ndim != 2:
+        return None
+    k, n = bdata.shape
+    b8, bzp8 = _as_int8(bdata, bzp)
+    azp8 = _shift8(a, azp)
+    packed = dot.pack_matmul_weight(b8)
+    n4 = packed.shape[0] * 4
+    acc = ctx.bb.emit_te(dot.matmul_te, a, relax.const(packed), primfunc_name_hint="edgec_sdot_matmul")
+    # - azp * colsum(b): a constant, [1 or M, N4]
+    colsum = _pad_last(b8.astype(np.int64).sum(axis=0), n4, 0)
+    bias = -azp8.reshape(-1, 1) * colsum.reshape(1, -1)
+    if np.any(bias):
+        acc = ctx.bb.emit(R.add(acc, relax.const(_wrap_int32(bias))))
+    # - bzp * rowsum(a - azp): only for nonzero (converted) weight zero points
+    if np.any(bzp8):
+        rows = ctx.bb.emit(R.sum(_shifted_int32(a, azp, [-1, 1]), axis=[-1], keepdims=True))
+        neg_bzp = _pad_last(-bzp8.reshape(1, -1), n4, 0)
+        acc = ctx.bb.emit(R.add(acc, R.multiply(rows, relax.const(_wrap_int32(neg_bzp)))))
+    return acc, n4
+
+
+def _slice_last(x, n: int, n4: int):
+    return x if n == n4 else R.strided_slice(x, axes=[-1], begin=[0], end=[n])
+
+
+def _dot_conv_acc(ctx, x, w, xzp: int, wzp: list[int], attrs):
+    """int32 conv2d of (x - xzp) and (w - wzp) as NHWC [N, OH, OW, O4] with sdot-shaped int8
+    arithmetic, or None when this path does not apply (group > 1). Returns (acc, O4)."""
+    from ..targets.schedules import int8 as dot
+    if attrs["group"] != 1:
+        return None
+    wdata = w.value.numpy()
+    w8, wzp8 = _as_int8(wdata, wzp)
+    xzp8 = int(_shift8(x, [xzp])[0])
+    packed = dot.pack_conv_weight(w8)
+    o4 = packed.shape[0] * 4
+    geometry = (attrs["strides"], attrs["pads"], attrs["dilations"])
+    acc = ctx.bb.emit_te(lambda xt, wt: dot.conv_te(xt, wt, xzp8, *geometry), x, relax.const(packed),
+                         primfunc_name_hint="edgec_sdot_conv2d")
+    # - xzp * sum(w) per output channel: a constant
+    wsum = _pad_last(w8.astype(np.int64).sum(axis=(1, 2, 3)), o4, 0)
+    bias = -xzp8 * wsum
+    if np.any(bias):
+        acc = ctx.bb.emit(R.add(acc, relax.const(_wrap_int32(bias))))
+    # - wzp * (window sum of x - xzp, zero padded): only for nonzero (converted) weight zero points
+    if np.any(wzp8):
+        channels = ctx.bb.emit(R.sum(_shifted_int32(x, [xzp], [1]), axis=[1], keepdims=True))
+        ones = relax.const(np.ones((1, 1, *wdata.shape[2:]), np.int32))
+        window = ctx.bb.emit(R.nn.conv2d(channels, ones, strides=attrs["strides"], padding=attrs["pads"],
+                                         dilation=attrs["dilations"], out_dtype="int32"))
+        window = ctx.bb.emit(R.permute_dims(window, [0, 2, 3, 1]))
+        neg_wzp = _pad_last(-wzp8.reshape(-1), o4, 0)
+        acc = ctx.bb.emit(R.add(acc, R.multiply(window, relax.const(_wrap_int32(neg_wzp)))))
+    return acc, o4
+
+
+def _nhwc_to_nchw(ctx, y, o: int, o4: int):
+    return R.permute_dims(ctx.bb.emit(_slice_last(y, o, o4)), [0, 3, 1, 2])
+
+
+def _matmul_integer_lower(ctx, xs, attrs, out):
+    a, b = xs
+    if _use_dot(ctx, b):
+        found = _dot_matmul_acc(ctx, a, b, attrs["a_zero_point"], attrs["b_zero_point"])
+        if found is not None:
+            acc, n4 = found
+            return _slice_last(acc, out[0].shape[-1], n4)
+    return _int_matmul_relax(a, b, attrs["a_zero_point"], attrs["b_zero_point"])
+
+
 def _matmul_integer_infer(types, attrs):
     a, b = types[0], types[1]
     if a.dtype not in INT8 or b.dtype not in INT8:
@@ -222,7 +347,7 @@ def _matmul_integer_infer(types, attrs):
 register_op(OpDef(
     name="matmul_integer", kind="complex", num_inputs=(2, 2), infer=_matmul_integer_infer,
     reference=lambda xs, a: _int_matmul_np(xs[0], xs[1], a["a_zero_point"], a["b_zero_point"]),
-    lower=lambda ctx, xs, a, out: _int_matmul_relax(xs[0], xs[1], a["a_zero_point"], a["b_zero_point"]),
+    lower=_matmul_integer_lower,
     attrs={"a_zero_point": Attr("ints", [0]), "b_zero_point": Attr("ints", [0])},
     summary="(a - a_zero_point) @ (b - b_zero_point), int32 result"))
 
@@ -260,8 +385,14 @@ def _qlinear_matmul_np(xs, attrs):
 
 
 def _qlinear_matmul_lower(ctx, xs, attrs, out):
-    acc = ctx.bb.emit(_int_matmul_relax(xs[0], xs[1], [attrs["a_zero_point"]], attrs["b_zero_point"]))
     m = _multiplier(attrs["a_scale"], attrs["b_scale"], attrs["y_scale"])
+    if _use_dot(ctx, xs[1]):
+        found = _dot_matmul_acc(ctx, xs[0], xs[1], [attrs["a_zero_point"]], attrs["b_zero_point"])
+        if found is not None:
+            acc, n4 = found
+            y = _requantize_relax(ctx, acc, _pad_last(m, n4, 1.0), attrs["y_zero_point"], attrs["dtype"])
+            return _slice_last(ctx.bb.emit(y), out[0].shape[-1], n4)
+    acc = ctx.bb.emit(_int_matmul_relax(xs[0], xs[1], [attrs["a_zero_point"]], attrs["b_zero_point"]))
     return _requantize_relax(ctx, acc, m, attrs["y_zero_point"], attrs["dtype"])
 
 
@@ -307,6 +438,16 @@ def _int_conv_relax(x, w, xzp: int, wzp: list[int], attrs):
                        groups=attrs["group"], out_dtype="int32")
 
 
+def _conv_integer_lower(ctx, xs, attrs, out):
+    x, w = xs
+    if _use_dot(ctx, w):
+        found = _dot_conv_acc(ctx, x, w, attrs["x_zero_point"], attrs["w_zero_point"], attrs)
+        if found is not None:
+            acc, o4 = found
+            return _nhwc_to_nchw(ctx, acc, out[0].shape[1], o4)
+    return _int_conv_relax(x, w, attrs["x_zero_point"], attrs["w_zero_point"], attrs)
+
+
 def _conv_integer_infer(types, attrs):
     x, w = types[0], types[1]
     if x.dtype not in INT8 or w.dtype not in INT8:
@@ -320,7 +461,7 @@ def _conv_integer_infer(types, attrs):
 register_op(OpDef(
     name="conv_integer", kind="complex", num_inputs=(2, 2), infer=_conv_integer_infer,
     reference=lambda xs, a: _int_conv_np(xs[0], xs[1], a["x_zero_point"], a["w_zero_point"], a),
-    lower=lambda ctx, xs, a, out: _int_conv_relax(xs[0], xs[1], a["x_zero_point"], a["w_zero_point"], a),
+    lower=_conv_integer_lower,
     attrs={**CONV_GEOMETRY, "x_zero_point": Attr("int", 0), "w_zero_point": Attr("ints", [0])},
     summary="2-D convolution of zero-point shifted u8/i8 operands, int32 result"))
 
@@ -356,7 +497,29 @@ def _qlinear_conv_np(xs, attrs):
     return _requantize_np(acc, m, attrs["y_zero_point"], attrs["dtype"])
 
 
+def _qlinear_conv_dot(ctx, xs, attrs, out):
+    """qlinear_conv on the dot-product path (None when it does not apply): NHWC accumulator,
+    bias and requantization per output channel on the last axis, then back to NCHW."""
+    found = _dot_conv_acc(ctx, xs[0], xs[1], attrs["x_zero_point"], attrs["w_zero_point"], attrs)
+    if found is None:
+        return None
+    acc, o4 = found
+    o = out[0].shape[1]
+    if len(xs) > 2:
+        bias = xs[2]
+        if o4 != o:
+            bias = R.concat([bias, relax.const(np.zeros(o4 - o, np.int32))], axis=0)
+        acc = ctx.bb.emit(R.add(acc, bias))
+    m = _pad_last(_multiplier(attrs["x_scale"], attrs["w_scale"], attrs["y_scale"]), o4, 1.0)
+    y = ctx.bb.emit(_requantize_relax(ctx, acc, m, attrs["y_zero_point"], attrs["dtype"]))
+    return _nhwc_to_nchw(ctx, y, o, o4)
+
+
 def _qlinear_conv_lower(ctx, xs, attrs, out):
+    if _use_dot(ctx, xs[1]):
+        y = _qlinear_conv_dot(ctx, xs, attrs, out)
+        if y is not None:
+            return y
     acc = ctx.bb.emit(_int_conv_relax(xs[0], xs[1], attrs["x_zero_point"], attrs["w_zero_point"], attrs))
     if len(xs) > 2:
         acc = ctx.bb.emit(R.add(acc, R.reshape(xs[2], [1, -1, 1, 1])))

@@ -23,7 +23,7 @@ import numpy as np
 import tvm
 from tvm import relax, tirx
 
-from . import rules
+from . import int8, rules
 
 # Relax ops that ConvertLayout moves to NHWC; the second entry is the weight layout. Pools and
 # elementwise ops take the layout of their input, so a chain of convs stays in NHWC.
@@ -128,6 +128,7 @@ def schedule_func(func: tirx.PrimFunc, target: tvm.target.Target, vector_bits: i
     `knobs`: the tiled rule's parameters (one entry of `rules.tiled_reduction_space`; None:
     its defaults)."""
     tries = [
+        ("int8_dot", lambda f, p: int8.dot_product(f, target)),
         ("tiled_reduction", lambda f, p: rules.tiled_reduction(f, vector_bits, constant_params, p, knobs)),
         ("injective", lambda f, p: rules.injective(f, vector_bits)),
         ("rowwise", lambda f, p: rules.rowwise(f, vector_bits)),

@@ -328,16 +328,28 @@ def test_int8_matmul_on_dotprod_cores_under_qemu(target, tmp_path):
     assert_close(art.run(feeds), run_ort(model, feeds))
 
 
+def _int8_models():
+    """A MatMulInteger and a QLinearConv (u8 input, i8 weight, 3x3, pad 1) with constant weights."""
+    rng = np.random.default_rng(1)
+    feeds = {"a": rng.integers(-128, 128, (8, 64)).astype(np.int8)}
+    matmul = make_model([helper.make_node("MatMulInteger", ["a", "b"], ["out"])], feeds, ["out"],
+                        {"b": rng.integers(-128, 128, (64, 32)).astype(np.int8)})
+    x = {"x": rng.integers(0, 256, (1, 8, 6, 6)).astype(np.uint8)}
+    inits = {"xs": np.array(0.02, np.float32), "xz": np.array(128, np.uint8),
+             "w": rng.integers(-128, 128, (16, 8, 3, 3)).astype(np.int8), "ws": np.array(0.01, np.float32),
+             "wz": np.array(0, np.int8), "ys": np.array(0.5, np.float32), "yz": np.array(128, np.uint8)}
+    conv = make_model([helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"],
+                                        pads=[1, 1, 1, 1])], x, ["y"], inits)
+    return {"matmul": matmul, "conv": conv}
+
+
 @needs_toolchain
-@pytest.mark.xfail(reason="no int8 schedule emits sdot/udot for dot-product cores yet (issue 6)", strict=False)
-def test_int8_code_for_a76_uses_sdot(tmp_path):
+@pytest.mark.parametrize("model_name", ["matmul", "conv"])
+def test_int8_code_for_a76_uses_sdot(model_name, tmp_path):
     tool = _objdump()
     if tool is None:
         pytest.skip("no aarch64 objdump")
-    rng = np.random.default_rng(1)
-    feeds = {"a": rng.integers(-128, 128, (8, 64)).astype(np.int8)}
-    model = make_model([helper.make_node("MatMulInteger", ["a", "b"], ["out"])], feeds, ["out"],
-                       {"b": rng.integers(-128, 128, (64, 32)).astype(np.int8)})
+    model = _int8_models()[model_name]
     art = edgec.compile(model, target="arm-a76", output=tmp_path / "art").artifact
     asm = subprocess.run([tool, "-d", str(art.path / "model.so")], stdout=subprocess.PIPE, text=True).stdout
     assert re.search(r"\b[su]dot\s+v\d+\.4s", asm)
