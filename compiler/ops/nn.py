@@ -682,6 +682,27 @@ def _import_layer_norm(ctx, node, inputs, attrs):
     return [y, mean, ctx.emit1("reciprocal", [std])][:len(node.output)]
 
 
+@_importer("RMSNormalization")
+def _import_rms_norm(ctx, node, inputs, attrs):
+    """RMSNormalization (opset 23): x / sqrt(mean(x^2 over axes [axis, rank)) + epsilon) * scale,
+    decomposed into edgec ops; float16 input is computed in float32 (stash_type 1) and cast back."""
+    x, scale = inputs[0], inputs[1]
+    if attrs.get("stash_type", 1) != 1:
+        raise ctx.fail(f"stash_type {attrs['stash_type']} is not supported (1: float32)")
+    if x.type.dtype not in ("f16", "f32"):
+        raise ctx.fail(f"RMSNormalization takes float16 or float32 input, got {x.type}")
+    dtype = x.type.dtype
+    if dtype != "f32":
+        x = ctx.emit1("cast", [x], {"to": "f32"})
+        scale = ctx.emit1("cast", [scale], {"to": "f32"})
+    axis = attrs.get("axis", -1) % x.type.rank
+    mean_square = ctx.emit1("reduce_mean", [ctx.emit1("mul", [x, x])],
+                            {"axes": list(range(axis, x.type.rank)), "keepdims": 1})
+    rms = ctx.emit1("sqrt", [ctx.emit1("add", [mean_square, ctx.const(np.float32(attrs.get("epsilon", 1e-5)))])])
+    y = ctx.emit1("mul", [ctx.emit1("div", [x, rms]), scale])
+    return [y if dtype == "f32" else ctx.emit1("cast", [y], {"to": dtype})]
+
+
 def _channel_norm_infer(types, attrs):
     x = types[0]
     _same_dtype(types)

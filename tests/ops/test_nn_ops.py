@@ -630,3 +630,13 @@ def test_layer_norm_mean_and_inv_std_outputs(axis):
     scale = rng.normal(size=x.shape[axis:]).astype(np.float32)
     m = node_model("LayerNormalization", {"x": x}, {"scale": scale}, n_outputs=3, axis=axis, epsilon=1e-3)
     check_model(m, {"x": x})
+
+
+@pytest.mark.parametrize("dtype,axis", [(np.float32, -1), (np.float32, 1), (np.float16, -1)])
+def test_rms_normalization(dtype, axis):
+    rng = np.random.default_rng(0)
+    x = rng.normal(1.0, 2.0, (2, 3, 8)).astype(dtype)
+    scale = rng.normal(size=x.shape[axis:]).astype(dtype)
+    m = node_model("RMSNormalization", {"x": x}, {"scale": scale}, axis=axis, epsilon=1e-3, opset=23)
+    tol = 2e-3 if dtype == np.float16 else 1e-4
+    check_model(m, {"x": x}, rtol=tol, atol=tol)
