@@ -3,11 +3,12 @@ pow, mod, bitshift and clip. All have kind `elementwise` (fusable into one kerne
 
 Dtypes follow ONNX: float-only math (sigmoid, exp, floor, sin, ...) refuses integer tensors with a
 message naming the op; add/sub/mul/div/min/max/mod/clip also take integer tensors (integer div
-truncates toward zero like ONNX Runtime); comparisons give bool; and/or/xor/not take bool.
+truncates toward zero like ONNX Runtime); comparisons give bool; and/or/xor/not take bool;
+bitwise_and/or/xor/not take integers.
 
 ONNX importers here: the unary ops, Add/Sub/Mul/Div, Pow (exponent of another dtype), n-ary
 Min/Max/Sum/Mean (chains of binary ops, Mean divides at the end), Equal/Less/LessOrEqual/Greater/
-GreaterOrEqual, And/Or/Xor/Not, Mod (fmod 0/1; fmod=0 on floats as in opset 28), BitShift
+GreaterOrEqual, And/Or/Xor/Not, BitwiseAnd/Or/Xor/Not, Mod (fmod 0/1; fmod=0 on floats as in opset 28), BitShift
 (unsigned; signed as in opset 28), IsNaN, IsInf, Clip (opset < 11 attributes; opset 11+ optional
 min/max inputs: constants become attributes, other tensors become max/min ops) and Shrink.
 SiLU has no ONNX op (a pass recognizes x * sigmoid(x)).
@@ -199,6 +200,7 @@ UNARY: dict[str, tuple] = {
     "ceil": (lambda x, a: np.ceil(x), lambda x, a: R.ceil(x), ["Ceil"], {}),
     "sign": (lambda x, a: np.sign(x), lambda x, a: _sign_relax(x), ["Sign"], {}),
     "not": (lambda x, a: np.logical_not(x), lambda x, a: R.logical_not(x), ["Not"], {}),
+    "bitwise_not": (lambda x, a: np.bitwise_not(x), lambda x, a: R.bitwise_not(x), ["BitwiseNot"], {}),
     "softplus": (lambda x, a: _softplus_np(x), _softplus_relax, ["Softplus"], {}),
     "softsign": (lambda x, a: (x / (1 + np.abs(x))).astype(x.dtype),
                  lambda x, a: R.divide(x, R.add(_c(1, x.ty.dtype), R.abs(x))), ["Softsign"], {}),
@@ -227,6 +229,7 @@ UNARY: dict[str, tuple] = {
 # Dtypes each unary op takes (ONNX's type constraints); ops not listed take floats only.
 UNARY_DTYPES: dict[str, tuple[str, ...]] = {
     "relu": FLOATS + SIGNED, "neg": FLOATS + SIGNED, "abs": NUMERIC, "sign": NUMERIC, "not": BOOL,
+    "bitwise_not": INTS,
 }
 
 
@@ -359,6 +362,9 @@ BINARY: dict[str, tuple] = {
     "and": (np.logical_and, R.logical_and, ["And"], BOOL),
     "or": (np.logical_or, R.logical_or, ["Or"], BOOL),
     "xor": (np.logical_xor, R.logical_xor, ["Xor"], BOOL),
+    "bitwise_and": (np.bitwise_and, R.bitwise_and, ["BitwiseAnd"], INTS),
+    "bitwise_or": (np.bitwise_or, R.bitwise_or, ["BitwiseOr"], INTS),
+    "bitwise_xor": (np.bitwise_xor, R.bitwise_xor, ["BitwiseXor"], INTS),
 }
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import edgec
-from onnx_util import check_model, node_model
+from onnx import helper
+from onnx_util import check_model, make_model, node_model
 
 rng = np.random.default_rng(0)
 X = rng.standard_normal((2, 3, 4)).astype(np.float32)
@@ -185,6 +186,22 @@ def test_compare_and_logic():
     bb = np.array([[True], [False]])
     cases += [(op, {"a": ba, "b": bb}, {}, {}) for op in ["Equal", "And", "Or", "Xor"]]
     check_cases(cases)
+
+
+def test_bitwise():
+    cases = []
+    for dtype in [np.int32, np.int64, np.uint8, np.int8, np.uint16]:
+        info = np.iinfo(dtype)
+        a = np.array([[0, 1, 5, info.max], [info.min, 12, 7, 3]], dtype)
+        b = np.array([info.max, 6, 3, 1], dtype)
+        cases += [(op, {"a": a, "b": b}, {}, {}) for op in ["BitwiseAnd", "BitwiseOr", "BitwiseXor"]]
+        cases.append(("BitwiseNot", {"a": a}, {}, {}))
+    check_cases(cases, opset=18)
+    # a chain through the -O2 pipeline (TVM fuses it into one kernel)
+    a, b = np.arange(12, dtype=np.int32).reshape(3, 4) * 37, np.array([5, -1, 255, 1 << 20], np.int32)
+    model = make_model([helper.make_node("BitwiseAnd", ["a", "b"], ["t"]), helper.make_node("BitwiseNot", ["t"], ["u"]),
+                        helper.make_node("BitwiseXor", ["u", "a"], ["y"])], {"a": a}, ["y"], {"b": b}, opset=18)
+    check_model(model, {"a": a}, level=2)
 
 
 # ---- mod, pow, bitshift ----------------------------------------------------------------------------
