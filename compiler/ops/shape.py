@@ -24,7 +24,7 @@ broadcast, ...) so that an op's attributes always say exactly what it does.
 | `where` | | Where |
 | `trilu` | upper, k | Trilu |
 | `one_hot` | depth, axis, off_value, on_value, dtype | OneHot |
-| `cumsum` | axis, exclusive, reverse | CumSum |
+| `cumsum`, `cumprod` | axis, exclusive, reverse | CumSum, CumProd |
 | `topk` | k, axis, largest, sorted (values and i64 indices) | TopK |
 | `einsum` | equation | Einsum |
 
@@ -887,44 +887,55 @@ def _onnx_one_hot(ctx, node, inputs, attrs):
         "off_value": float(off), "on_value": float(on), "dtype": dtype_name(values.dtype)})
 
 
-def _cumsum_ref(xs, a):
-    x = xs[0]
-    axis = normalize_axis(a["axis"], x.ndim)
-    if a["reverse"]:
-        x = np.flip(x, axis)
-    y = np.cumsum(x, axis=axis, dtype=x.dtype)
-    if a["exclusive"]:
-        y = y - x
-    if a["reverse"]:
-        y = np.flip(y, axis)
-    return y
+def _cumulative_ref(np_fn, identity):
+    def ref(xs, a):
+        x = xs[0]
+        axis = normalize_axis(a["axis"], x.ndim)
+        if a["reverse"]:
+            x = np.flip(x, axis)
+        with np.errstate(all="ignore"):  # integer overflow wraps, as in ONNX Runtime
+            y = np_fn(x, axis=axis, dtype=x.dtype)
+        if a["exclusive"]:  # shift by one along the axis, starting from the identity
+            first = np.full_like(np.take(y, [0], axis=axis), identity)
+            y = np.concatenate([first, np.delete(y, -1, axis=axis)], axis=axis) if x.shape[axis] else y
+        if a["reverse"]:
+            y = np.flip(y, axis)
+        return y
+    return ref
 
 
-def _cumsum_lower(ctx, xs, a, out):
-    x = xs[0]
-    axis = normalize_axis(a["axis"], len(out[0].shape))
-    if a["reverse"]:
-        x = ctx.bb.emit(R.flip(x, axis))
-    y = R.cumsum(x, axis, dtype=str(x.ty.dtype), exclusive=bool(a["exclusive"]))
-    if a["reverse"]:
-        y = R.flip(ctx.bb.emit(y), axis)
-    return y
+def _cumulative_lower(relax_fn):
+    def lower(ctx, xs, a, out):
+        x = xs[0]
+        axis = normalize_axis(a["axis"], len(out[0].shape))
+        if a["reverse"]:
+            x = ctx.bb.emit(R.flip(x, axis))
+        y = relax_fn(x, axis, dtype=str(x.ty.dtype), exclusive=bool(a["exclusive"]))
+        if a["reverse"]:
+            y = R.flip(ctx.bb.emit(y), axis)
+        return y
+    return lower
 
 
-register_op(OpDef(
-    name="cumsum", kind="opaque", infer=same_as_first, reference=_cumsum_ref, lower=_cumsum_lower,
-    attrs={"axis": Attr("int"), "exclusive": Attr("int", 0), "reverse": Attr("int", 0)},
-    summary="cumulative sum along an axis (optionally exclusive and/or reversed)"))
+def _onnx_cumulative(op: str):
+    def convert(ctx, node, inputs, attrs):
+        axis = ctx.constant_of(inputs[1], "axis")
+        if axis.size != 1:
+            raise ctx.fail(f"axis must hold one value, got shape {list(axis.shape)}")
+        axis = _onnx_axis(ctx, int(axis.reshape(-1)[0]), inputs[0].type.rank)
+        return ctx.emit(op, [inputs[0]], {"axis": axis, "exclusive": int(attrs.get("exclusive", 0)),
+                                          "reverse": int(attrs.get("reverse", 0))})
+    return convert
 
 
-@onnx_op("CumSum")
-def _onnx_cumsum(ctx, node, inputs, attrs):
-    axis = ctx.constant_of(inputs[1], "axis")
-    if axis.size != 1:
-        raise ctx.fail(f"axis must hold one value, got shape {list(axis.shape)}")
-    axis = _onnx_axis(ctx, int(axis.reshape(-1)[0]), inputs[0].type.rank)
-    return ctx.emit("cumsum", [inputs[0]], {"axis": axis, "exclusive": int(attrs.get("exclusive", 0)),
-                                            "reverse": int(attrs.get("reverse", 0))})
+for _name, _np_fn, _identity, _relax_fn, _onnx, _what in (
+        ("cumsum", np.cumsum, 0, R.cumsum, "CumSum", "sum"), ("cumprod", np.cumprod, 1, R.cumprod, "CumProd", "product")):
+    register_op(OpDef(
+        name=_name, kind="opaque", infer=same_as_first, reference=_cumulative_ref(_np_fn, _identity),
+        lower=_cumulative_lower(_relax_fn),
+        attrs={"axis": Attr("int"), "exclusive": Attr("int", 0), "reverse": Attr("int", 0)},
+        summary=f"cumulative {_what} along an axis (optionally exclusive and/or reversed)"))
+    onnx_op(_onnx)(_onnx_cumulative(_name))
 
 
 def _topk_infer(types, attrs):
