@@ -16,6 +16,7 @@ broadcast, ...) so that an op's attributes always say exactly what it does.
 | `gather_elements` | axis | GatherElements |
 | `gather_nd` | batch_dims | GatherND |
 | `scatter_nd` | reduction | ScatterND |
+| `scatter_elements` | axis, reduction | ScatterElements, Scatter |
 | `pad` | pads, mode, value | Pad (opset 11 input form, opset 18 axes) |
 | `expand` | shape (the output shape) | Expand |
 | `tile` | repeats | Tile |
@@ -534,6 +535,47 @@ register_op(OpDef(
     summary="copy of data with slices at indices replaced (or combined: add/mul/max/min) by updates"))
 
 
+def _scatter_elements_infer(types, attrs):
+    data, idx, upd = types
+    _check_index_dtype(idx)
+    if attrs["reduction"] not in SCATTER_REDUCTIONS:
+        raise VerifyError(f"scatter_elements reduction '{attrs['reduction']}' is not one of "
+                          f"{', '.join(SCATTER_REDUCTIONS)}")
+    axis = normalize_axis(attrs["axis"], data.rank)
+    if idx.rank != data.rank or upd.shape != idx.shape or upd.dtype != data.dtype or any(
+            i > d for a, (i, d) in enumerate(zip(idx.shape, data.shape)) if a != axis):
+        raise VerifyError(f"scatter_elements into {data} at {idx} with updates {upd}: shapes do not fit")
+    return [data]
+
+
+def _scatter_elements_ref(xs, a):
+    data, idx, upd = xs
+    axis = normalize_axis(a["axis"], data.ndim)
+    out = data.copy()
+    where = list(np.indices(idx.shape, sparse=True))
+    where[axis] = _wrap_negative_np(idx, data.shape[axis])
+    where = tuple(np.broadcast_arrays(*where))
+    red = a["reduction"]
+    if red == "none":
+        out[where] = upd
+    else:
+        {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}[red].at(out, where, upd)
+    return out
+
+
+def _scatter_elements_lower(ctx, xs, a, out):
+    data, idx, upd = xs
+    axis = normalize_axis(a["axis"], len(data.ty.shape))
+    idx = _wrap_negative(ctx, idx, int(data.ty.shape[axis]))
+    return R.scatter_elements(data, idx, upd, axis=axis, reduction=SCATTER_REDUCTIONS[a["reduction"]])
+
+
+register_op(OpDef(
+    name="scatter_elements", kind="opaque", attrs={"axis": Attr("int", 0), "reduction": Attr("str", "none")},
+    num_inputs=(3, 3), infer=_scatter_elements_infer, reference=_scatter_elements_ref, lower=_scatter_elements_lower,
+    summary="copy of data with the elements at indices (along axis) replaced or combined with updates"))
+
+
 @onnx_op("Gather")
 def _onnx_gather(ctx, node, inputs, attrs):
     axis = _onnx_axis(ctx, attrs.get("axis", 0), inputs[0].type.rank)
@@ -549,6 +591,16 @@ def _onnx_gather_elements(ctx, node, inputs, attrs):
 @onnx_op("GatherND")
 def _onnx_gather_nd(ctx, node, inputs, attrs):
     return emit_nonempty(ctx, "gather_nd", inputs[:2], {"batch_dims": attrs.get("batch_dims", 0)})
+
+
+@onnx_op("ScatterElements", "Scatter")
+def _onnx_scatter_elements(ctx, node, inputs, attrs):
+    """ScatterElements, and the deprecated Scatter (opsets 9-10, the same op without reduction)."""
+    reduction = attrs.get("reduction", "none")
+    if reduction not in SCATTER_REDUCTIONS:
+        raise ctx.fail(f"reduction '{reduction}' is not supported")
+    axis = _onnx_axis(ctx, attrs.get("axis", 0), inputs[0].type.rank)
+    return ctx.emit("scatter_elements", inputs[:3], {"axis": axis, "reduction": reduction})
 
 
 @onnx_op("ScatterND")

@@ -451,3 +451,20 @@ def test_integer_ops_on_constants_fold():
     model = make_model(nodes, {"x": x}, ["out", "xo"], consts)
     assert ops_of(model) == ["identity"]
     check_model(model, {"x": x})
+
+
+@pytest.mark.parametrize("reduction", ["none", "add", "mul", "max", "min"])
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_scatter_elements(reduction, axis):
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(4, 5)).astype(np.float32)
+    extent = data.shape[axis]
+    if reduction == "none":  # distinct indices along the axis: the result does not depend on order
+        idx = np.stack([rng.permutation(extent)[:3] for _ in range(4 if axis == 1 or axis == -1 else 5)])
+        idx = idx if axis in (1, -1) else idx.T
+    else:  # repeats combine
+        idx = rng.integers(-extent, extent, (3, 4) if axis == 0 else (4, 3))
+    upd = rng.normal(size=idx.shape).astype(np.float32)
+    model = node_model("ScatterElements", {"x": data}, {"i": idx.astype(np.int64), "u": upd},
+                       opset=18, axis=axis, **({} if reduction == "none" else {"reduction": reduction}))
+    check_model(model, {"x": data})
