@@ -703,6 +703,25 @@ def _import_rms_norm(ctx, node, inputs, attrs):
     return [y if dtype == "f32" else ctx.emit1("cast", [y], {"to": dtype})]
 
 
+@_importer("LpNormalization")
+def _import_lp_norm(ctx, node, inputs, attrs):
+    """LpNormalization: x / ||x||_p along `axis` (p 1: sum of |x|; p 2: sqrt of the sum of
+    squares), decomposed into edgec ops; a zero vector stays zero (its norm is replaced by 1)."""
+    x = inputs[0]
+    p = attrs.get("p", 2)
+    if p not in (1, 2):
+        raise ctx.fail(f"p must be 1 or 2, got {p}")
+    axis = normalize_axis(attrs.get("axis", -1), x.type.rank)
+    reduce = {"axes": [axis], "keepdims": 1}
+    if p == 1:
+        norm = ctx.emit1("reduce_sum", [ctx.emit1("abs", [x])], reduce)
+    else:
+        norm = ctx.emit1("sqrt", [ctx.emit1("reduce_sum", [ctx.emit1("mul", [x, x])], reduce)])
+    zero, one = (ctx.const(np.asarray(v, dtype=x.type.np_dtype)) for v in (0, 1))
+    norm = ctx.emit1("where", [ctx.emit1("equal", [norm, zero]), one, norm])
+    return [ctx.emit1("div", [x, norm])]
+
+
 def _channel_norm_infer(types, attrs):
     x = types[0]
     _same_dtype(types)

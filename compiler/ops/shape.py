@@ -29,7 +29,7 @@ broadcast, ...) so that an op's attributes always say exactly what it does.
 | `topk` | k, axis, largest, sorted (values and i64 indices) | TopK |
 | `einsum` | equation | Einsum |
 
-Importers that produce constants directly: Constant, ConstantOfShape, Shape, Size, Range, and
+Importers that produce constants directly: Constant, ConstantOfShape, EyeLike, Shape, Size, Range, and
 NonZero of a constant. Integer results of constant inputs fold at import (`ctx.emit`), so every
 reference here also works on integer tensors.
 """
@@ -1118,6 +1118,23 @@ def _onnx_constant_of_shape(ctx, node, inputs, attrs):
     # folds the result into a constant when it is small.
     scalar = ctx.const(np.asarray(value.reshape(-1)[0], dtype=value.dtype).reshape([1] * len(shape)))
     return emit_nonempty(ctx, "expand", [scalar], {"shape": list(shape)})
+
+
+@onnx_op("EyeLike")
+def _onnx_eye_like(ctx, node, inputs, attrs):
+    """A 2-D constant with ones on diagonal k, of the input's shape; dtype from `dtype` or the input."""
+    from ..ir import DTYPES
+    from ..onnx_import import ONNX_DTYPES
+    x = inputs[0]
+    if x.type.rank != 2:
+        raise ctx.fail(f"EyeLike takes a 2-D input, got {x.type}")
+    dtype = x.type.dtype
+    if "dtype" in attrs:
+        if attrs["dtype"] not in ONNX_DTYPES:
+            raise ctx.fail(f"dtype {attrs['dtype']} is not supported")
+        dtype = ONNX_DTYPES[attrs["dtype"]]
+    rows, cols = x.type.shape
+    return [ctx.const(np.eye(rows, cols, attrs.get("k", 0), dtype=DTYPES[dtype]), dtype)]
 
 
 @onnx_op("Shape")

@@ -640,3 +640,12 @@ def test_rms_normalization(dtype, axis):
     m = node_model("RMSNormalization", {"x": x}, {"scale": scale}, axis=axis, epsilon=1e-3, opset=23)
     tol = 2e-3 if dtype == np.float16 else 1e-4
     check_model(m, {"x": x}, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("axis", [0, -1])
+def test_lp_normalization(p, axis):
+    x = randn(3, 4)
+    x[1, :] = 0  # a zero vector along the last axis stays zero
+    x[:, 2] = 0  # and along the first
+    check_model(node_model("LpNormalization", {"x": x}, p=p, axis=axis), {"x": x})

@@ -468,3 +468,10 @@ def test_scatter_elements(reduction, axis):
     model = node_model("ScatterElements", {"x": data}, {"i": idx.astype(np.int64), "u": upd},
                        opset=18, axis=axis, **({} if reduction == "none" else {"reduction": reduction}))
     check_model(model, {"x": data})
+
+
+@pytest.mark.parametrize("k", [0, 1, -2])
+@pytest.mark.parametrize("dtype", [None, 7])
+def test_eye_like(k, dtype):
+    x = np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32)
+    check("EyeLike", x, k=k, **({} if dtype is None else {"dtype": dtype}))
