@@ -582,6 +582,26 @@ _importer("MaxPool")(_import_pool("max_pool"))
 _importer("AveragePool")(_import_pool("avg_pool"))
 
 
+@_importer("LpPool")
+def _import_lp_pool(ctx, node, inputs, attrs):
+    """LpPool: (sum of |x|^p over each window)^(1/p), as an average pool (zero padding counted)
+    of |x|^p times the kernel size. ceil_mode=1 is refused (its partial windows)."""
+    x = inputs[0]
+    p = attrs.get("p", 2)
+    if attrs.get("ceil_mode", 0):
+        raise ctx.fail("ceil_mode=1 is not supported")
+    if p < 1:
+        raise ctx.fail(f"p must be >= 1, got {p}")
+    powered = ctx.emit1("mul", [x, x]) if p == 2 else ctx.emit1(
+        "pow", [ctx.emit1("abs", [x]), ctx.const(np.asarray(p, dtype=x.type.np_dtype))])
+    pooled = _import_pool("avg_pool")(ctx, node, [powered], {**attrs, "count_include_pad": 1})[0]
+    size = ctx.const(np.asarray(np.prod(attrs["kernel_shape"]), dtype=x.type.np_dtype))
+    total = ctx.emit1("mul", [pooled, size])
+    if p == 2:
+        return [ctx.emit1("sqrt", [total])]
+    return [ctx.emit1("pow", [total, ctx.const(np.asarray(1.0 / p, dtype=x.type.np_dtype))])]
+
+
 def _global_infer(types, attrs):
     x = types[0]
     last = _check_layout(attrs, x.rank)

@@ -649,3 +649,18 @@ def test_lp_normalization(p, axis):
     x[1, :] = 0  # a zero vector along the last axis stays zero
     x[:, 2] = 0  # and along the first
     check_model(node_model("LpNormalization", {"x": x}, p=p, axis=axis), {"x": x})
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+@pytest.mark.parametrize("attrs", [{"kernel_shape": [3, 3]},
+                                   {"kernel_shape": [2, 3], "strides": [2, 1], "pads": [1, 0, 0, 1]},
+                                   {"kernel_shape": [2, 2], "auto_pad": "SAME_UPPER"}])
+def test_lp_pool(p, attrs):
+    x = randn(1, 3, 6, 7)
+    check_model(node_model("LpPool", {"x": x}, p=p, **attrs), {"x": x}, rtol=1e-4, atol=1e-4)
+
+
+def test_lp_pool_ceil_mode_refused():
+    x = randn(1, 1, 5, 5)
+    with pytest.raises(EdgecError, match="ceil_mode"):
+        edgec.import_onnx(node_model("LpPool", {"x": x}, kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1, opset=18))
