@@ -29,7 +29,7 @@ import numpy as np
 from hypothesis import assume, strategies as st
 
 import edgec
-from edgec.ir import Graph, Value
+from edgec.ir import Graph, TensorType, Value
 from edgec.ops import OPS
 
 
@@ -83,8 +83,8 @@ def _positive(b: Builder, x: Value, offset: float) -> Value:
 # ---- elementwise generators (each returns a new value or None) ----------------------------------
 
 # Unary elementwise ops come from the registry. Left out: ops with a jump (a last-bit difference
-# after a legal reordering would flip them) and ops that do not take or give f32.
-DISCONTINUOUS = {"ceil", "floor", "round", "sign", "thresholded_relu", "shrink", "is_inf", "is_nan", "not", "cast"}
+# after a legal reordering would flip them) and ops that do not take and give f32 (`_f32_to_f32`).
+DISCONTINUOUS = {"ceil", "floor", "round", "sign", "thresholded_relu", "shrink", "is_inf", "is_nan", "cast"}
 # op -> how its operand is brought into the op's domain
 DOMAINS = {
     "log": "positive", "sqrt": "positive", "reciprocal": "positive", "acosh": "at-least-one",
@@ -98,8 +98,20 @@ ATTR_CHOICES = {
     "clip": [{"min": 0.0, "max": 6.0}, {"min": -1.0, "max": 1.0}, {"min": 0.0}],
     "elu": [{"alpha": 1.0}, {"alpha": 0.5}],
 }
+
+
+def _f32_to_f32(name: str) -> bool:
+    """Whether unary op `name` (default attributes) takes an f32 tensor and gives one."""
+    try:
+        out = OPS[name].infer([TensorType("f32", (2,))], OPS[name].complete_attrs({}))
+    except Exception:  # noqa: BLE001 - the op refuses f32 (or needs an attribute)
+        return False
+    return [t.dtype for t in out] == ["f32"]
+
+
 UNARY = sorted(name for name, d in OPS.items()
-               if d.kind == "elementwise" and d.num_inputs == (1, 1) and name not in DISCONTINUOUS)
+               if d.kind == "elementwise" and d.num_inputs == (1, 1) and name not in DISCONTINUOUS
+               and _f32_to_f32(name))
 BINARY = ["add", "sub", "mul", "div", "max", "min", "pow", "prelu"]
 
 
