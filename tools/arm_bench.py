@@ -18,6 +18,9 @@ thread), so the counts compare the work each does per inference, not a parallel 
   at start and crashes on the host's x86 one, so it runs in a private mount namespace
   (`unshare -m`, needs root) with a Cortex-A72 cpuinfo bind-mounted over /proc/cpuinfo.
 
+Where the instructions go, kernel by kernel: tools/arm_profile.py (same qemu, a per-block
+profiling plugin, symbols of model.so).
+
 Needs: qemu-user, an aarch64 cross compiler (g++-aarch64-linux-gnu or pip ziglang), a host C
 compiler, root for unshare. Prints a table; --json writes the numbers.
 """

@@ -16,13 +16,19 @@ Rules, tried in this order by `schedule_func`:
   accumulator tile lives in a local buffer (registers); the reduction loops run around the tile;
   the remaining outer loops are fused and run in parallel. Elementwise epilogues fused into the
   kernel (bias, relu, residual add, ...) are inlined into the tile's write-back, and producers
-  (padding) become a parallel, vectorized stage of their own.
+  (padding) become a parallel, vectorized stage of their own. A tile under 1024 bytes is a stack
+  buffer (LLVM keeps it in registers), a larger one a workspace. The innermost reduction loop is
+  unrolled by up to 4. On 128-bit NEON the broadcast operand (matmul's A, a conv's input) is
+  also loaded 4 reduction steps at a time as one vector, so that each fmla takes its scalar by
+  lane (`fmla v.4s, v.4s, v.s[i]`), and a single-row tile (matrix-vector) is up to 8 registers
+  wide.
 - `injective`: kernels made only of spatial blocks (elementwise, broadcast, transpose, reshape,
   padding, concat, ...): intermediates inlined, the innermost loop split into a vector block, the
   rest fused and run in parallel.
 - `rowwise`: anything else (softmax, layer norm, reductions over the innermost axes): each
   root-level block on its own, spatial blocks parallel and vectorized, reduction blocks parallel
-  over their leading spatial loops. (dlight's CPU `Reduction` rule is not used: for a softmax
+  over their leading spatial loops (on 128-bit NEON a reduction over the innermost axis keeps 4
+  partial results per row in a vector: `_vectorized_row_reduction`). (dlight's CPU `Reduction` rule is not used: for a softmax
   over a [1, N] tensor it parallelizes the N output elements around the whole row reduction,
   which is quadratic and races on the shared row maximum.)
 """
@@ -204,6 +210,31 @@ def pack_weights(sch: s_tir.Schedule, main, ns: int, vf: int, constant_params, p
         packs.append((index, vf))
 
 
+def a_lane_operand(sch: s_tir.Schedule, main, ns: int) -> int | None:
+    """The read index of the reduction block's broadcast operand whose last index is the innermost
+    reduction variable alone (matmul's A[i, k], an NHWC conv's input[n, h, w, ci]), that does
+    not depend on the vectorized output axis and has the accumulator's float type (fmla by lane;
+    int8 kernels keep their own shape); None when there is none."""
+    block = sch.get(main)
+    vec_var = block.iter_vars[ns - 1].var
+    k_var = block.iter_vars[-1].var
+    out_dtype = str(block.writes[0].source.dtype)
+    if not out_dtype.startswith("float"):
+        return None
+    for i, region in enumerate(block.reads):
+        if len(region.region) < 2 or region.source.same_as(block.writes[0].source):
+            continue
+        if str(region.source.dtype) != out_dtype:
+            continue
+        last = region.region[-1]
+        if not (isinstance(last.min, tirx.Var) and last.min.same_as(k_var)) or _int(last.extent) != 1:
+            continue
+        if any(_uses_var(r.min, vec_var) or _uses_var(r.min, k_var) for r in region.region[:-1]):
+            continue
+        return i
+    return None
+
+
 def _uses_var(expr, var) -> bool:
     return any(v.same_as(var) for v in tirx.analysis.undefined_vars(expr))
 
@@ -232,18 +263,41 @@ def _tiled_reduction_main(sch: s_tir.Schedule):
     return main, shape[0], dtype_bits, extents
 
 
-def default_tile(vec_extent: int, reg_extent: int, lanes: int, vector_bits: int) -> dict:
+def reduction_unroll(red_extent: int | None) -> int:
+    """How many iterations of the innermost reduction loop `tiled_reduction` unrolls by default:
+    the largest divisor of its extent up to 4 (fewer loop-control instructions per fma; on
+    128-bit NEON also one q register of the broadcast operand, see `a_lane_operand`)."""
+    if not red_extent:
+        return 1
+    return _largest_divisor(red_extent, 4)
+
+
+def default_tile(vec_extent: int, reg_extent: int, lanes: int, vector_bits: int,
+                 red_extent: int | None = None) -> dict:
     """The knobs `tiled_reduction` uses when none are given: {"vf": vector block, "rf": register
-    rows} from `register_tile`."""
+    rows} from `register_tile` (on 128-bit targets, a single row gets up to 8 registers wide),
+    "ku": the innermost reduction loop's unroll factor (`reduction_unroll`, from `red_extent`,
+    that loop's extent; a single row on a 128-bit target: 8 when it divides) and "lane": 1 to
+    load the broadcast operand `ku` elements at a time into vectors and use them lane by lane
+    (when `ku` is whole vectors on a 128-bit target: NEON's fmla by element), else 0."""
     vf, rf = register_tile(vec_extent, reg_extent, lanes, ACCUMULATORS.get(vector_bits, 16))
-    return {"vf": vf, "rf": rf}
+    if vector_bits == 128 and rf == 1:
+        # One row (a matrix-vector product): a wider block of contiguous columns, loaded with
+        # ldp (two registers per instruction) and fewer loop-control instructions per fmla.
+        vf = next((w for w in (8 * lanes, 4 * lanes) if w > vf and vec_extent % w == 0), vf)
+    ku = reduction_unroll(red_extent)
+    if vector_bits == 128 and rf == 1 and red_extent and red_extent % (2 * lanes) == 0:
+        ku = 2 * lanes  # one row: registers to spare, two q registers of the broadcast operand
+    return {"vf": vf, "rf": rf, "ku": ku, "lane": int(vector_bits == 128 and ku % lanes == 0)}
 
 
 def tiled_reduction_space(func: tirx.PrimFunc, vector_bits: int) -> list[dict]:
     """The knob settings `tiled_reduction` accepts for `func`, the default first ([] when the rule
     does not apply). Knobs: "vf", the output's contiguous axis block computed as vectors (a divisor
     of that axis, whole registers when possible); "rf", the register rows (a divisor of the
-    second-to-last spatial axis), with at most 32 accumulator registers in the tile."""
+    second-to-last spatial axis), with at most 32 accumulator registers in the tile; "ku", the
+    innermost reduction loop's unroll factor (1 or the default); "lane" (see `default_tile`), on
+    with the default "ku" when the default has it on."""
     sch = s_tir.Schedule(func)
     found = _tiled_reduction_main(sch)
     if found is None:
@@ -251,16 +305,19 @@ def tiled_reduction_space(func: tirx.PrimFunc, vector_bits: int) -> list[dict]:
     _, ns, dtype_bits, extents = found
     lanes = max(1, vector_bits // dtype_bits)
     vec_extent, reg_extent = extents[ns - 1], (extents[ns - 2] if ns >= 2 else 1)
-    default = default_tile(vec_extent, reg_extent, lanes, vector_bits)
+    default = default_tile(vec_extent, reg_extent, lanes, vector_bits, extents[-1])
     if default["vf"] < min(4, lanes):
         return []
     widths = [w for w in (lanes, 2 * lanes, 4 * lanes) if vec_extent % w == 0] or [default["vf"]]
+    unrolls = [(default["ku"], default["lane"])] + ([(1, 0)] if default["ku"] > 1 else [])
     space = [default]
-    for vf in widths:
-        vectors = max(1, vf // lanes)
-        for rf in range(1, reg_extent + 1):
-            if reg_extent % rf == 0 and rf * vectors <= 32 and {"vf": vf, "rf": rf} != default:
-                space.append({"vf": vf, "rf": rf})
+    for ku, lane in unrolls:
+        for vf in widths:
+            vectors = max(1, vf // lanes)
+            for rf in range(1, reg_extent + 1):
+                knobs = {"vf": vf, "rf": rf, "ku": ku, "lane": lane}
+                if reg_extent % rf == 0 and rf * vectors <= 32 and knobs != default:
+                    space.append(knobs)
     return space
 
 
@@ -278,12 +335,13 @@ def tiled_reduction(func: tirx.PrimFunc, vector_bits: int, constant_params=froze
     lanes = max(1, vector_bits // dtype_bits)
     vec_extent = extents[ns - 1]
     reg_extent = extents[ns - 2] if ns >= 2 else 1
-    if knobs is None:
-        knobs = default_tile(vec_extent, reg_extent, lanes, vector_bits)
-    vf, rf = int(knobs["vf"]), int(knobs["rf"])
+    red_extent = extents[-1]
+    default = default_tile(vec_extent, reg_extent, lanes, vector_bits, red_extent)
+    knobs = {**default, **(knobs or {})}  # a missing knob takes its default
+    vf, rf, ku, lane = int(knobs["vf"]), int(knobs["rf"]), int(knobs["ku"]), int(knobs["lane"])
     if vf < min(4, lanes):
         return None  # the contiguous output axis is too short to vectorize: a row reduction
-    if vec_extent % vf or reg_extent % rf:
+    if vec_extent % vf or reg_extent % rf or red_extent is None or red_extent % ku:
         return None
 
     # Epilogue: inline elementwise blocks after the reduction into each other; producers
@@ -303,9 +361,11 @@ def tiled_reduction(func: tirx.PrimFunc, vector_bits: int, constant_params=froze
     if packs is not None:
         pack_weights(sch, main, ns, vf, constant_params, packs)
 
-    # Accumulate the tile in registers: the reduction block writes a local buffer and a
-    # write-back block copies the finished tile out.
-    writeback = sch.cache_write(main, 0, "local")
+    # Accumulate the tile in registers: the reduction block writes a tile buffer and a
+    # write-back block copies the finished tile out. A small tile goes on the stack ("global" scope below TVM's 1024-byte stack limit), where
+    # LLVM keeps it in registers; a "local" buffer is a TVMBackendAllocWorkspace call per tile.
+    tile_bytes = vf * rf * dtype_bits // 8
+    writeback = sch.cache_write(main, 0, "global" if tile_bytes < 1024 else "local")
     consumers = [b for b in root_blocks(sch)
                  if sch.get(b).name_hint not in producers
                  and sch.get(b).name_hint not in (sch.get(main).name_hint, sch.get(writeback).name_hint)]
@@ -317,6 +377,10 @@ def tiled_reduction(func: tirx.PrimFunc, vector_bits: int, constant_params=froze
 
     loops = sch.get_loops(main)
     spatial, reduction = loops[:ns], loops[ns:]
+    k_inner = None
+    if ku > 1:
+        k_outer, k_inner = sch.split(reduction[-1], [None, ku])
+        reduction = [*reduction[:-1], k_outer, k_inner]
     v_outer, v_inner = sch.split(spatial[-1], [None, vf])
     if ns >= 2:
         r_outer, r_inner = sch.split(spatial[-2], [None, rf])
@@ -335,9 +399,27 @@ def tiled_reduction(func: tirx.PrimFunc, vector_bits: int, constant_params=froze
     if len(tile) == 2 and rf > 1:
         sch.unroll(tile[0])
     sch.parallel(fused)
+    if k_inner is not None:
+        sch.unroll(k_inner)
+        lane_index = a_lane_operand(sch, main, ns) if lane and ku % lanes == 0 else None
+        if lane_index is not None:
+            # The broadcast operand's `ku` consecutive reduction elements of each tile row, one
+            # vector load per row per `ku` steps, kept in a small stack buffer that LLVM turns into
+            # registers: each fma then takes its scalar as a lane (NEON `fmla v.4s, v.4s, v.s[i]`).
+            cached = sch.cache_read(main, lane_index, "global")
+            sch.compute_at(cached, reduction[-2])
+            k_outer_stmt = sch.get(reduction[-2])
+            depth = 1 + next(i for i, lp in enumerate(sch.get_loops(main)) if sch.get(lp).same_as(k_outer_stmt))
+            c_loops = sch.get_loops(cached)[depth:]
+            if c_loops:
+                sch.vectorize(c_loops[-1])
+                for lp in c_loops[:-1]:
+                    sch.unroll(lp)
     sch.decompose_reduction(main, reduction[0])
     wb_loops = sch.get_loops(writeback)
     sch.vectorize(wb_loops[-1])
+    for lp in wb_loops[1:-1]:  # below the fused tile loop: constant tile indices (registers)
+        sch.unroll(lp)
 
     # Producers (padding) and epilogue blocks that could not be inlined: stages of their own.
     for block in root_blocks(sch):
@@ -370,15 +452,45 @@ def rowwise(func: tirx.PrimFunc, vector_bits: int) -> s_tir.Schedule | None:
     the last axes; kernels with several reductions): each root-level block on its own. Spatial
     blocks get parallel outer loops and a vectorized innermost loop; reduction blocks run their
     leading spatial loops in parallel and keep their reduction loops serial (the order of a float
-    sum is kept). Nothing is inlined or moved, so no value is computed twice."""
+    sum is kept), except on 128-bit targets, where a reduction over the innermost axis is
+    vectorized across 4 partial results (`_vectorized_row_reduction`). Nothing is inlined or
+    moved, so no value is computed twice."""
     sch = s_tir.Schedule(func)
     for block in root_blocks(sch):
         try:
             if _is_spatial(sch, block):
                 dtype_bits = tvm.DataType(str(sch.get(block).writes[0].source.dtype)).bits
                 schedule_spatial_block(sch, block, max(1, vector_bits // max(8, dtype_bits)))
-            else:
+            elif not (vector_bits == 128 and _vectorized_row_reduction(sch, block, vector_bits)):
                 _parallel_leading_spatial(sch, block)
         except Exception:  # noqa: BLE001 - a primitive refused: leave this block as it is
             pass
     return sch
+
+
+def _vectorized_row_reduction(sch: s_tir.Schedule, block, vector_bits: int) -> bool:
+    """A reduction over the innermost axis (softmax's max and sum, layer norm's mean and variance)
+    computed `lanes` partial results at a time: the reduction loop is split by the lane count and
+    rfactored into a [rows..., lanes] buffer (one vector accumulator per row, its loop vectorized),
+    then the lanes are combined. Float sums change their order of additions (a rounding
+    difference). True when applied; the schedule is left unchanged when the block does not fit
+    (several reduction axes, an extent that is not a multiple of two vectors)."""
+    shape = _reduction_shape(sch, block)
+    if shape is None or shape[1] != 1 or not _loops_match_iters(sch, block):
+        return False
+    dtype_bits = tvm.DataType(str(sch.get(block).writes[0].source.dtype)).bits
+    lanes = max(1, vector_bits // dtype_bits)
+    loops = sch.get_loops(block)
+    extent = _extent(sch, loops[-1])
+    if lanes < 2 or extent is None or extent % lanes or extent < 2 * lanes:
+        return False
+    ns = shape[0]
+    k_outer, k_inner = sch.split(loops[-1], [None, lanes])
+    rf_block = sch.rfactor(k_inner, factor_axis=ns)
+    rf_loops = sch.get_loops(rf_block)  # rfactor replaced the loops: [rows..., k_outer, k_inner]
+    k_outer, k_inner = rf_loops[-2], rf_loops[-1]
+    lead = rf_loops[:ns]
+    sch.parallel(sch.fuse(*lead) if len(lead) > 1 else lead[0])
+    sch.vectorize(k_inner)
+    sch.decompose_reduction(rf_block, k_outer)  # after vectorize: it needs the block's init
+    return True

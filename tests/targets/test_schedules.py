@@ -8,6 +8,8 @@ runs the module and compares with ONNX Runtime. No timing here: speed is tools/b
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import tvm
@@ -38,6 +40,12 @@ def scheduled_module(model):
 
 def kernels(mod) -> dict[str, str]:
     return {gv.name_hint: f.script() for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)}
+
+
+def has_register_tile(text: str) -> bool:
+    """Whether a scheduled kernel accumulates in a tile buffer (the tiled rule's cache_write:
+    "<name>_global" on the stack for small tiles, "<name>_local" otherwise)."""
+    return re.search(r"\w+_(global|local) = T\.sblock_alloc_buffer", text) is not None
 
 
 def run_module(mod, feeds):
@@ -158,7 +166,7 @@ def test_global_average_pool_after_conv_is_vectorized_over_channels():
     nodes = [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1]),
              helper.make_node("GlobalAveragePool", ["y"], ["z"])]
     texts = check(make_model(nodes, {"x": x}, ["z"], {"w": rand(64, 8, 3, 3, scale=0.2)}), {"x": x}, "mean")
-    assert any('scope="local"' in t for name, t in texts.items() if "mean" in name)
+    assert any(has_register_tile(t) for name, t in texts.items() if "mean" in name)
 
 
 def test_global_average_pool_nchw_row_reduction():
@@ -188,7 +196,7 @@ def test_relu6_chain_stays_nhwc_with_packed_weights():
              if isinstance(f, tvm.tirx.PrimFunc) and "conv2d" in gv.name_hint]
     assert len(convs) == 2
     for name, func in convs:
-        assert 'scope="local"' in texts[name]
+        assert has_register_tile(texts[name])
         # The weight parameter is 5-D: [out channel blocks, kh, kw, in channels, vector].
         assert any(len(p.shape) == 5 for p in func.params), (name, [p.shape for p in func.params])
 
@@ -302,26 +310,137 @@ def test_schedule_func_on_a_hand_written_kernel():
     assert "T.vectorized" in func.script()
 
 
-def test_tuning_database_is_applied_and_the_rest_falls_back(tmp_path):
-    """One MetaSchedule trial on a matmul model, then a matmul + softmax model compiled with that
-    database: the matmul kernel comes from the database ("tuned"), the softmax (missing from it)
-    gets the default rules, and the results match ORT."""
-    from edgec.targets.build import build_graph
-    from edgec.targets.schedules.tuning import tune_graph
-    x = rand(8, 32)
-    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"]), helper.make_node("Softmax", ["y"], ["z"], axis=-1)]
-    model = make_model(nodes, {"x": x}, ["z"], {"w": rand(32, 16)})
+# ---- 128-bit NEON schedules (vector_bits 128), built and run on the host ----------------------
+
+def neon_module(model):
+    """edgec's lowering and CPU pipeline with the rules of a 128-bit (NEON) target, compiled for
+    the host: the ARM schedules' arithmetic checked without qemu."""
+    from edgec.targets.schedules import cpu_pipeline
     target = get_target("host")
-    graph = edgec.import_onnx(model)
-    lines = []
-    matmul_only = edgec.import_onnx(node_model("MatMul", {"x": x}, {"w": rand(32, 16)}))
-    tune_graph(matmul_only, target, tmp_path / "db", trials=1, progress=lines.append)
-    assert lines and "trials" in lines[-1]
-    assert (tmp_path / "db" / "database_tuning_record.json").stat().st_size > 0
-    report: dict = {}
-    built = build_graph(graph, target, tuning_db=str(tmp_path / "db"), report=report)
-    assert report == {"matmul": "tuned", "softmax": "rowwise"}, report
-    vm = relax.VirtualMachine(built.executable, tvm.cpu())
-    got = vm["main"](tvm.runtime.tensor(x))[0].numpy()
-    expected = run_ort(model, {"x": x})
-    assert_close({"z": got}, expected, what="tuned")
+    mod = lower_graph(edgec.import_onnx(model), target)
+    with target.tvm_target():
+        return cpu_pipeline(target.tvm_target(), 128)(mod)
+
+
+NEON_CASES = {
+    "matmul_relu": lambda: (make_model([helper.make_node("MatMul", ["x", "w"], ["y"]),
+                                        helper.make_node("Relu", ["y"], ["z"])],
+                                       {"x": rand(16, 64)}, ["z"], {"w": rand(64, 32, scale=0.2)}), "matmul"),
+    "matvec_wide": lambda: (node_model("Gemm", {"x": rand(1, 96)}, {"w": rand(128, 96, scale=0.2), "b": rand(128)},
+                                       transB=1), "matmul"),
+    "batch_matmul": lambda: (node_model("MatMul", {"a": rand(2, 8, 12), "b": rand(2, 12, 16)}), "matmul"),
+    "conv3x3": lambda: (conv_model(rand(1, 8, 10, 10), 16, 3, 1, (1, 1, 1, 1)), "conv2d"),
+    "conv_stride2_odd": lambda: (conv_model(rand(1, 12, 11, 9), 8, 3, 2, (1, 1, 1, 1)), "conv2d"),
+    "stem_3_channels": lambda: (conv_model(rand(1, 3, 15, 15), 16, 7, 2, (3, 3, 3, 3)), "conv2d"),
+    "depthwise": lambda: (conv_model(rand(1, 16, 12, 12), 16, 3, 1, (1, 1, 1, 1), 16), "conv2d"),
+    "pointwise": lambda: (conv_model(rand(1, 32, 7, 7), 24, 1, 1, (0, 0, 0, 0), relu=False), "conv2d"),
+    "groups_asym_pads": lambda: (conv_model(rand(1, 16, 9, 9), 16, 3, 1, (0, 1, 2, 1), 2), "conv2d"),
+    "dilated_batch2": lambda: (conv_model(rand(2, 8, 12, 12), 8, 3, 1, (2, 2, 2, 2), 1, 2), "conv2d"),
+    "softmax": lambda: (node_model("Softmax", {"x": rand(4, 7, 32, scale=3.0)}, axis=-1), "softmax"),
+    "softmax_odd_row": lambda: (node_model("Softmax", {"x": rand(3, 33)}, axis=-1), "softmax"),
+    "layer_norm": lambda: (node_model("LayerNormalization", {"x": rand(3, 10, 64)}, {"g": rand(64), "b": rand(64)},
+                                      axis=-1), "layer_norm"),
+}
+
+
+@pytest.mark.parametrize("case", list(NEON_CASES))
+def test_neon_schedules_match_onnxruntime(case):
+    """The 128-bit rules (reduction unrolled by 4, broadcast operand cached as vectors for fmla
+    by lane, tile on the stack, wide matrix-vector blocks) against ONNX Runtime."""
+    model, heavy = NEON_CASES[case]()
+    feeds = {i.name: rng.standard_normal([d.dim_value for d in i.type.tensor_type.shape.dim]).astype(np.float32)
+             for i in model.graph.input}
+    mod = neon_module(model)
+    texts = kernels(mod)
+    names = [n for n in texts if heavy in n]
+    assert names, sorted(texts)
+    for name in names:
+        assert "T.parallel" in texts[name] and "T.vectorized" in texts[name], texts[name]
+    expected = run_ort(model, feeds)
+    assert_close(dict(zip(expected, run_module(mod, feeds))), expected, 1e-4, 1e-4, "scheduled for NEON")
+
+
+def test_neon_matmul_tile_structure():
+    """For a 128-bit target the matmul kernel has the k loop split by 4 and unrolled, A's 4
+    consecutive k values copied as one 4-lane vector per tile row (the lane operand), and the
+    accumulator tile in a stack buffer (no "local" workspace)."""
+    model, _ = NEON_CASES["matmul_relu"]()
+    text = next(t for n, t in kernels(neon_module(model)).items() if "matmul" in n)
+    four = r"\((?:T\.int64\()?4\)?\)"
+    assert re.search(r"for \w+ in T\.unroll" + four + ":", text), text
+    assert re.search(r"for \w+ in T\.vectorized" + four + r":\n\s+with T\.sblock\(\"x_global\"\)", text), text
+    assert 'scope="local"' not in text, text
+
+
+@pytest.mark.parametrize("case", ["softmax", "layer_norm"])
+def test_neon_row_reductions_are_vectorized(case):
+    """Row reductions over the innermost axis (softmax's max and sum, layer norm's statistics)
+    keep 4 partial results per row in a vector (an rfactor block with a vectorized 4-lane loop)."""
+    model, heavy = NEON_CASES[case]()
+    text = next(t for n, t in kernels(neon_module(model)).items() if heavy in n)
+    rf_blocks = re.findall(r"for \w+ in T\.vectorized\((?:T\.int64\()?4\)?\):\n\s+with T\.sblock\(\"(\w+_rf_update)\"\)",
+                           text)
+    assert rf_blocks, text
+
+
+def test_default_tile_knobs():
+    neon = rules.default_tile(1024, 128, 4, 128, 256)
+    assert neon == {"vf": 8, "rf": 8, "ku": 4, "lane": 1}
+    one_row = rules.default_tile(1024, 1, 4, 128, 512)
+    assert (one_row["vf"], one_row["ku"], one_row["lane"]) == (32, 8, 1)  # 8 registers wide, 2 of A
+    assert rules.default_tile(1024, 128, 4, 128, 3)["ku"] == 3   # RGB stem: unroll the 3 channels, no lanes
+    assert rules.default_tile(1024, 128, 4, 128, 3)["lane"] == 0
+    x86 = rules.default_tile(1024, 128, 16, 512, 256)
+    assert (x86["ku"], x86["lane"]) == (4, 0)  # unrolled; AVX-512 broadcasts from memory, no lanes
+    assert rules.default_tile(1024, 128, 16, 512, 33)["ku"] == 3
+    assert (x86["vf"], x86["rf"]) == rules.register_tile(1024, 128, 16, rules.ACCUMULATORS[512])
+
+
+def test_tiled_reduction_space_with_unroll_knobs():
+    """The space starts with the default, includes the not-unrolled variants, every entry
+    schedules, and knobs without "ku"/"lane" (older databases) take the defaults."""
+    from tvm import te
+    a, b = te.placeholder((8, 32), name="A"), te.placeholder((32, 16), name="B")
+    k = te.reduce_axis((0, 32), name="k")
+    c = te.compute((8, 16), lambda i, j: te.sum(a[i, k] * b[k, j], axis=k), name="C")
+    func = te.create_prim_func([a, b, c])
+    space = rules.tiled_reduction_space(func, 128)
+    assert space[0] == rules.default_tile(16, 8, 4, 128, 32)
+    assert {(s["ku"], s["lane"]) for s in space} == {(4, 1), (1, 0)}
+    for knobs in space[:4] + [{"vf": 4, "rf": 2}]:
+        assert rules.tiled_reduction(func, 128, knobs=knobs) is not None, knobs
+
+
+def _have_aarch64_tools() -> bool:
+    import shutil
+    from edgec.errors import ToolError
+    from edgec.targets import crosslink
+    try:
+        crosslink.find_toolchain()
+    except ToolError:
+        return False
+    return shutil.which("aarch64-linux-gnu-objdump") is not None or shutil.which("llvm-objdump") is not None
+
+
+@pytest.mark.skipif(not _have_aarch64_tools(), reason="needs an aarch64 cross compiler and objdump")
+def test_a72_matmul_uses_fmla_by_lane_without_workspace(tmp_path):
+    """The arm-a72 code of a matmul kernel multiplies by lane (`fmla vD.4s, vN.4s, vM.s[i]`,
+    all four lanes used) and allocates no per-tile workspace."""
+    import shutil
+    import subprocess
+    model, _ = NEON_CASES["matmul_relu"]()
+    art = edgec.compile(model, target="arm-a72", output=tmp_path / "art").artifact
+    tool = shutil.which("aarch64-linux-gnu-objdump") or shutil.which("llvm-objdump")
+    asm = subprocess.run([tool, "-d", str(art.path / "model.so")], capture_output=True, text=True, check=True).stdout
+    lanes = set(re.findall(r"fmla\s+v\d+\.4s, v\d+\.4s, v\d+\.s\[(\d)\]", asm))
+    assert lanes == {"0", "1", "2", "3"}, lanes
+    assert "TVMBackendAllocWorkspace" not in asm
+
+
+def test_host_reduction_loop_unrolled_without_lane_cache():
+    """On the host (x86) the matmul's k loop is unrolled by 4 too, but A is not copied into a
+    lane buffer (x86 fma broadcasts its scalar from memory)."""
+    model, _ = NEON_CASES["matmul_relu"]()
+    text = next(t for n, t in kernels(scheduled_module(model)).items() if "matmul" in n)
+    assert re.search(r"for \w+ in T\.unroll\((?:T\.int64\()?4\)?\):", text), text
+    assert 'T.sblock("x_global")' not in text, text
