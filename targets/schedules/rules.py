@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import tvm
 from tvm import s_tir, tirx
 
@@ -235,6 +236,12 @@ def a_lane_operand(sch: s_tir.Schedule, main, ns: int) -> int | None:
     return None
 
 
+def _buffer_size(buf) -> int | None:
+    """Number of elements of a buffer of static shape (None if a dim is not a constant)."""
+    dims = [_int(d) for d in buf.shape]
+    return None if any(d is None for d in dims) else int(np.prod(dims, dtype=np.int64))
+
+
 def _uses_var(expr, var) -> bool:
     return any(v.same_as(var) for v in tirx.analysis.undefined_vars(expr))
 
@@ -369,7 +376,12 @@ def tiled_reduction(func: tirx.PrimFunc, vector_bits: int, constant_params=froze
     consumers = [b for b in root_blocks(sch)
                  if sch.get(b).name_hint not in producers
                  and sch.get(b).name_hint not in (sch.get(main).name_hint, sch.get(writeback).name_hint)]
+    out_size = _buffer_size(sch.get(writeback).writes[0].source)
     for block in consumers:
+        # Only epilogues that write as many elements as the reduction: TVM also inlines a slice
+        # (fewer elements) and its write-back then stores the whole tile past the slice's end.
+        if _buffer_size(sch.get(block).writes[0].source) != out_size:
+            continue
         try:
             sch.reverse_compute_inline(block)
         except Exception:  # noqa: BLE001 - a primitive refused: try the next option

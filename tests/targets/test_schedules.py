@@ -146,6 +146,22 @@ def test_matmul_3d_by_2d_with_epilogue():
     check(model, {"a": a}, "matmul")
 
 
+@pytest.mark.parametrize("op,axis,start,end", [("MatMul", 1, 0, 16), ("MatMul", 1, 5, 60), ("MatMul", 0, 8, 40),
+                                                ("Conv", 1, 3, 30), ("Conv", 3, 0, 5)])
+def test_slice_after_the_reduction(op, axis, start, end):
+    """A slice fused after a matmul or conv writes fewer elements than the accumulator tile: it
+    stays a stage of its own (inlined into the write-back, it would store past its end)."""
+    if op == "MatMul":
+        x, w = rand(64, 48), rand(48, 64)
+        node = helper.make_node("MatMul", ["x", "w"], ["c"])
+    else:
+        x, w = rand(1, 8, 10, 10), rand(32, 8, 3, 3, scale=0.2)
+        node = helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1])
+    consts = {"w": w, "s": np.array([start], np.int64), "e": np.array([end], np.int64), "a": np.array([axis], np.int64)}
+    model = make_model([node, helper.make_node("Slice", ["c", "s", "e", "a"], ["y"])], {"x": x}, ["y"], consts)
+    check(model, {"x": x}, "conv2d" if op == "Conv" else "matmul", atol=1e-4)
+
+
 POOL_CASES = {
     "maxpool_3x3_s2": ("MaxPool", rand(1, 16, 11, 11), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
     "avgpool_2x2": ("AveragePool", rand(1, 32, 8, 8), {"kernel_shape": [2, 2], "strides": [2, 2]}),
