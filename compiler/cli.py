@@ -3,6 +3,7 @@
     edgec compile MODEL [--target T] -o DIR [-O N] [--passes STR] [--input-shape NAME=DIMS] [instruments]
     edgec run DIR --input NAME=FILE.npy ... [-o OUTDIR]
     edgec opt MODEL|IR (--passes STR | -O N) [-o OUT.eir] [--full-constants] [instruments]
+    edgec tune MODEL [--target T] --db DIR [--trials N] [--rpc HOST:PORT [--key K]] [--threads N]
     edgec verify MODEL [--target T] [-O N] [--input NAME=FILE.npy] [--bisect]
     edgec inspect MODEL
     edgec passes | targets | ops
@@ -246,9 +247,14 @@ def cmd_tune(args) -> int:
     target = get_target(args.target or _default_target())
     if target.kind != "cpu":
         raise EdgecError(f"edgec tune supports CPU targets; '{target.name}' is {target.kind}")
+    if args.trials < 1:
+        raise EdgecError(f"--trials must be at least 1, got {args.trials}")
+    if args.key and not args.rpc:
+        raise EdgecError("--key needs --rpc HOST:PORT (the RPC tracker's address)")
     pipeline = args.passes if args.passes is not None else target.pipeline(_level(args))
     graph = PassManager(pipeline).run(import_onnx(args.model, _input_shapes(args)))
-    tune_graph(graph, target, args.db, args.trials, progress=print)
+    report = tune_graph(graph, target, args.db, args.trials, rpc=args.rpc, key=args.key, threads=args.threads)
+    print(f"tuned {args.model} for {target.name}: {report.format()}")
     print(f"tuning records in {args.db}; use them with `edgec compile ... --tuning-db {args.db}` "
           "at the same level and target")
     return 0
@@ -285,10 +291,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("tune", help="tune the model's kernels with MetaSchedule into a database")
+    p = sub.add_parser("tune", help="tune the model's kernels (edgec's schedule parameters) into a database")
     p.add_argument("model")
     p.add_argument("--db", type=Path, required=True, metavar="DIR", help="tuning database (resumable)")
-    p.add_argument("--trials", type=int, default=200, help="measurement trials in all")
+    p.add_argument("--trials", type=int, default=200, help="at most this many measurements in all")
+    p.add_argument("--rpc", default=None, metavar="HOST:PORT",
+                   help="measure on a TVM RPC server (needed for ARM targets)")
+    p.add_argument("--key", default=None, help="device key, when --rpc is an RPC tracker")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads the kernels are timed with (default: the runtime's, all cores)")
     _add_pipeline_options(p)
     _add_model_options(p)
     p.set_defaults(func=cmd_tune)

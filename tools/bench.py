@@ -7,18 +7,22 @@
 For each model the runners are:
 
 - `ort-1t`: ONNX Runtime, CPUExecutionProvider, one intra-op thread (the reference for the ratio);
-- `ort-all`: ONNX Runtime with every core;
+- `ort-all`: ONNX Runtime with every core. It is timed on its own, after the interleaved rounds
+  of the others: its worker threads keep spinning after a run and would slow down whichever
+  runner is timed next (seen on a 2-core machine: edgec -O2 timed right after it came out 2x
+  slower, ONNX Runtime 1-thread up to 1.7x slower);
 - `tvm`: what a user would try without edgec: `tvm.relax.frontend.onnx.from_onnx` then
   `tvm.compile` with TVM's default Relax pipeline for the host (untuned);
 - `edgec-O0`, `edgec-O1`, `edgec-O2`: `edgec.compile(model, target="host", level=L)`, run through
   `edgec.load(DIR).run(feeds)` (edgec's default schedules are part of the build);
-- `edgec-O2-tuned` (with `--tuning-db DIR`): -O2 with the MetaSchedule database DIR/<model>
-  (kernels missing from it keep the default schedules), run on TVM's VM.
+- `edgec-O2-tuned` (with `--tuning-db DIR`): -O2 with the tuning database DIR/<model> written by
+  `edgec tune` (`edgec.compile(..., tuning_db=)`: kernels it has records for use the best knob
+  settings measured, the others keep the default ones), run like the other edgec runners.
 
 TVM and edgec modules run on TVM's thread pool with `--threads` threads (default 1).
 Timing: after `--warmup` runs each, the runners are timed interleaved, one run of each in turn,
-`--repeat` rounds; a runner whose warm-up run took more than `--slow` seconds (TVM's untuned path)
-is timed for 3 rounds only (the table gives the count). Reported: median, min and max in ms, the
+`--repeat` rounds (`ort-all` alone afterwards); a runner whose warm-up run took more than `--slow`
+seconds (TVM's untuned path) is timed for 3 rounds only (the table gives the count). Reported: median, min and max in ms, the
 ratio of the median to `ort-1t`'s median, the compile (or session creation) time, the growth of
 the process's resident memory while the runner was created and first run (one process holds all
 runners, so this is an increase, not a separate peak), and the largest absolute difference of
@@ -160,28 +164,21 @@ def make_edgec(path: Path, level: int, work: Path):
     return run, elapsed
 
 
-def make_edgec_tuned(path: Path, db_dir: str):
-    """edgec at -O2 with a tuning database (`edgec tune`): the build goes through
-    `build_graph(..., tuning_db=)` directly and runs on TVM's VM."""
-    import tvm
-    from tvm import relax
+def make_edgec_tuned(path: Path, db_dir: str, work: Path):
+    """edgec at -O2 with a tuning database (`edgec tune`), run through the artifact."""
     import edgec
-    from edgec.passmanager import PassManager
-    from edgec.targets import get_target
-    from edgec.targets.build import build_graph
-    target = get_target("host")
     t0 = time.perf_counter()
-    graph = PassManager(target.pipeline(2)).run(edgec.import_onnx(str(path)))
-    report: dict = {}
-    built = build_graph(graph, target, tuning_db=db_dir, report=report)
-    vm = relax.VirtualMachine(built.executable, tvm.cpu())
+    result = edgec.compile(str(path), target="host", output=work / f"{path.stem}-O2-tuned", level=2,
+                           tuning_db=db_dir)
     elapsed = time.perf_counter() - t0
-    tuned = sum(1 for rule in report.values() if rule == "tuned")
-    print(f"  {path.stem}: {tuned} of {len(report)} kernels from the tuning database", file=sys.stderr)
+    tuned = sum(1 for rule in result.schedules.values() if rule == "tuned")
+    print(f"  {path.stem}: {tuned} of {len(result.schedules)} kernels from the tuning database", file=sys.stderr)
+    art = result.artifact
+    names = [n for n, _ in art.outputs]
 
     def run(feeds):
-        out = vm["main"](*[tvm.runtime.tensor(a) for a in feeds.values()])
-        return [o.numpy() for o in out]
+        out = art.run(feeds)
+        return [out[n] for n in names]
     return run, elapsed
 
 
@@ -196,7 +193,7 @@ def runner_factories(path: Path, args, work: Path) -> dict[str, Callable[[], tup
     for level in args.levels:
         factories[f"edgec-O{level}"] = (lambda lv: lambda: make_edgec(path, lv, work))(level)
     if args.tuning_db:
-        factories["edgec-O2-tuned"] = lambda: make_edgec_tuned(path, str(Path(args.tuning_db) / path.stem))
+        factories["edgec-O2-tuned"] = lambda: make_edgec_tuned(path, str(Path(args.tuning_db) / path.stem), work)
     return factories
 
 
@@ -240,11 +237,18 @@ def bench_model(name: str, path: Path, args, work: Path) -> dict[str, Any]:
         print(f"  {name} {rname}: ready (compile {compile_s:.1f}s, first run {first * 1e3:.1f} ms)",
               file=sys.stderr)
     rounds = {r: (3 if results[r]["first_run_s"] > args.slow else args.repeat) for r in runs}
+    interleaved = [r for r in runs if not r.startswith("ort-all")]
     for i in range(max(rounds.values(), default=0)):
-        for rname, run in runs.items():
+        for rname in interleaved:
             if i < rounds[rname]:
                 t0 = time.perf_counter()
-                run(feeds)
+                runs[rname](feeds)
+                results[rname]["times_ms"].append((time.perf_counter() - t0) * 1e3)
+    for rname in runs:  # ONNX Runtime on all cores: alone (see the module docstring)
+        if rname not in interleaved:
+            for _ in range(rounds[rname]):
+                t0 = time.perf_counter()
+                runs[rname](feeds)
                 results[rname]["times_ms"].append((time.perf_counter() - t0) * 1e3)
     ref_median = None
     for rname in runs:

@@ -8,10 +8,11 @@ constants, fuse, lower to the VM) with these changes:
    their input's layout), and the weight transposes are folded into new constants with numpy;
 2. legalization: erf, GELU and softmax use TVM's `fast_erf` / `fast_exp` polynomials for float32
    (vectorizable; the default ones are scalar libm calls per element);
-3. after fusion, with `tuning_db`: kernels that the MetaSchedule database has records for get the
-   tuned schedule (`tuning.py`);
-4. every other PrimFunc is scheduled by the rules of `rules.py` (`ApplySchedules`); a kernel whose
-   schedule vector-blocks a constant weight gets its constants repacked at compile time.
+3. every PrimFunc is scheduled by the rules of `rules.py` (`ApplySchedules`); a kernel whose
+   schedule vector-blocks a constant weight gets its constants repacked at compile time;
+4. with `tuning_db` (a directory written by `edgec tune`, see `tuning.py`): kernels the database
+   has a record for, for this target, get the tiled rule with the best knob settings measured
+   (reported as "tuned"); the others keep the default settings.
 
 `schedule_func(func, target, vector_bits)` schedules one PrimFunc. `cpu_pipeline(...,
 schedule=False)` is the plain TVM pipeline, for comparisons.
@@ -167,6 +168,14 @@ def _is_constant(expr) -> bool:
     return isinstance(expr, tvm.ir.expr.Constant)
 
 
+def constant_params(sites: dict[str, list[list]], name: str) -> frozenset:
+    """Indices of the parameters of kernel `name` that are constants at every call site
+    (`sites`: from `_call_tir_sites`)."""
+    calls = sites.get(name, [])
+    return frozenset(i for i in range(min((len(c) for c in calls), default=0))
+                     if all(_is_constant(c[i]) for c in calls))
+
+
 @relax.expr_functor.mutator
 class _RepackCallArgs(relax.PyExprMutator):
     """Point call_tir calls at the repacked kernels and repack their constant arguments.
@@ -196,13 +205,30 @@ class _RepackCallArgs(relax.PyExprMutator):
 @tvm.transform.module_pass(opt_level=0, name="edgec.ApplySchedules")
 class ApplySchedules:
     """Schedule every unscheduled PrimFunc of the module with edgec's rules, and repack the
-    constant weights of the kernels whose schedule asks for it. `self.applied` maps each kernel
-    to the rule that scheduled it."""
+    constant weights of the kernels whose schedule asks for it. `tuned`: {kernel structural hash:
+    knobs} from a tuning database (`tuning.best_knobs`); those kernels get the tiled rule with
+    these knobs. `self.applied` maps each kernel to the rule that scheduled it ("tuned" for the
+    kernels scheduled with knobs from the database, "prescheduled" for PrimFuncs that arrived
+    already scheduled)."""
 
-    def __init__(self, target: tvm.target.Target, vector_bits: int):
+    def __init__(self, target: tvm.target.Target, vector_bits: int, tuned: dict[str, dict] | None = None):
         self.target = target
         self.vector_bits = vector_bits
+        self.tuned = tuned or {}
         self.applied: dict[str, str | None] = {}
+
+    def _schedule(self, func: tirx.PrimFunc, constant: frozenset, packs: list):
+        """(scheduled func, rule) with the database's knobs when it has the kernel."""
+        if self.tuned:
+            from .tuning import kernel_hash
+            knobs = self.tuned.get(kernel_hash(func))
+            if knobs is not None:
+                tuned_packs: list = []
+                new, rule = schedule_func(func, self.target, self.vector_bits, constant, tuned_packs, knobs)
+                if rule == "tiled_reduction":
+                    packs.extend(tuned_packs)
+                    return new, "tuned"
+        return schedule_func(func, self.target, self.vector_bits, constant, packs)
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         sites = _call_tir_sites(mod)
@@ -212,13 +238,11 @@ class ApplySchedules:
             if not isinstance(func, tirx.PrimFunc):
                 continue
             if func.attrs is not None and SCHEDULED in func.attrs and int(func.attrs[SCHEDULED]):
-                self.applied[gv.name_hint] = "tuned"
+                self.applied[gv.name_hint] = "prescheduled"
                 continue
-            calls = sites.get(gv.name_hint, [])
-            constant = frozenset(i for i in range(min((len(c) for c in calls), default=0))
-                                 if all(_is_constant(c[i]) for c in calls))
+            constant = constant_params(sites, gv.name_hint)
             packs: list = []
-            new, rule = schedule_func(func, self.target, self.vector_bits, constant, packs)
+            new, rule = self._schedule(func, constant, packs)
             self.applied[gv.name_hint] = rule
             if rule is not None:
                 updated[gv] = new
@@ -266,21 +290,22 @@ def cpu_pipeline(tvm_target: tvm.target.Target, vector_bits: int, schedule: bool
     """The Relax pipeline for a CPU target: layouts, legalize, fuse, schedule, lower to the VM.
 
     `schedule=False` is TVM's plain pipeline (no layout change, no schedule), for comparisons.
-    `tuning_db`: a directory written by `tuning.tune`; kernels it has records for get the tuned
-    schedule, the others edgec's default rules. `report`, when given, receives
-    {kernel name: rule} where rule is a rule name, "tuned", or None (left unscheduled)."""
+    `tuning_db`: a directory written by `edgec tune` (`tuning.tune`); kernels it has records for
+    (same target, same structural hash) get the best knobs measured, the others edgec's default
+    settings. `report`, when given, receives {kernel name: rule} where rule is a rule name,
+    "tuned", or None (left unscheduled)."""
     from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
+    tuned = None
+    if tuning_db is not None and schedule:
+        from .tuning import best_knobs
+        tuned = best_knobs(tuning_db, tvm_target)  # read here: an error inside a pass loses its type
 
     @tvm.transform.module_pass(opt_level=0, name="edgec.CPUPipeline")
     def pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         with tvm_target:
             mod = tvm.transform.Sequential(front_passes(tvm_target, layouts=schedule))(mod)
-            if tuning_db is not None:
-                from .tuning import database
-                with database(tuning_db):
-                    mod = relax.transform.MetaScheduleApplyDatabase()(mod)
             if schedule:
-                apply = ApplySchedules(tvm_target, vector_bits)
+                apply = ApplySchedules(tvm_target, vector_bits, tuned)
                 mod = apply(mod)
                 if report is not None:
                     report.update(apply.applied)
