@@ -124,6 +124,9 @@ def cmd_compile(args) -> int:
         tuned = sum(rule == "tuned" for rule in result.schedules.values())
         print(f"tuning database {args.tuning_db}: {tuned} of {len(result.schedules)} kernels tuned, "
               "the rest use edgec's default schedules")
+        if tuned == 0:
+            print("  (it has no records for this target and these schedule rules: records are kept per "
+                  "target and per version of the rules; run `edgec tune` again)")
     if args.timing:
         print(result.pass_manager.timing_table())
         print(f"kernels in the built module: {len(result.kernels)}")

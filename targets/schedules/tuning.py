@@ -39,15 +39,16 @@ Database: one JSON file, DIR/tuning.json:
     {"format": 1, "records": {TARGET: {HASH: {"kernel": NAME, "best": KNOBS, "confirmed_at": N,
                                "measurements": [{"knobs": KNOBS, "ms": T, "runs": [T, ...]}, ...]}}}}
 
-TARGET is the target's canonical string (`str(tvm.target.Target)`), HASH the structural hash of
-the kernel's unscheduled PrimFunc (decimal). `runs` are the medians of each round, `ms` the
+TARGET is the target's canonical string (`str(tvm.target.Target)`) and the fingerprint of the
+schedule rules (`rules_version`: a database made before the rules changed applies to nothing;
+tune again), HASH the structural hash of the kernel's unscheduled PrimFunc (decimal). `runs` are the medians of each round, `ms` the
 smallest; `ms` is null for a failed candidate (with "error"). `confirmed_at`: the number of
 settings measured when the confirmation round ran.
 The file is rewritten atomically (temporary file + rename) after each kernel and when a run is
 interrupted, with sorted keys; a second run reuses every measurement already there, so an
 interrupted run resumes where it stopped and a rerun with the same budget measures nothing.
 At compile time `best_knobs(DIR, target)` gives {HASH: KNOBS} for the target; a database made for
-another target gives nothing.
+another target, or by other schedule rules, gives nothing.
 """
 
 from __future__ import annotations
@@ -77,9 +78,17 @@ DB_FORMAT = 1
 
 # ---- keys -----------------------------------------------------------------------------------
 
+def rules_version() -> str:
+    """A fingerprint of the schedule rules (the sha256 of rules.py, 12 hex digits): a knob setting
+    means another schedule once the rules change, so records of other rules are not used."""
+    import hashlib
+    from . import rules
+    return hashlib.sha256(Path(rules.__file__).read_bytes()).hexdigest()[:12]
+
+
 def target_key(tvm_target: tvm.target.Target) -> str:
-    """The database key of a target: its canonical string."""
-    return str(tvm_target)
+    """The database key of a target: its canonical string and the rules' fingerprint."""
+    return f"{tvm_target} rules={rules_version()}"
 
 
 def kernel_hash(func: tirx.PrimFunc) -> str:

@@ -313,3 +313,19 @@ def test_arm_candidates_are_cross_linked_for_the_board(tmp_path, monkeypatch):
         tuning.tune_graph(edgec.import_onnx(model), a72, tmp_path / "db", trials=2, rpc="10.0.0.9:9090",
                           stream=io.StringIO())
     assert uploaded == ["aarch64"]
+
+
+def test_records_of_other_schedule_rules_are_not_used(tmp_path, monkeypatch, capsys):
+    """The database key holds the rules' fingerprint: once the rules change, old records (whose
+    knob settings would now mean other schedules) apply to nothing."""
+    model, _ = conv_model()
+    tuning.tune_graph(edgec.import_onnx(model), HOST, tmp_path / "db", trials=3,
+                      runner=tuning.LocalRunner(HOST.tvm_target(), repeat=1, min_repeat_ms=0), stream=io.StringIO())
+    model_path = tmp_path / "m.onnx"
+    model_path.write_bytes(model.SerializeToString())
+    args = ["compile", str(model_path), "--target", "host", "-o", str(tmp_path / "art"), "--tuning-db", str(tmp_path / "db")]
+    assert cli_main(args) == 0 and "0 of " not in capsys.readouterr().out  # the same rules: tuned kernels
+    monkeypatch.setattr(tuning, "rules_version", lambda: "000000000000")  # as if rules.py had changed
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert "0 of " in out and "run `edgec tune` again" in out
