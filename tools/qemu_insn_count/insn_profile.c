@@ -9,7 +9,7 @@
  * plugin log like insn_count.c. A block translated twice at the same address (after a flush)
  * adds to the same entry. Built by tools/build_qemu_plugin.sh.
  *
- * Same hand-written subset of qemu's plugin C API as insn_count.c, plus qemu_plugin_tb_vaddr.
+ * qemu's plugin API declarations: qemu_plugin_api.h.
  */
 #include <inttypes.h>
 #include <stddef.h>
@@ -18,26 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifndef EDGEC_QEMU_PLUGIN_VERSION
-#define EDGEC_QEMU_PLUGIN_VERSION 1
-#endif
-
-typedef uint64_t qemu_plugin_id_t;
-typedef struct qemu_info_t qemu_info_t;
-struct qemu_plugin_tb;
-enum qemu_plugin_cb_flags { QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_CB_R_REGS, QEMU_PLUGIN_CB_RW_REGS };
-typedef void (*qemu_plugin_vcpu_tb_trans_cb_t)(qemu_plugin_id_t id, struct qemu_plugin_tb *tb);
-typedef void (*qemu_plugin_vcpu_udata_cb_t)(unsigned int vcpu_index, void *userdata);
-typedef void (*qemu_plugin_udata_cb_t)(qemu_plugin_id_t id, void *userdata);
-void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id, qemu_plugin_vcpu_tb_trans_cb_t cb);
-void qemu_plugin_register_vcpu_tb_exec_cb(struct qemu_plugin_tb *tb, qemu_plugin_vcpu_udata_cb_t cb,
-                                          enum qemu_plugin_cb_flags flags, void *userdata);
-size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
-uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *tb);
-void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb, void *userdata);
-void qemu_plugin_outs(const char *string);
-
-#define EXPORT __attribute__((visibility("default")))
+#include "qemu_plugin_api.h"
 
 EXPORT int qemu_plugin_version = EDGEC_QEMU_PLUGIN_VERSION;
 
