@@ -508,18 +508,21 @@ def _scatter_nd_infer(types, attrs):
     return [data]
 
 
+def _scatter_np(data, where, values, reduction: str):
+    """A copy of `data` with `values` stored at index tuple `where`, or combined with what is there."""
+    out = data.copy()
+    if reduction == "none":
+        out[where] = values
+    else:
+        {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}[reduction].at(out, where, values)
+    return out
+
+
 def _scatter_nd_ref(xs, a):
     data, idx, upd = xs
     k = idx.shape[-1]
-    out = data.copy()
     where = tuple(_wrap_negative_np(idx.reshape(-1, k), np.array(data.shape[:k])).T)
-    values = upd.reshape((-1,) + data.shape[k:])
-    red = a["reduction"]
-    if red == "none":
-        out[where] = values
-    else:
-        {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}[red].at(out, where, values)
-    return out
+    return _scatter_np(data, where, upd.reshape((-1,) + data.shape[k:]), a["reduction"])
 
 
 def _scatter_nd_lower(ctx, xs, a, out):
@@ -551,16 +554,9 @@ def _scatter_elements_infer(types, attrs):
 def _scatter_elements_ref(xs, a):
     data, idx, upd = xs
     axis = normalize_axis(a["axis"], data.ndim)
-    out = data.copy()
     where = list(np.indices(idx.shape, sparse=True))
     where[axis] = _wrap_negative_np(idx, data.shape[axis])
-    where = tuple(np.broadcast_arrays(*where))
-    red = a["reduction"]
-    if red == "none":
-        out[where] = upd
-    else:
-        {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}[red].at(out, where, upd)
-    return out
+    return _scatter_np(data, tuple(np.broadcast_arrays(*where)), upd, a["reduction"])
 
 
 def _scatter_elements_lower(ctx, xs, a, out):
