@@ -124,7 +124,7 @@ def fused_module(mod: tvm.IRModule, tvm_target: tvm.target.Target) -> tvm.IRModu
 def extract_kernels(mod: tvm.IRModule, tvm_target: tvm.target.Target, vector_bits: int) -> list[Kernel]:
     """The kernels of the lowered Relax module `mod` as `cpu_pipeline` schedules them, with their
     tuning spaces (kernels with an empty space are included, with `space == []`)."""
-    from . import _call_tir_sites, constant_params
+    from . import _call_tir_sites, constant_params, schedule_func
     from .rules import tiled_reduction_space
     fused = fused_module(mod, tvm_target)
     sites = _call_tir_sites(fused)
@@ -132,12 +132,14 @@ def extract_kernels(mod: tvm.IRModule, tvm_target: tvm.target.Target, vector_bit
     for gv, func in fused.functions_items():
         if not isinstance(func, tirx.PrimFunc):
             continue
+        constant = constant_params(sites, gv.name_hint)
         try:
             space = tiled_reduction_space(func, vector_bits)
         except Exception:  # noqa: BLE001 - the rule does not understand this kernel: not tunable
             space = []
-        kernels.append(Kernel(gv.name_hint, func, constant_params(sites, gv.name_hint),
-                              max(1, len(sites.get(gv.name_hint, []))), space))
+        if space and schedule_func(func, tvm_target, vector_bits, constant, [])[1] != "tiled_reduction":
+            space = []  # a rule tried before the tiled one (int8 dot product) schedules it
+        kernels.append(Kernel(gv.name_hint, func, constant, max(1, len(sites.get(gv.name_hint, []))), space))
     return kernels
 
 

@@ -329,3 +329,14 @@ def test_records_of_other_schedule_rules_are_not_used(tmp_path, monkeypatch, cap
     assert cli_main(args) == 0
     out = capsys.readouterr().out
     assert "0 of " in out and "run `edgec tune` again" in out
+
+
+def test_int8_dot_product_kernels_are_not_tuned():
+    """On a dot-product core the int8 matmul is scheduled by the sdot rule, not the tiled one:
+    it has no tuning space (its settings would all be refused). On arm-a72 it is a tiled kernel."""
+    a = rng.integers(-128, 128, (8, 64)).astype(np.int8)
+    b = rng.integers(-128, 128, (64, 32)).astype(np.int8)
+    model = node_model("MatMulInteger", {"a": a}, {"b": b})
+    dot = [k for k in kernels_of(model, get_target("arm-a76")) if "sdot" in k.name]
+    assert dot and all(k.space == [] for k in dot)
+    assert any(k.space for k in kernels_of(model, get_target("arm-a72")))
