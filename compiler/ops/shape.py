@@ -687,6 +687,24 @@ register_op(OpDef(
             "negative pads crop, constant mode only)"))
 
 
+@onnx_op("CenterCropPad")
+def _onnx_center_crop_pad(ctx, node, inputs, attrs):
+    """Crop or zero-pad each of `axes` to `shape`, centred (an odd difference puts the extra
+    element at the end): one `pad` whose negative pads crop."""
+    x = inputs[0]
+    rank = x.type.rank
+    shape = ctx.constant_of(inputs[1], "shape").reshape(-1).tolist()
+    axes = [_onnx_axis(ctx, a, rank) for a in attrs.get("axes", range(rank))]
+    if len(shape) != len(axes) or any(d < 1 for d in shape):
+        raise ctx.fail(f"shape {shape} must hold one positive size per axis of {axes}")
+    begins, ends = [0] * rank, [0] * rank
+    for a, size in zip(axes, shape):
+        diff = int(size) - x.type.shape[a]
+        begins[a] = diff // 2 if diff >= 0 else -((-diff) // 2)
+        ends[a] = diff - begins[a]
+    return ctx.emit("pad", [x], {"pads": begins + ends, "mode": "constant", "value": 0.0})
+
+
 @onnx_op("Pad")
 def _onnx_pad(ctx, node, inputs, attrs):
     """Pad from opset 11: pads (and constant_value, axes from opset 18) are inputs; mode wrap

@@ -475,3 +475,11 @@ def test_scatter_elements(reduction, axis):
 def test_eye_like(k, dtype):
     x = np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32)
     check("EyeLike", x, k=k, **({} if dtype is None else {"dtype": dtype}))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+@pytest.mark.parametrize("shape,axes", [([5, 3], None), ([2, 9], None), ([7], [-1]), ([4, 2], [1, 0])])
+def test_center_crop_pad(dtype, shape, axes):
+    x = np.arange(30).reshape(6, 5).astype(dtype)
+    attrs = {} if axes is None else {"axes": axes}
+    check("CenterCropPad", x, {"shape": np.array(shape, np.int64)}, opset=18, **attrs)
