@@ -401,7 +401,16 @@ def test_neon_row_reductions_are_vectorized(case):
 
 def test_default_tile_knobs():
     neon = rules.default_tile(1024, 128, 4, 128, 256)
-    assert neon == {"vf": 8, "rf": 8, "ku": 4, "lane": 1}
+    assert neon == {"vf": 8, "rf": 8, "ku": 4, "lane": 1, "order": 0, "pad": 0}
+    # Loop order and padding: rows first on x86 for small conv weights (padding read in place
+    # for depthwise convs, padded rows per output row otherwise); never on 128-bit NEON.
+    small, large = 3 * 3 * 96 * 4, 3 * 3 * 512 * 512 * 4
+    assert rules.default_tile(96, 56, 16, 512, 1, small)[("order")] == 1
+    assert (rules.default_tile(96, 56, 16, 512, 1, small)["pad"]) == 2
+    assert (rules.default_tile(64, 56, 16, 512, 64, 3 * 3 * 64 * 64 * 4)["pad"]) == 1
+    assert {k: rules.default_tile(512, 7, 16, 512, 512, large)[k] for k in ("order", "pad")} == {"order": 0, "pad": 0}
+    assert {k: rules.default_tile(96, 56, 4, 128, 1, small)[k] for k in ("order", "pad")} == {"order": 0, "pad": 0}
+    assert {k: rules.default_tile(96, 56, 16, 512, 1)[k] for k in ("order", "pad")} == {"order": 0, "pad": 0}
     one_row = rules.default_tile(1024, 1, 4, 128, 512)
     assert (one_row["vf"], one_row["ku"], one_row["lane"]) == (32, 8, 1)  # 8 registers wide, 2 of A
     assert rules.default_tile(1024, 128, 4, 128, 3)["ku"] == 3   # RGB stem: unroll the 3 channels, no lanes
@@ -460,3 +469,114 @@ def test_host_reduction_loop_unrolled_without_lane_cache():
     text = next(t for n, t in kernels(scheduled_module(model)).items() if "matmul" in n)
     assert re.search(r"for \w+ in T\.unroll\((?:T\.int64\()?4\)?\):", text), text
     assert 'T.sblock("x_global")' not in text, text
+
+
+def _host_kernels(model):
+    from edgec.targets.schedules import tuning
+    target = get_target("host")
+    mod = lower_graph(edgec.import_onnx(model), target)
+    return tuning.extract_kernels(mod, target.tvm_target(), target.vector_bits)
+
+
+def _run_alone(func, arrays):
+    lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
+                      target=get_target("host").tvm_target())
+    tensors = [tvm.runtime.tensor(a.copy()) for a in arrays]
+    lib["main"](*tensors)
+    return [t.numpy() for t in tensors]
+
+
+ORDER_CASES = {
+    "depthwise_s2": lambda: conv_model(rand(1, 32, 9, 9), 32, 3, 2, (1, 1, 1, 1), 32),
+    "conv_3x3": lambda: conv_model(rand(1, 16, 6, 6), 32, 3, 1, (1, 1, 1, 1)),
+    "stem_rgb_asym": lambda: conv_model(rand(1, 3, 9, 9), 16, 3, 2, (0, 1, 2, 1)),
+    "maxpool": lambda: node_model("MaxPool", {"x": rand(1, 16, 9, 9)}, kernel_shape=[3, 3], strides=[2, 2],
+                                   pads=[1, 1, 1, 1]),
+}
+
+
+@pytest.mark.parametrize("case", list(ORDER_CASES))
+def test_loop_order_and_padding_knobs_match_the_unscheduled_kernel(case):
+    """Every loop order / padding setting ("order", "pad") of an NHWC conv or pool's space, with
+    each register tile the space lists for it, computes what the unscheduled kernel computes
+    (TVM's plain build of the same PrimFunc); all three (order, pad) pairs are tried when the
+    kernel has a padding stage."""
+    from edgec.targets.schedules import tuning
+    target = get_target("host")
+    tunable = [k for k in _host_kernels(ORDER_CASES[case]()) if k.space]
+    assert tunable
+    for k in tunable:
+        pairs = {(kn["order"], kn["pad"]) for kn in k.space}
+        assert pairs == {(0, 0), (1, 1), (1, 2)}, (k.name, pairs)
+        args = tuning._random_args(k.func, seed=5)  # noqa: SLF001 - the tuner's own inputs
+        expected = _run_alone(k.func, args)
+        seen = set()
+        for knobs in k.space:
+            key = (knobs["order"], knobs["pad"], knobs["ku"])
+            if key in seen and knobs["rf"] not in (1, k.space[0]["rf"]):
+                continue  # one tile per setting beyond the first and single-row ones: keeps it fast
+            seen.add(key)
+            packs: list = []
+            func, rule = schedule_func(k.func, target.tvm_target(), target.vector_bits, k.constant_params,
+                                       packs, knobs)
+            assert rule == "tiled_reduction", (k.name, knobs)
+            packed = list(args)
+            for index, vf in packs:
+                packed[index] = rules.repack(args[index], vf)
+            got = _run_alone(func, packed)
+            out = len(args) - 1
+            np.testing.assert_allclose(got[out], expected[out], rtol=1e-4, atol=1e-4, err_msg=f"{k.name} {knobs}")
+
+
+def test_depthwise_reads_padding_in_place_and_conv_pads_per_row():
+    """Host defaults: a depthwise conv with small weights has no padded copy (the padding is
+    inlined into its loads), a 3x3 conv with small weights pads rows inside its parallel row
+    loop; a conv with large weights keeps the vector block outermost and a padded stage.
+    Results equal ONNX Runtime."""
+    x = rand(1, 32, 10, 10)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1], group=32),
+             helper.make_node("Conv", ["a", "w2"], ["b"], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["b", "w3"], ["c"], pads=[1, 1, 1, 1])]
+    inits = {"w1": rand(32, 1, 3, 3, scale=0.5), "w2": rand(64, 32, 3, 3, scale=0.2),
+             "w3": rand(256, 64, 3, 3, scale=0.1)}  # w3: 576 KiB, above ROWS_FIRST_BYTES
+    model = make_model(nodes, {"x": x}, ["c"], inits)
+    texts = check(model, {"x": x}, "conv2d", atol=1e-3)
+    convs = sorted((n for n in texts if "conv2d" in n), key=lambda n: int(re.search(r"conv2d(\d*)", n).group(1) or 0))
+    assert len(convs) == 3, sorted(texts)
+    depthwise, small, large = (texts[n] for n in convs)
+    assert 'T.sblock("pad_temp")' not in depthwise, depthwise
+    # The padded rows are made inside the conv's parallel row loop (one loop nest holds both
+    # blocks); with large weights the padding is a loop nest of its own.
+    assert any({"pad_temp", "conv2d_nhwc"} <= nest for nest in _root_nests(small)), small
+    assert 'T.sblock("pad_temp")' in large
+    assert not any("pad_temp" in nest and len(nest) > 1 for nest in _root_nests(large)), large
+
+
+def _root_nests(text: str) -> list[set]:
+    """The block names of each root-level loop nest of a printed PrimFunc."""
+    lines = text.splitlines()
+    fors = [len(ln) - len(ln.lstrip()) for ln in lines if ln.lstrip().startswith("for ")]
+    top = min(fors)
+    nests: list[set] = []
+    for ln in lines:
+        indent = len(ln) - len(ln.lstrip())
+        if ln.lstrip().startswith("for ") and indent == top:
+            nests.append(set())
+        elif nests and indent <= top and ln.strip():
+            nests.append(set())  # a statement at the root ends the nest
+        m = re.search(r'T\.sblock\("(\w+?)(?:_init|_update)?"\)', ln)
+        if m and nests:
+            nests[-1].add(m.group(1))
+    return [n for n in nests if n]
+
+
+def test_batched_matmul_4d_keeps_the_vector_block_order():
+    """A 4-D batched matmul (b, heads, i, j; one reduction axis) is not a conv: its space and
+    default keep "order" 0, "pad" 0 on the host, and it still matches ONNX Runtime."""
+    a, b = rand(1, 2, 8, 12), rand(1, 2, 12, 32)
+    model = node_model("MatMul", {"a": a, "b": b})
+    tunable = [k for k in _host_kernels(model) if k.space]
+    assert tunable
+    for k in tunable:
+        assert {(kn["order"], kn["pad"]) for kn in k.space} == {(0, 0)}, k.name
+    check(model, {"a": a, "b": b}, "matmul")
