@@ -192,7 +192,7 @@ def runner_factories(path: Path, args, work: Path) -> dict[str, Callable[[], tup
         factories["tvm"] = lambda: make_tvm(path, args.threads)
     for level in args.levels:
         factories[f"edgec-O{level}"] = (lambda lv: lambda: make_edgec(path, lv, work))(level)
-    if args.tuning_db:
+    if args.tuning_db and (Path(args.tuning_db) / path.stem).is_dir():  # models without a database: no column
         factories["edgec-O2-tuned"] = lambda: make_edgec_tuned(path, str(Path(args.tuning_db) / path.stem), work)
     return factories
 
