@@ -23,10 +23,12 @@ TVM and edgec modules run on TVM's thread pool with `--threads` threads (default
 Timing: after `--warmup` runs each, the runners are timed interleaved, one run of each in turn,
 `--repeat` rounds (`ort-all` alone afterwards); a runner whose warm-up run took more than `--slow`
 seconds (TVM's untuned path) is timed for 3 rounds only (the table gives the count). Reported: median, min and max in ms, the
-ratio of the median to `ort-1t`'s median, the compile (or session creation) time, the growth of
-the process's resident memory while the runner was created and first run (one process holds all
-runners, so this is an increase, not a separate peak), and the largest absolute difference of
-the outputs from `ort-1t`'s.
+ratio of the median to `ort-1t`'s median, the compile (or session creation) time, the peak
+memory, and the largest absolute difference of the outputs from `ort-1t`'s. Peak memory is
+measured apart from the timing, in a fresh process per runner: the compiled model (ONNX Runtime:
+the session) is loaded and run once, and the column gives that process's peak resident memory
+above what it held before loading (Python, the runtime libraries and the inputs excluded;
+`/proc/self/clear_refs` resets the peak). Compile-time memory is not part of it.
 
 Models: `resnet18`, `mobilenetv2`, `transformer`, `mlp` from tools/make_models.py, and
 `resnet50`, `squeezenet` from the onnx package's `light` backend test data when present. A runner
@@ -43,6 +45,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -61,11 +64,53 @@ LIGHT_MODELS = {"resnet50": "light_resnet50.onnx", "squeezenet": "light_squeezen
 ALL_MODELS = (*MAKE_MODELS, *LIGHT_MODELS)
 
 
-def rss_mb() -> float:
-    """The process's current resident set size, in MB."""
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+def proc_status_mb(key: str) -> float:
+    """A memory line of /proc/self/status (VmRSS, VmHWM), in MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024 / 1e6
+    raise RuntimeError(f"no {key} in /proc/self/status")
+
+
+def measure_peak(spec: dict[str, Any]) -> float:
+    """In this (fresh) process: load the runner `spec` describes, run it once on the saved inputs and
+    return the peak resident memory above the memory held before loading, in MB."""
+    data = np.load(spec["feeds"])
+    feeds = {k: data[k] for k in data.files}
+    if spec["kind"] == "ort":
+        import onnxruntime as ort
+    else:
+        import tvm
+        from tvm import relax
+        set_tvm_threads(spec["threads"])
+        if spec["kind"] == "edgec":
+            import edgec
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak (VmHWM) to the current resident size
+    base = proc_status_mb("VmRSS")
+    if spec["kind"] == "ort":
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = spec["threads"]
+        so.inter_op_num_threads = 1
+        ort.InferenceSession(spec["path"], so, providers=["CPUExecutionProvider"]).run(None, feeds)
+    elif spec["kind"] == "tvm":
+        vm = relax.VirtualMachine(tvm.runtime.load_module(spec["path"]), tvm.cpu())
+        vm["main"](*[tvm.runtime.tensor(a) for a in feeds.values()])
+    else:
+        edgec.load(spec["path"], threads=spec["threads"]).run(feeds)
+    return proc_status_mb("VmHWM") - base
+
+
+def peak_memory_mb(spec: dict[str, Any]) -> float | None:
+    """`measure_peak(spec)` in a child process; None (with a note) if the child fails."""
+    proc = subprocess.run([sys.executable, __file__, "--peak-of", json.dumps(spec)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        err = proc.stderr.strip().splitlines()
+        print(f"  note: peak memory of {spec['path']}: {err[-1] if err else 'failed'}", file=sys.stderr)
+        return None
+    return float(proc.stdout.strip().splitlines()[-1])
 
 
 def light_dir() -> Path:
@@ -116,7 +161,7 @@ def set_tvm_threads(n: int) -> None:
     tvm.get_global_func("runtime.config_threadpool")(1, n)
 
 
-# ---- runners: each returns (run function, compile seconds) ------------------------------------
+# ---- runners: each returns (run function, compile seconds, load spec for `measure_peak`) --------
 def make_ort(path: Path, threads: int):
     import onnxruntime as ort
     so = ort.SessionOptions()
@@ -126,10 +171,10 @@ def make_ort(path: Path, threads: int):
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     elapsed = time.perf_counter() - t0
     names = [o.name for o in sess.get_outputs()]
-    return (lambda feeds: sess.run(names, feeds)), elapsed
+    return (lambda feeds: sess.run(names, feeds)), elapsed, {"kind": "ort", "path": str(path), "threads": threads}
 
 
-def make_tvm(path: Path, threads: int):
+def make_tvm(path: Path, threads: int, work: Path):
     """TVM's own path: its ONNX frontend and its default (untuned) pipeline."""
     import tvm
     from tvm import relax
@@ -142,15 +187,17 @@ def make_tvm(path: Path, threads: int):
     ex = tvm.compile(mod, target=target, relax_pipeline=relax.get_default_pipeline(target))
     vm = relax.VirtualMachine(ex, tvm.cpu())
     elapsed = time.perf_counter() - t0
+    lib = work / f"{path.stem}-tvm.so"
+    ex.export_library(str(lib))
 
     def run(feeds):
         out = vm["main"](*[tvm.runtime.tensor(a) for a in feeds.values()])
         outs = out if isinstance(out, (list, tuple)) or type(out).__name__ == "Array" else [out]
         return [o.numpy() for o in outs]
-    return run, elapsed
+    return run, elapsed, {"kind": "tvm", "path": str(lib), "threads": threads}
 
 
-def make_edgec(path: Path, level: int, work: Path):
+def make_edgec(path: Path, level: int, work: Path, threads: int):
     import edgec
     t0 = time.perf_counter()
     out = work / f"{path.stem}-O{level}"
@@ -161,15 +208,15 @@ def make_edgec(path: Path, level: int, work: Path):
     def run(feeds):
         result = art.run(feeds)
         return [result[n] for n in names]
-    return run, elapsed
+    return run, elapsed, {"kind": "edgec", "path": str(out), "threads": threads}
 
 
-def make_edgec_tuned(path: Path, db_dir: str, work: Path):
+def make_edgec_tuned(path: Path, db_dir: str, work: Path, threads: int):
     """edgec at -O2 with a tuning database (`edgec tune`), run through the artifact."""
     import edgec
     t0 = time.perf_counter()
-    result = edgec.compile(str(path), target="host", output=work / f"{path.stem}-O2-tuned", level=2,
-                           tuning_db=db_dir)
+    out = work / f"{path.stem}-O2-tuned"
+    result = edgec.compile(str(path), target="host", output=out, level=2, tuning_db=db_dir)
     elapsed = time.perf_counter() - t0
     tuned = sum(1 for rule in result.schedules.values() if rule == "tuned")
     print(f"  {path.stem}: {tuned} of {len(result.schedules)} kernels from the tuning database", file=sys.stderr)
@@ -177,9 +224,9 @@ def make_edgec_tuned(path: Path, db_dir: str, work: Path):
     names = [n for n, _ in art.outputs]
 
     def run(feeds):
-        out = art.run(feeds)
-        return [out[n] for n in names]
-    return run, elapsed
+        outs = art.run(feeds)
+        return [outs[n] for n in names]
+    return run, elapsed, {"kind": "edgec", "path": str(out), "threads": threads}
 
 
 def runner_factories(path: Path, args, work: Path) -> dict[str, Callable[[], tuple]]:
@@ -189,11 +236,11 @@ def runner_factories(path: Path, args, work: Path) -> dict[str, Callable[[], tup
         f"ort-all({cores}t)": lambda: make_ort(path, cores),
     }
     if not args.no_tvm:
-        factories["tvm"] = lambda: make_tvm(path, args.threads)
+        factories["tvm"] = lambda: make_tvm(path, args.threads, work)
     for level in args.levels:
-        factories[f"edgec-O{level}"] = (lambda lv: lambda: make_edgec(path, lv, work))(level)
+        factories[f"edgec-O{level}"] = (lambda lv: lambda: make_edgec(path, lv, work, args.threads))(level)
     if args.tuning_db and (Path(args.tuning_db) / path.stem).is_dir():  # models without a database: no column
-        factories["edgec-O2-tuned"] = lambda: make_edgec_tuned(path, str(Path(args.tuning_db) / path.stem), work)
+        factories["edgec-O2-tuned"] = lambda: make_edgec_tuned(path, str(Path(args.tuning_db) / path.stem), work, args.threads)
     return factories
 
 
@@ -209,12 +256,14 @@ def bench_model(name: str, path: Path, args, work: Path) -> dict[str, Any]:
     feeds = model_feeds(path)
     results: dict[str, dict[str, Any]] = {}
     runs: dict[str, Callable] = {}
+    specs: dict[str, dict[str, Any]] = {}
     reference = None
+    feeds_file = work / f"{name}-feeds.npz"
+    np.savez(feeds_file, **feeds)
     for rname, factory in runner_factories(path, args, work).items():
         gc.collect()
-        before = rss_mb()
         try:
-            run, compile_s = factory()
+            run, compile_s, specs[rname] = factory()
             t0 = time.perf_counter()
             outs = run(feeds)
             first = time.perf_counter() - t0
@@ -230,8 +279,7 @@ def bench_model(name: str, path: Path, args, work: Path) -> dict[str, Any]:
         outs = [np.asarray(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
         if reference is None:
             reference = outs
-        results[rname] = {"compile_s": compile_s, "rss_growth_mb": rss_mb() - before,
-                          "first_run_s": first, "max_abs_diff_vs_ort": max_diff(outs, reference),
+        results[rname] = {"compile_s": compile_s, "first_run_s": first, "max_abs_diff_vs_ort": max_diff(outs, reference),
                           "times_ms": []}
         runs[rname] = run
         print(f"  {name} {rname}: ready (compile {compile_s:.1f}s, first run {first * 1e3:.1f} ms)",
@@ -258,14 +306,23 @@ def bench_model(name: str, path: Path, args, work: Path) -> dict[str, Any]:
             ref_median = results[rname]["median_ms"]
     for rname in runs:
         results[rname]["ratio_vs_ort_1t"] = results[rname]["median_ms"] / ref_median if ref_median else None
+    runs.clear()  # free the runners before the child processes measure memory
+    gc.collect()
+    for rname in results:
+        if rname in specs:
+            results[rname]["peak_mb"] = peak_memory_mb({**specs[rname], "feeds": str(feeds_file)})
     return results
+
+
+def fmt_mb(mb: float | None) -> str:
+    return "-" if mb is None else f"{mb:.1f}" if mb < 10 else f"{mb:.0f}"
 
 
 def markdown(all_results: dict[str, dict[str, Any]], args) -> str:
     lines = [f"threads for TVM/edgec: {args.threads}; repeat {args.repeat} after {args.warmup} warm-up; "
              f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
              "",
-             "| model | runner | median ms | min ms | max ms | n | x ort-1t | compile s | RSS +MB | max abs diff |",
+             "| model | runner | median ms | min ms | max ms | n | x ort-1t | compile s | peak MB | max abs diff |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for model, res in all_results.items():
         for rname, r in res.items():
@@ -275,7 +332,7 @@ def markdown(all_results: dict[str, dict[str, Any]], args) -> str:
             diff = r["max_abs_diff_vs_ort"]
             ratio = r["ratio_vs_ort_1t"]
             lines.append(f"| {model} | {rname} | {r['median_ms']:.2f} | {r['min_ms']:.2f} | {r['max_ms']:.2f} | "
-                         f"{r['n']} | {ratio:.2f} | {r['compile_s']:.1f} | {r['rss_growth_mb']:.0f} | "
+                         f"{r['n']} | {ratio:.2f} | {r['compile_s']:.1f} | {fmt_mb(r.get('peak_mb'))} | "
                          f"{'-' if diff is None else f'{diff:.1e}'} |")
         tvm_r, best = res.get("tvm", {}), None
         for level in sorted(args.levels, reverse=True):
@@ -304,7 +361,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--small", action="store_true", help="the reduced make_models sizes (smoke test)")
     p.add_argument("--out", help="directory for bench.md and bench.json")
     p.add_argument("--verbose", action="store_true", help="tracebacks of failed runners")
+    p.add_argument("--peak-of", help=argparse.SUPPRESS)  # internal: the child process of peak_memory_mb
     args = p.parse_args(argv)
+    if args.peak_of:
+        print(f"{measure_peak(json.loads(args.peak_of)):.3f}")
+        return 0
     args.levels = [int(x) for x in args.levels.split(",") if x.strip()]
     args.warmup = max(1, args.warmup)
     set_tvm_threads(args.threads)
