@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,13 +156,34 @@ class Artifact:
         import tvm
         from tvm import relax
         if self._vm is None:
-            if self.threads:
-                tvm.get_global_func("runtime.config_threadpool")(1, self.threads)
             lib = tvm.runtime.load_module(str(self.path / self.manifest["library"]))
             self._vm = relax.VirtualMachine(lib, tvm.cpu())
+        set_threads(self.threads)
         result = self._vm["main"](*[tvm.runtime.tensor(a) for a in arrays])
         return {name: r.numpy() for (name, _), r in zip(self.outputs, result)}
 
 
 def load(path: str | Path, threads: int | None = None) -> Artifact:
     return Artifact(path, threads)
+
+
+_pool_threads: dict[int, int] = {}  # Python thread id -> worker count its TVM thread pool was given
+
+
+def set_threads(n: int | None) -> int:
+    """Give TVM's CPU thread pool of the calling thread `n` workers (None: one per core this process
+    may run on; more than that is capped to it) and return the count. A no-op when unchanged.
+
+    TVM's own default on x86 is half the cores (it assumes hyper-threads), and
+    `config_threadpool(mode, n)` cannot go above that default; naming the cores the workers may
+    share (mode -3) lifts the cap, and the pool can be resized both ways afterwards.
+    """
+    import tvm
+    cpus = sorted(os.sched_getaffinity(0))
+    if n is not None and n < 1:
+        raise EdgecError(f"the number of threads must be at least 1, not {n}")
+    n = len(cpus) if n is None else min(n, len(cpus))
+    if _pool_threads.get(threading.get_ident()) != n:
+        tvm.get_global_func("runtime.config_threadpool")(-3, n, [str(c) for c in cpus])
+        _pool_threads[threading.get_ident()] = n
+    return n

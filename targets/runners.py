@@ -14,6 +14,7 @@ the error says what to install (`apt-get install qemu-user libc6-arm64-cross lib
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import subprocess
 import tempfile
@@ -85,7 +86,8 @@ def parse_latencies(stdout: str) -> list[float]:
 
 def run_bundle(artifact, arrays: list[np.ndarray], runs: int = 1, warmup: int = 0,
                timeout_s: float = RUN_TIMEOUT_S) -> RunResult:
-    """Run an aarch64 artifact under qemu on inputs in manifest order; outputs by name."""
+    """Run an aarch64 artifact under qemu on inputs in manifest order; outputs by name. The
+    artifact's `threads` (None: TVM's default, every core) reach edgec-run as TVM_NUM_THREADS."""
     if artifact.manifest.get("arch") != "aarch64":
         raise EdgecError(f"{artifact.path}: artifacts for '{artifact.manifest.get('target')}' "
                          f"({artifact.manifest.get('arch')}) cannot run on this machine")
@@ -103,8 +105,9 @@ def run_bundle(artifact, arrays: list[np.ndarray], runs: int = 1, warmup: int = 
         cmd += [str(runner), "-d", str(artifact.path.resolve()), "-n", str(runs), "-w", str(warmup),
                 "-o", str(out_dir), *files]
         try:
+            env = {**os.environ, "TVM_NUM_THREADS": str(artifact.threads)} if artifact.threads else None
             proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  timeout=timeout_s)
+                                  timeout=timeout_s, env=env)
         except subprocess.TimeoutExpired:
             raise ToolError(f"edgec-run under qemu did not finish in {timeout_s:.0f} s: {' '.join(cmd)}") from None
         if proc.returncode != 0:

@@ -151,3 +151,24 @@ def test_internal_errors_are_not_tracebacks_unless_debug(tmp_path):
     assert_clean_error(r, "boom")
     r = edgec("--debug", "passes", "--load-pass", tmp_path / "boom.py")
     assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_threads_size_the_runtime_pool(model, tmp_path):
+    """`threads` (default: every core) sizes TVM's thread pool; TVM's own x86 default is half the
+    cores, and its plain `config_threadpool(1, n)` cannot go above that."""
+    art = tmp_path / "art"
+    assert edgec("compile", model, "--target", "host", "-o", art, "--input-shape", "x=2,4").returncode == 0
+    script = ("import os, sys, numpy as np, tvm, edgec\n"
+              "a = edgec.load(sys.argv[1], threads=int(sys.argv[2]) or None)\n"
+              "a.run({'x': np.ones((2, 4), np.float32)})\n"
+              "print(tvm.get_global_func('runtime.NumThreads')(), len(os.sched_getaffinity(0)))\n")
+    counts = {}
+    for threads in (1, 0):
+        r = subprocess.run([sys.executable, "-c", script, str(art), str(threads)], capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr
+        counts[threads] = tuple(map(int, r.stdout.split()))
+    assert counts[1][0] == 1
+    assert counts[0][0] == counts[0][1]  # every core this process may use
+    np.save(tmp_path / "x.npy", np.ones((2, 4), np.float32))
+    assert_clean_error(edgec("run", art, "--input", f"x={tmp_path / 'x.npy'}", "--threads", "0"), "at least 1")

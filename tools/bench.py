@@ -83,9 +83,10 @@ def measure_peak(spec: dict[str, Any]) -> float:
     else:
         import tvm
         from tvm import relax
-        set_tvm_threads(spec["threads"])
-        if spec["kind"] == "edgec":
-            import edgec
+
+        import edgec
+        from edgec.driver import set_threads
+        set_threads(spec["threads"])
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the peak (VmHWM) to the current resident size
     base = proc_status_mb("VmRSS")
@@ -155,12 +156,6 @@ def model_feeds(path: Path, seed: int = 0) -> dict[str, np.ndarray]:
     return feeds
 
 
-def set_tvm_threads(n: int) -> None:
-    """Size TVM's runtime thread pool (used by TVM's and edgec's modules)."""
-    import tvm
-    tvm.get_global_func("runtime.config_threadpool")(1, n)
-
-
 # ---- runners: each returns (run function, compile seconds, load spec for `measure_peak`) --------
 def make_ort(path: Path, threads: int):
     import onnxruntime as ort
@@ -180,6 +175,8 @@ def make_tvm(path: Path, threads: int, work: Path):
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
     from tvm.target import codegen
+
+    from edgec.driver import set_threads
     t0 = time.perf_counter()
     model = onnx.load(str(path))
     mod = from_onnx(model, keep_params_in_input=False)
@@ -191,6 +188,7 @@ def make_tvm(path: Path, threads: int, work: Path):
     ex.export_library(str(lib))
 
     def run(feeds):
+        set_threads(threads)  # the pool is shared with edgec's runners (a no-op when unchanged)
         out = vm["main"](*[tvm.runtime.tensor(a) for a in feeds.values()])
         outs = out if isinstance(out, (list, tuple)) or type(out).__name__ == "Array" else [out]
         return [o.numpy() for o in outs]
@@ -201,8 +199,9 @@ def make_edgec(path: Path, level: int, work: Path, threads: int):
     import edgec
     t0 = time.perf_counter()
     out = work / f"{path.stem}-O{level}"
-    art = edgec.compile(str(path), target="host", output=out, level=level).artifact
+    edgec.compile(str(path), target="host", output=out, level=level)
     elapsed = time.perf_counter() - t0
+    art = edgec.load(out, threads=threads)
     names = [n for n, _ in art.outputs]
 
     def run(feeds):
@@ -220,7 +219,7 @@ def make_edgec_tuned(path: Path, db_dir: str, work: Path, threads: int):
     elapsed = time.perf_counter() - t0
     tuned = sum(1 for rule in result.schedules.values() if rule == "tuned")
     print(f"  {path.stem}: {tuned} of {len(result.schedules)} kernels from the tuning database", file=sys.stderr)
-    art = result.artifact
+    art = edgec.load(out, threads=threads)
     names = [n for n, _ in art.outputs]
 
     def run(feeds):
@@ -368,7 +367,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.levels = [int(x) for x in args.levels.split(",") if x.strip()]
     args.warmup = max(1, args.warmup)
-    set_tvm_threads(args.threads)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     all_results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="edgec-bench-") as d:

@@ -68,6 +68,7 @@ import numpy as np
 import tvm
 from tvm import tirx
 
+from edgec.driver import set_threads
 from edgec.errors import EdgecError, ToolError
 
 DB_FILE = "tuning.json"
@@ -254,7 +255,7 @@ def _random_args(func: tirx.PrimFunc, seed: int = 0) -> list[np.ndarray]:
 
 class LocalRunner:
     """Builds and times candidates in this process on this machine's CPU (the host target).
-    `threads`: TVM thread pool size while timing (None: leave it as it is)."""
+    `threads`: TVM thread pool size while timing (None: every core, like a compiled module)."""
 
     where = "this machine"
 
@@ -264,8 +265,8 @@ class LocalRunner:
         self.repeat = repeat
         self.min_repeat_ms = min_repeat_ms
         self.count = 0  # candidates measured
-        if threads:
-            tvm.get_global_func("runtime.config_threadpool")(1, threads)
+        self.threads = threads
+
 
     def measure(self, func: tirx.PrimFunc) -> float:
         """Median time of one call of `func`, in ms."""
@@ -273,6 +274,7 @@ class LocalRunner:
         lib = tvm.compile(tvm.IRModule({"main": func}), target=self.tvm_target)
         dev = tvm.cpu()
         args = [tvm.runtime.tensor(a, dev) for a in _random_args(func)]
+        set_threads(self.threads)
         timer = lib.jit().time_evaluator("main", dev, number=1, repeat=self.repeat, min_repeat_ms=self.min_repeat_ms)
         return statistics.median(timer(*args).results) * 1e3
 
@@ -301,7 +303,7 @@ class RPCRunner:
         socket.setdefaulttimeout(timeout_s)
         self.remote = rpc.connect(address, key, timeout_s)
         self._tmp = tempfile.TemporaryDirectory(prefix="edgec-tune-")
-        if threads:
+        if threads:  # (mode 1, n) reaches every core on ARM, where TVM's default pool has them all
             try:
                 self.remote.get_function("runtime.config_threadpool")(1, threads)
             except Exception:  # noqa: BLE001 - an old runtime without it: time with its default
