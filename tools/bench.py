@@ -8,9 +8,8 @@ For each model the runners are:
 
 - `ort-1t`: ONNX Runtime, CPUExecutionProvider, one intra-op thread (the reference for the ratio);
 - `ort-all`: ONNX Runtime with every core. It is timed on its own, after the interleaved rounds
-  of the others: its worker threads keep spinning after a run and would slow down whichever
-  runner is timed next (seen on a 2-core machine: edgec -O2 timed right after it came out 2x
-  slower, ONNX Runtime 1-thread up to 1.7x slower);
+  of the others: its worker threads keep spinning for a while after a run and would take cores
+  from whichever runner is timed next;
 - `tvm`: what a user would try without edgec: `tvm.relax.frontend.onnx.from_onnx` then
   `tvm.compile` with TVM's default Relax pipeline for the host (untuned);
 - `edgec-O0`, `edgec-O1`, `edgec-O2`: `edgec.compile(model, target="host", level=L)`, run through
