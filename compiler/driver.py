@@ -130,6 +130,7 @@ class Artifact:
 
     def __init__(self, path: str | Path, threads: int | None = None):
         self.path = Path(path)
+        thread_count(threads)  # refuse a bad count here, for host and ARM artifacts alike
         self.threads = threads  # worker threads of the compiled module (None: all cores)
         mf = self.path / MANIFEST
         if not mf.is_file():
@@ -167,23 +168,32 @@ def load(path: str | Path, threads: int | None = None) -> Artifact:
     return Artifact(path, threads)
 
 
-_pool_threads: dict[int, int] = {}  # Python thread id -> worker count its TVM thread pool was given
+_pool_threads: dict[int, tuple] = {}  # Python thread id -> (threads asked for, worker count given)
+
+
+def thread_count(n: int | None) -> int:
+    """The worker count for `threads` n: None means one per core this process may run on, more
+    than that is capped to it; an EdgecError below 1."""
+    if n is not None and n < 1:
+        raise EdgecError(f"the number of threads must be at least 1, not {n}")
+    cores = len(os.sched_getaffinity(0))
+    return cores if n is None else min(n, cores)
 
 
 def set_threads(n: int | None) -> int:
-    """Give TVM's CPU thread pool of the calling thread `n` workers (None: one per core this process
-    may run on; more than that is capped to it) and return the count. A no-op when unchanged.
+    """Give TVM's CPU thread pool of the calling thread `thread_count(n)` workers and return the
+    count; a no-op when `n` is what the last call asked for.
 
     TVM's own default on x86 is half the cores (it assumes hyper-threads), and
     `config_threadpool(mode, n)` cannot go above that default; naming the cores the workers may
     share (mode -3) lifts the cap, and the pool can be resized both ways afterwards.
     """
+    last = _pool_threads.get(threading.get_ident())
+    if last is not None and last[0] == n:
+        return last[1]
     import tvm
-    cpus = sorted(os.sched_getaffinity(0))
-    if n is not None and n < 1:
-        raise EdgecError(f"the number of threads must be at least 1, not {n}")
-    n = len(cpus) if n is None else min(n, len(cpus))
-    if _pool_threads.get(threading.get_ident()) != n:
-        tvm.get_global_func("runtime.config_threadpool")(-3, n, [str(c) for c in cpus])
-        _pool_threads[threading.get_ident()] = n
-    return n
+    count = thread_count(n)
+    cpus = [str(c) for c in sorted(os.sched_getaffinity(0))]
+    tvm.get_global_func("runtime.config_threadpool")(-3, count, cpus)
+    _pool_threads[threading.get_ident()] = (n, count)
+    return count

@@ -1193,19 +1193,22 @@ def _resize_infer(types, attrs):
     return [TensorType(x.dtype, tuple(sizes))]
 
 
-def _resize_matrix(n_in: int, indices, weights) -> np.ndarray:
-    """The plan of one axis as a matrix [n_out, n_in]."""
-    m = np.zeros((len(indices[0]), n_in))
-    for t, i in enumerate(indices):
-        np.add.at(m, (np.arange(len(i)), i), 1.0 if weights is None else weights[t])
-    return m
+def _is_identity(n_in: int, indices, weights) -> bool:
+    """Whether the plan of one axis copies it unchanged: output j takes input j with total weight 1
+    and every other tap has weight 0 (without building the [n_out, n_in] matrix)."""
+    j = np.arange(n_in)
+    if len(indices[0]) != n_in:
+        return False
+    weights = [np.ones(n_in)] * len(indices) if weights is None else weights
+    on = sum(np.where(i == j, w, 0.0) for i, w in zip(indices, weights))
+    return bool(np.all(on == 1) and all(np.all((i == j) | (w == 0)) for i, w in zip(indices, weights)))
 
 
 def _resize_axes(shape, attrs):
     """The axes that change, with their plans."""
     for axis, (n_in, n_out, scale) in enumerate(zip(shape, attrs["sizes"], attrs["scales"])):
         indices, weights = resize_plan(n_in, n_out, scale, attrs)
-        if n_in != n_out or not np.array_equal(_resize_matrix(n_in, indices, weights), np.eye(n_in)):
+        if not _is_identity(n_in, indices, weights):
             yield axis, (indices, weights)
 
 

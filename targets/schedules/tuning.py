@@ -238,7 +238,8 @@ def best_knobs(db_dir: str | Path, tvm_target: tvm.target.Target) -> dict[str, d
 # ---- runners ----------------------------------------------------------------------------------
 
 def _random_args(func: tirx.PrimFunc, seed: int = 0) -> list[np.ndarray]:
-    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+    """Random arrays for the buffer parameters of `func`, in order (small integers for integer dtypes)."""
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo  # PrimFunc has no buffer_map in Python here
     rng = np.random.default_rng(seed)
     arrays = []
     for info in ArgInfo.from_prim_func(func):
