@@ -13,7 +13,8 @@ Each ONNX op type has a converter registered with `@onnx_op` beside the ops it p
   opset-21 meaning; NEWER_ATTRS lists those attributes and a node that sets one to another
   value is refused;
 - refuses any tensor with a negative dim or more than MAX_ELEMENTS elements, naming the node;
-- omits a node's extra outputs that nothing reads (Dropout's mask in old exports, say);
+- omits a node's optional outputs that nothing reads (Dropout's mask in old exports, say), never
+  a variadic or required one (an unread second piece of a Split still fixes the first's size);
 - turns an unexpected exception inside a converter (a malformed attribute, say) into an
   `UnsupportedError` naming the ONNX node;
 - folds integer computations on constants as it goes (shape arithmetic such as
@@ -209,14 +210,21 @@ def _attr_values(node) -> dict[str, Any]:
     return out
 
 
-def _without_unread_outputs(node, read: set[str]):
-    """A copy of `node` whose extra outputs (after the first) that nothing reads are omitted (""),
-    so converters see optional outputs such as Dropout's mask or MaxPool's indices as absent."""
+def _without_unread_outputs(node, read: set[str], opset: int):
+    """A copy of `node` whose optional outputs (by the ONNX schema) that nothing reads are
+    omitted (""), so converters see Dropout's mask or MaxPool's indices as absent. Variadic
+    outputs (Split's pieces) and required ones stay: each fixes the result's meaning even unread."""
     import onnx
+    import onnx.defs
+    try:
+        formal = onnx.defs.get_schema(node.op_type, opset, "").outputs
+    except onnx.defs.SchemaError:
+        return node
     copy = onnx.NodeProto()
     copy.CopyFrom(node)
     for k in range(1, len(copy.output)):
-        if copy.output[k] not in read:
+        option = formal[min(k, len(formal) - 1)].option
+        if copy.output[k] not in read and option == onnx.defs.OpSchema.FormalParameterOption.Optional:
             copy.output[k] = ""
     while len(copy.output) > 1 and not copy.output[-1]:
         copy.output.pop()
@@ -352,7 +360,7 @@ def import_onnx(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = No
     read = {name for n in gp.node for name in n.input} | {o.name for o in gp.output}
     for i, n in enumerate(gp.node):
         if any(name and name not in read for name in n.output[1:]):
-            n = _without_unread_outputs(n, read)
+            n = _without_unread_outputs(n, read, opset)
         ctx.node, ctx.origin = n, n.name or f"{n.op_type}_{i}"
         inputs: list[Value | None] = []
         for name in n.input:

@@ -94,6 +94,22 @@ def _wrap_negative(ctx, indices, extent):
     return ctx.bb.emit(R.where(R.less(indices, relax.const(0, dtype)), R.add(indices, extent), indices))
 
 
+def check_const_indices(ctx, indices, extent, what: str = "indices") -> None:
+    """Constant `indices` must lie in [-extent, extent - 1], the ONNX rule (extent: an int, or an
+    int array broadcasting against indices); out of range is an error naming the node, since the
+    compiled code would read or write outside the tensor. Negative ones are wrapped at lowering."""
+    if indices is None or not indices.is_const:
+        return
+    arr = indices.const_value().astype(np.int64)
+    ext = np.broadcast_to(np.asarray(extent, np.int64), arr.shape)
+    bad = np.argwhere((arr < -ext) | (arr >= ext))
+    if len(bad):
+        at = tuple(int(i) for i in bad[0])
+        raise ctx.fail(f"{what} holds {int(arr[at])} at position {list(at)}, outside [-{int(ext[at])}, "
+                       f"{int(ext[at]) - 1}] for an axis of size {int(ext[at])} "
+                       f"({len(bad)} index(es) out of range in all)")
+
+
 def emit_nonempty(ctx, op: str, inputs, attrs):
     """ctx.emit, refusing a computed (not folded) result with no elements: the TVM build does not
     handle empty tensors. Empty constants from folded shape arithmetic are fine."""
@@ -572,20 +588,33 @@ register_op(OpDef(
     summary="copy of data with the elements at indices (along axis) replaced or combined with updates"))
 
 
+def _check_nd_indices(ctx, data, indices, batch_dims: int) -> None:
+    """GatherND/ScatterND: the last axis of constant indices addresses the axes after batch_dims."""
+    if indices is None or not indices.is_const or indices.type.rank < 1:
+        return
+    k = indices.type.shape[-1]
+    extents = data.type.shape[batch_dims:batch_dims + k]
+    if len(extents) == k:  # otherwise the shape check names the mismatch
+        check_const_indices(ctx, indices, np.array(extents, np.int64))
+
+
 @onnx_op("Gather")
 def _onnx_gather(ctx, node, inputs, attrs):
     axis = _onnx_axis(ctx, attrs.get("axis", 0), inputs[0].type.rank)
+    check_const_indices(ctx, inputs[1], inputs[0].type.shape[axis])
     return emit_nonempty(ctx, "gather", inputs[:2], {"axis": axis})
 
 
 @onnx_op("GatherElements")
 def _onnx_gather_elements(ctx, node, inputs, attrs):
     axis = _onnx_axis(ctx, attrs.get("axis", 0), inputs[0].type.rank)
+    check_const_indices(ctx, inputs[1], inputs[0].type.shape[axis])
     return ctx.emit("gather_elements", inputs[:2], {"axis": axis})
 
 
 @onnx_op("GatherND")
 def _onnx_gather_nd(ctx, node, inputs, attrs):
+    _check_nd_indices(ctx, inputs[0], inputs[1], attrs.get("batch_dims", 0))
     return emit_nonempty(ctx, "gather_nd", inputs[:2], {"batch_dims": attrs.get("batch_dims", 0)})
 
 
@@ -596,6 +625,7 @@ def _onnx_scatter_elements(ctx, node, inputs, attrs):
     if reduction not in SCATTER_REDUCTIONS:
         raise ctx.fail(f"reduction '{reduction}' is not supported")
     axis = _onnx_axis(ctx, attrs.get("axis", 0), inputs[0].type.rank)
+    check_const_indices(ctx, inputs[1], inputs[0].type.shape[axis])
     return ctx.emit("scatter_elements", inputs[:3], {"axis": axis, "reduction": reduction})
 
 
@@ -604,6 +634,7 @@ def _onnx_scatter_nd(ctx, node, inputs, attrs):
     reduction = attrs.get("reduction", "none")
     if reduction not in SCATTER_REDUCTIONS:
         raise ctx.fail(f"reduction '{reduction}' is not supported")
+    _check_nd_indices(ctx, inputs[0], inputs[1], 0)
     return ctx.emit("scatter_nd", inputs[:3], {"reduction": reduction})
 
 

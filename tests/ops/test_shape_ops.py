@@ -1,5 +1,7 @@
 """Shape and indexing ops against ONNX Runtime: reference interpreter and compiled host module."""
 
+import re
+
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -116,6 +118,28 @@ def test_split_num_outputs_uneven():
     check("Split", x, opset=18, n_outputs=3, axis=1, num_outputs=3)
 
 
+# Outputs declared but never read: a variadic or required output keeps its meaning (the first
+# piece of a two-way Split is half of the input, not all of it); only optional ones are dropped.
+UNREAD_OUTPUTS = [
+    ("Split", 11, {"axis": 1, "split": [1, 2]}, None, 2),
+    ("Split", 13, {"axis": 2}, {"split": i64(1, 3)}, 2),
+    ("Split", 13, {"axis": 2}, None, 2),                     # equal split
+    ("Split", 18, {"axis": 2, "num_outputs": 3}, None, 3),   # uneven pieces of 5: 2, 2, 1
+    ("TopK", 11, {"axis": -1}, {"k": i64(2)}, 2),            # indices unread
+    ("MaxPool", 12, {"kernel_shape": [2]}, None, 2),         # optional indices unread
+]
+
+
+@pytest.mark.parametrize("op,opset,attrs,consts,n", UNREAD_OUTPUTS, ids=lambda c: str(c))
+def test_only_first_output_read(op, opset, attrs, consts, n):
+    x = X if op != "Split" or opset != 18 else rng.standard_normal((2, 3, 5)).astype(np.float32)
+    names = ["x", *(consts or {})]
+    node = helper.make_node(op, names, [f"out{i}" for i in range(n)], name=f"{op}_node", **attrs)
+    model = make_model([node], {"x": x}, ["out0"], consts, opset)
+    expected = check_model(model, {"x": x})
+    assert expected["out0"].size < x.size  # the case really tests a part of the input
+
+
 # ---- slice -----------------------------------------------------------------------------------------
 
 SLICES = [
@@ -189,6 +213,24 @@ def test_gather_elements(axis):
 def test_gather_nd(batch_dims, indices):
     model = node_model("GatherND", {"x": X, "i": indices}, batch_dims=batch_dims)
     check_model(model, {"x": X, "i": indices})
+
+
+@pytest.mark.parametrize("op,consts,attrs,what", [
+    ("Gather", {"i": i64(0, 2)}, {"axis": 0}, "2 at position [1]"),             # X is 2x3x4
+    ("Gather", {"i": i64(-3)}, {"axis": 0}, "-3 at position [0]"),
+    ("Gather", {"i": np.array([[4]], np.int32)}, {"axis": -1}, "4 at position [0, 0]"),
+    ("GatherElements", {"i": np.full((2, 3, 4), 3, np.int64)}, {"axis": 1}, "outside [-3, 2]"),
+    ("GatherND", {"i": i64([0, 3])}, {}, "3 at position [0, 1]"),
+    ("ScatterElements", {"i": np.full((1, 1, 1), -5, np.int64), "u": np.ones((1, 1, 1), np.float32)},
+     {"axis": 2}, "outside [-4, 3]"),
+    ("ScatterND", {"i": i64([2]), "u": np.ones((1, 3, 4), np.float32)}, {}, "outside [-2, 1]"),
+])
+def test_constant_indices_out_of_range_are_refused(op, consts, attrs, what):
+    """Out-of-range constant indices would make the compiled code read or write outside the
+    tensor; ONNX forbids them, so import refuses them, naming the node."""
+    model = node_model(op, {"x": X}, consts, **attrs)
+    with pytest.raises(EdgecError, match=f"{op}_node.*{re.escape(what)}"):
+        edgec.import_onnx(model)
 
 
 @pytest.mark.parametrize("opset,reduction,indices", [
