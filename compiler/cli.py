@@ -119,7 +119,7 @@ def cmd_compile(args) -> int:
     target = args.target or _default_target()
     result = compile(args.model, target=target, output=args.output, level=_level(args), passes=args.passes,
                      input_shapes=_input_shapes(args), instruments=_instruments(args), bundle=args.bundle,
-                     tuning_db=args.tuning_db)
+                     tuning_db=args.tuning_db, force=args.force)
     if args.tuning_db:
         tuned = sum(rule == "tuned" for rule in result.schedules.values())
         print(f"tuning database {args.tuning_db}: {tuned} of {len(result.schedules)} kernels tuned, "
@@ -280,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="compile an ONNX model to an artifact directory")
     p.add_argument("model")
     p.add_argument("-o", "--output", type=Path, required=True, help="artifact directory to write")
+    p.add_argument("--force", action="store_true",
+                   help="replace the output directory even if it is not an edgec artifact (its files are lost)")
     p.add_argument("--bundle", action="store_true", help="add the runtime and a runner for the board")
     p.add_argument("--tuning-db", type=Path, default=None, metavar="DIR", help="schedules from `edgec tune`")
     _add_pipeline_options(p)

@@ -29,6 +29,52 @@ from .ir import Graph, TensorType
 from .passmanager import Instruments, PassManager, format_pipeline
 
 LIBRARY, MANIFEST, FINAL_IR = "model.so", "manifest.json", "model.eir"
+ARTIFACT_FORMAT = 2  # 2: the manifest lists the artifact's files ("files")
+
+
+def _artifact_files(path: Path) -> set[str] | None:
+    """The files an edgec artifact at `path` says it holds (its manifest's "files"), or None
+    when `path` is not verifiably an artifact (no manifest, not JSON, another format)."""
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict):
+        return None
+    files = manifest.get("files")
+    if manifest.get("format") != ARTIFACT_FORMAT or not isinstance(files, list) or MANIFEST not in files \
+            or not all(isinstance(f, str) for f in files):
+        return None
+    return set(files)
+
+
+def check_output_dir(out_dir: Path, force: bool = False) -> None:
+    """Refuse an output directory whose replacement would lose anything: `-o` may name a new
+    path, an empty directory, or an edgec artifact that holds exactly the files its manifest
+    lists; `force` allows any other directory. Never the current directory or one above it."""
+    if not out_dir.exists() and not out_dir.is_symlink():
+        return
+    if out_dir.is_symlink() or not out_dir.is_dir():
+        raise EdgecError(f"output {out_dir} exists and is not a directory; choose another -o")
+    here = Path.cwd().resolve()
+    if out_dir.resolve() == here or out_dir.resolve() in here.parents:
+        raise EdgecError(f"output {out_dir} is the current directory or one above it; "
+                         "name a new directory for the artifact, such as -o out/model")
+    if force:
+        return
+    held = {str(f.relative_to(out_dir)) for f in out_dir.rglob("*") if f.is_file() or f.is_symlink()}
+    if not held and not any(out_dir.iterdir()):
+        return
+    listed = _artifact_files(out_dir)
+    if listed is None:
+        raise EdgecError(f"output {out_dir} exists and is not an edgec artifact; choose another -o, "
+                         "or add --force to replace the directory and everything in it")
+    extra = sorted(held - listed) + sorted(str(d.relative_to(out_dir)) + "/" for d in out_dir.rglob("*")
+                                           if d.is_dir() and not any(d.iterdir()))
+    if extra:
+        shown = ", ".join(extra[:5]) + (", ..." if len(extra) > 5 else "")
+        raise EdgecError(f"output {out_dir} is an edgec artifact but also holds files it did not write "
+                         f"({shown}); move them away, choose another -o, or add --force to replace it all")
 
 
 def edgec_version() -> str:
@@ -63,12 +109,14 @@ def _source(model: Any) -> tuple[Any, str]:
 def compile(model: Any, target: str = "host", output: str | Path | None = None, level: int = 2,
             passes: str | None = None, input_shapes: dict[str, tuple[int, ...]] | None = None,
             instruments: Instruments | None = None, bundle: bool = False,
-            tuning_db: str | Path | None = None) -> CompileResult:
+            tuning_db: str | Path | None = None, force: bool = False) -> CompileResult:
     """Import `model` (ONNX path or ModelProto), optimize, build for `target`, write `output`.
 
     `bundle` (ARM targets): also put the aarch64 TVM runtime and the `edgec-run` runner in the
     artifact, so that the directory runs on a board with nothing else installed.
-    `tuning_db`: a directory written by `edgec tune`; matching kernels use its schedules."""
+    `tuning_db`: a directory written by `edgec tune`; matching kernels use its schedules.
+    `output` may name an existing directory only if it is empty or an edgec artifact holding
+    nothing but its own files (see `check_output_dir`); `force` replaces any other directory."""
     from edgec.targets import get_target
     from edgec.targets.build import build_graph, export_library
     from .onnx_import import import_onnx
@@ -77,9 +125,8 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
     tgt = get_target(target)
     pipeline = passes if passes is not None else tgt.pipeline(level)
     out_dir = Path(output) if output is not None else None
-    if out_dir is not None and out_dir.exists() and not (out_dir / MANIFEST).is_file() \
-            and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise EdgecError(f"output {out_dir} exists and is not an edgec artifact; choose another -o")
+    if out_dir is not None:
+        check_output_dir(out_dir, force)
     if bundle and (tgt.arch != "aarch64" or out_dir is None):
         raise EdgecError(f"--bundle needs an ARM target (--target arm-a72, ...) and an output directory; "
                          f"target '{tgt.name}' runs on {tgt.arch}")
@@ -100,7 +147,7 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
             (tmp / FINAL_IR).write_text(print_ir(graph))
             import tvm
             manifest = {
-                "format": 1,
+                "format": ARTIFACT_FORMAT,
                 "inputs": _io([v.name for v in graph.inputs], [v.type for v in graph.inputs]),
                 "outputs": _io(graph.output_names, [v.type for v in graph.outputs]),
                 "target": tgt.name, "arch": tgt.arch, "tvm_target": tgt.tvm,
@@ -115,7 +162,10 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
             if bundle:
                 from edgec.targets.bundle import write_bundle
                 write_bundle(tmp)
+            manifest["files"] = sorted(str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file())
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
             if out_dir.exists():
+                check_output_dir(out_dir, force)  # again: it may have changed while we compiled
                 shutil.rmtree(out_dir)
             os.replace(tmp, out_dir)
         except BaseException:
