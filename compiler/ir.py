@@ -19,6 +19,11 @@ import numpy as np
 
 from .errors import VerifyError
 
+# Elements in one tensor, and in all the constants of one text file: the ONNX importer and the
+# text parser refuse more, before allocating anything.
+MAX_ELEMENTS = 1 << 31
+MAX_RANK = 64  # dims of one tensor: numpy's limit
+
 # dtype name -> numpy dtype. The names are what the text format prints.
 DTYPES: dict[str, np.dtype] = {
     "f64": np.dtype("float64"),

@@ -32,11 +32,10 @@ from typing import Any
 import numpy as np
 
 from .errors import EdgecError, ModelError, ShapeError, UnsupportedError
-from .ir import DTYPES, Graph, TensorType, Value, is_float
+from .ir import DTYPES, MAX_ELEMENTS, Graph, TensorType, Value, is_float
 from .ops import ONNX_CONVERTERS, get_op
 
 MIN_OPSET, MAX_OPSET = 11, 28
-MAX_ELEMENTS = 1 << 31  # elements in one tensor
 # Attributes added to existing ops after opset 21, and the value that keeps the opset-21 meaning.
 NEWER_ATTRS = {
     ("Cast", "round_mode"): "up",  # opset 24, float8e8m0 only
