@@ -161,7 +161,17 @@ def _load_graph(path: str, input_shapes):
     if p.suffix == ".eir":
         if not p.is_file():
             raise EdgecError(f"{p}: no such IR file")
-        return parse_ir(p.read_text())
+        try:
+            text = p.read_bytes().decode("utf-8")
+        except OSError as e:
+            raise EdgecError(f"{p}: cannot read the IR file ({e.strerror})") from None
+        except UnicodeDecodeError as e:
+            raise EdgecError(f"{p}: not edgec IR text: byte {e.start} is not UTF-8 ({e.reason}); "
+                             "an .eir file is what `edgec opt -o FILE.eir` writes") from None
+        try:
+            return parse_ir(text)
+        except EdgecError as e:
+            raise type(e)(f"{p}: {e}") from None
     return import_onnx(p, input_shapes)
 
 
