@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import re
+import io
+import math
+import os
+import stat
 import sys
 import tempfile
+import tokenize
 from pathlib import Path
 
 import numpy as np
@@ -94,16 +98,75 @@ def _load_passes(files: list[str]) -> None:
             raise EdgecError(f"--load-pass {f}: loading it failed: {type(e).__name__}: {e}") from e
 
 
+NPY_HEADER_BYTES = 12 + 65536  # magic, version and length field of a .npy file, and its longest v1.0 header
+
+
+def read_npy(file: str | Path, what: str) -> np.ndarray:
+    """The array in the .npy file `file`, C-contiguous in native byte order (a Fortran-order or
+    big-endian file is converted); an InputError starting with `what` for anything else: a file
+    that cannot be opened, is not a .npy file of format 1.0 or 2.0 or has a damaged header, holds
+    a dtype edgec does not run (objects, which need pickle, strings, records, ...), a shape with
+    more than MAX_ELEMENTS elements, or fewer data bytes than its header says (truncated). The
+    header is checked against the file's size before the data is read, so nothing is allocated
+    for a size the file does not hold. A pipe is read whole first."""
+    from .ir import DTYPES
+    from .onnx_import import MAX_ELEMENTS
+    fmt = np.lib.format
+    save = "save the array with numpy.save"
+
+    def fail(problem: str, fix: str = save) -> InputError:
+        return InputError(f"{what}: {file} {problem}; {fix}")
+
+    try:
+        with open(file, "rb") as f:
+            # a pipe (--input x=/dev/stdin) has no size until it is read
+            src = f if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else io.BytesIO(f.read())
+            size = os.fstat(f.fileno()).st_size if src is f else len(src.getbuffer())
+            head = io.BytesIO(src.read(NPY_HEADER_BYTES))  # whatever the header's length field says
+            try:
+                version = fmt.read_magic(head)
+                if version not in ((1, 0), (2, 0)):
+                    raise fail(f"is a .npy file of format version {version[0]}.{version[1]}, which edgec "
+                               "does not read (it reads 1.0 and 2.0)")
+                read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+                shape, fortran_order, dtype = read_header(head)
+            except (ValueError, SyntaxError, RecursionError, tokenize.TokenError) as e:  # numpy's parse errors
+                raise fail(f"is not a .npy file or its header is damaged ({str(e)[:200]})") from None
+            native = dtype.newbyteorder("=")
+            if native not in DTYPES.values():
+                pickled = " (an object array, which only pickle could read: edgec never unpickles)" \
+                    if dtype.hasobject else ""
+                raise fail(f"holds dtype {str(dtype)[:80]}{pickled}",
+                           f"edgec runs {', '.join(str(d) for d in DTYPES.values())}: save the array as one of them")
+            count = math.prod(shape)
+            if any(d < 0 for d in shape):
+                raise fail(f"has shape {list(shape)} in its header, with a negative dimension")
+            if count > MAX_ELEMENTS:
+                raise fail(f"has shape {list(shape)} in its header: {count} elements, more than the "
+                           f"{MAX_ELEMENTS} edgec allows in one tensor", "pass a smaller array")
+            offset = head.tell()
+            if size - offset < count * dtype.itemsize:
+                raise fail(f"is truncated: its header says {native}{list(shape)}, {count * dtype.itemsize} bytes, "
+                           f"but {max(size - offset, 0)} bytes follow the header")
+            src.seek(offset)
+            data = np.empty(count, dtype=dtype)
+            if src.readinto(memoryview(data).cast("B")) != data.nbytes:
+                raise fail("changed while it was read")
+    except OSError as e:
+        raise InputError(f"{what}: cannot read {file} ({e.strerror or e})") from None
+    return np.asarray(data.reshape(shape, order="F" if fortran_order else "C"), dtype=native, order="C")
+
+
 def _read_inputs(items: list[str]) -> dict[str, np.ndarray]:
+    """--input NAME=FILE.npy items by name, each read by `read_npy`; a name given twice is an error."""
     feeds = {}
     for item in items:
         name, sep, file = item.rpartition("=")
         if not sep or not name:
             raise InputError(f"--input {item!r}: expected NAME=FILE.npy")
-        try:
-            feeds[name] = np.load(file, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise InputError(f"--input {name}: cannot read {file} as a .npy array ({e})") from None
+        if name in feeds:
+            raise InputError(f"--input {name} is given twice")
+        feeds[name] = read_npy(file, f"--input {name}")
     return feeds
 
 
@@ -136,21 +199,44 @@ def cmd_compile(args) -> int:
     return 0
 
 
-def _safe_file_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "output"
+def _write_outputs(out_dir: Path, files: list[str], arrays: list[np.ndarray]) -> None:
+    """Save each array as out_dir/file: all to temporary files first, then each renamed over its
+    file, so that a failed write leaves no partial file and a link in out_dir is replaced, not
+    followed out of it."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EdgecError(f"-o {out_dir}: cannot create the directory ({e.strerror or e})") from None
+    temps: list[Path] = []
+    try:
+        for file, arr in zip(files, arrays):
+            temps.append(out_dir / f".{file}.{os.getpid()}.tmp")
+            with open(temps[-1], "xb") as f:
+                np.save(f, arr)
+        for tmp, file in zip(temps, files):
+            os.replace(tmp, out_dir / file)
+    except OSError as e:
+        raise EdgecError(f"-o {out_dir}: cannot write {file} ({e.strerror or e}); "
+                         "choose another directory") from None
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
 
 
 def cmd_run(args) -> int:
-    from .driver import load
+    from .driver import load, output_files
     art = load(args.artifact, threads=args.threads)
-    outputs = art.run(_read_inputs(args.input))
-    if args.output:
-        args.output.mkdir(parents=True, exist_ok=True)
-    for name, arr in outputs.items():
+    feeds = _read_inputs(args.input)
+    out_dir = args.output
+    if out_dir is not None and (out_dir.exists() or out_dir.is_symlink()) and not out_dir.is_dir():
+        raise EdgecError(f"-o {out_dir} exists and is not a directory; name a directory for the outputs")
+    outputs = art.run(feeds)
+    files = output_files(list(outputs))
+    if out_dir is not None:
+        _write_outputs(out_dir, files, list(outputs.values()))
+    for (name, arr), file in zip(outputs.items(), files):
         stats = f"min {arr.min():.6g} max {arr.max():.6g} mean {arr.mean():.6g}" if arr.size else "empty"
-        print(f"{name}: {arr.dtype}{list(arr.shape)}  {stats}")
-        if args.output:
-            np.save(args.output / f"{_safe_file_name(name)}.npy", arr)
+        print(f"{name}: {arr.dtype}{list(arr.shape)}  {stats}" + (f"  -> {out_dir / file}" if out_dir else ""))
     return 0
 
 
@@ -302,7 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a compiled artifact on .npy inputs")
     p.add_argument("artifact")
     p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE.npy")
-    p.add_argument("-o", "--output", type=Path, help="directory for NAME.npy per output")
+    p.add_argument("-o", "--output", type=Path,
+                   help="directory for a NAME.npy per output (names made unique file names; each line says which)")
     p.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
     p.set_defaults(func=cmd_run)
 

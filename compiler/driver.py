@@ -7,7 +7,8 @@ directory atomically (a failed compile leaves nothing behind):
     DIR/manifest.json   inputs and outputs, target, pipeline, source sha256, versions, kernels
     DIR/model.eir       the final IR
 
-`load(DIR).run({name: array})` runs a host artifact.
+`load(DIR).run({name: array})` runs it (an ARM artifact under qemu, see targets/runners.py);
+`output_files(names)` gives the .npy file name of each output.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .errors import EdgecError
-from .ir import Graph, TensorType
+from .ir import DTYPES, Graph, TensorType
 from .passmanager import Instruments, PassManager, format_pipeline
 
 LIBRARY, MANIFEST, FINAL_IR = "model.so", "manifest.json", "model.eir"
@@ -175,21 +176,73 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
     return CompileResult(graph, pm, built.kernels, artifact, schedule_report)
 
 
+ARCHES = ("x86_64", "aarch64")
+
+
+def _manifest_problem(manifest: Any) -> str | None:
+    """What is wrong with a parsed manifest.json, naming the key, or None. Checked: an object
+    with "target", "arch" (x86_64 or aarch64) and "library" (a file name in the directory)
+    strings, and "inputs" and "outputs" lists of {"name": str, "dtype": an edgec dtype, "shape":
+    [non-negative ints]}."""
+    if not isinstance(manifest, dict):
+        return "it is not a JSON object"
+    for key, kind in (("target", str), ("arch", str), ("library", str), ("inputs", list), ("outputs", list)):
+        if key not in manifest:
+            return f'it has no "{key}"'
+        if not isinstance(manifest[key], kind):
+            return f'"{key}" is {json.dumps(manifest[key])[:60]}, not a {"string" if kind is str else "list"}'
+    if manifest["arch"] not in ARCHES:
+        return f'"arch" is "{manifest["arch"]}", not one of {", ".join(ARCHES)}'
+    library = manifest["library"]
+    if library in ("", ".", "..") or Path(library).name != library:
+        return f'"library" is "{library}", not a file name in the artifact directory'
+    for key in ("inputs", "outputs"):
+        for i, d in enumerate(manifest[key]):
+            where = f'"{key}"[{i}]'
+            if not isinstance(d, dict):
+                return f"{where} is not an object"
+            if not isinstance(d.get("name"), str):
+                return f'{where} has no "name" string'
+            if not isinstance(d.get("dtype"), str) or d["dtype"] not in DTYPES:
+                return f'{where}["dtype"] is {json.dumps(d.get("dtype"))}, not one of {", ".join(DTYPES)}'
+            shape = d.get("shape")
+            if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+                return f'{where}["shape"] is {json.dumps(shape)[:60]}, not a list of non-negative integers'
+    return None
+
+
 class Artifact:
-    """A compiled artifact directory."""
+    """A compiled artifact directory, checked when opened: the manifest (`_manifest_problem`)
+    and the library (an ELF shared library for the manifest's arch whose segments lie inside the
+    file, see `elf_library_problem`); `threads` is capped to the cores here (`thread_count`)."""
 
     def __init__(self, path: str | Path, threads: int | None = None):
+        from edgec.targets.crosslink import elf_library_problem
         self.path = Path(path)
-        thread_count(threads)  # refuse a bad count here, for host and ARM artifacts alike
-        self.threads = threads  # worker threads of the compiled module (None: all cores)
+        # worker threads of the compiled module, host and ARM alike (None: all cores)
+        self.threads = None if threads is None else thread_count(threads)
         mf = self.path / MANIFEST
         if not mf.is_file():
             raise EdgecError(f"{self.path} is not an edgec artifact (no {MANIFEST}); "
                              "make one with `edgec compile MODEL -o DIR`")
+        recompile = f"compile the model again with `edgec compile MODEL -o {self.path}`"
         try:
             self.manifest = json.loads(mf.read_text())
-        except ValueError as e:
-            raise EdgecError(f"{mf} is not valid JSON ({e})") from None
+        except (OSError, ValueError) as e:
+            raise EdgecError(f"{mf} cannot be read as JSON ({e}); {recompile}") from None
+        problem = _manifest_problem(self.manifest)
+        if problem:
+            raise EdgecError(f"{mf} is damaged or from another edgec version: {problem}; {recompile}")
+        self.library = self.path / self.manifest["library"]
+        if not self.library.is_file():
+            raise EdgecError(f"{self.path}: the artifact has no {self.manifest['library']}; {recompile}")
+        try:
+            problem = elf_library_problem(self.library, self.manifest["arch"])
+        except OSError as e:
+            problem = f"cannot be read ({e.strerror})"
+        if problem:
+            raise EdgecError(f"{self.library} {problem} (the manifest says target {self.manifest['target']}, "
+                             f"{self.manifest['arch']}); {recompile}")
         self.inputs = [(d["name"], TensorType(d["dtype"], tuple(d["shape"]))) for d in self.manifest["inputs"]]
         self.outputs = [(d["name"], TensorType(d["dtype"], tuple(d["shape"]))) for d in self.manifest["outputs"]]
         self._vm = None
@@ -207,11 +260,32 @@ class Artifact:
         import tvm
         from tvm import relax
         if self._vm is None:
-            lib = tvm.runtime.load_module(str(self.path / self.manifest["library"]))
+            lib = tvm.runtime.load_module(str(self.library))
             self._vm = relax.VirtualMachine(lib, tvm.cpu())
         set_threads(self.threads)
         result = self._vm["main"](*[tvm.runtime.tensor(a) for a in arrays])
         return {name: r.numpy() for (name, _), r in zip(self.outputs, result)}
+
+
+_SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+MAX_STEM = 200  # bytes of a name kept in its file name
+
+
+def output_files(names: list[str]) -> list[str]:
+    """The .npy file name of each output, in order, unique and deterministic: the name's first
+    MAX_STEM UTF-8 bytes with every byte but ASCII letters, digits, '_', '.' and '-' turned into
+    '_' ('output' if that leaves nothing), then '.npy'; a file name already taken by an earlier
+    output gets '_2', '_3', ... before '.npy'. No name can reach outside the directory.
+    edgec-run (targets/runtime/edgec_run.cc, OutputFiles) applies the same rule."""
+    files: list[str] = []
+    for name in names:
+        raw = name.encode("utf-8", "surrogatepass")[:MAX_STEM]
+        stem = bytes(b if b in _SAFE_BYTES else ord("_") for b in raw).decode("ascii") or "output"
+        file, k = f"{stem}.npy", 2
+        while file in files:
+            file, k = f"{stem}_{k}.npy", k + 1
+        files.append(file)
+    return files
 
 
 def load(path: str | Path, threads: int | None = None) -> Artifact:

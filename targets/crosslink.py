@@ -14,7 +14,9 @@ one. `shared_library_fcompile()` is the `fcompile` TVM's `export_library` takes.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
+import struct
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -81,10 +83,45 @@ def shared_library_fcompile(toolchain: Toolchain | None = None):
     return fcompile
 
 
+ELF_MACHINES = {0xB7: "aarch64", 0x3E: "x86_64"}  # e_machine -> arch
+
+
 def elf_machine(path: str | Path) -> str:
     """The machine an ELF file is built for: 'aarch64', 'x86_64' or 'unknown'."""
     head = Path(path).read_bytes()[:20]
     if head[:4] != b"\x7fELF":
         return "unknown"
-    machine = int.from_bytes(head[18:20], "little")
-    return {0xB7: "aarch64", 0x3E: "x86_64"}.get(machine, "unknown")
+    return ELF_MACHINES.get(int.from_bytes(head[18:20], "little"), "unknown")
+
+
+def elf_library_problem(path: str | Path, arch: str) -> str | None:
+    """What keeps the file at `path` from being a shared library that the dynamic loader can map
+    for `arch` ('x86_64' or 'aarch64'), or None. Read from the ELF header and program headers only:
+    not an ELF file, not 64-bit little-endian, not a shared library, another machine, or truncated
+    (a program header's range of the file, or the table itself, past the end of the file: the
+    loader would map it, and touching those pages is a SIGBUS)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(64)
+        if len(head) < 64 or head[:4] != b"\x7fELF":
+            return "is not an ELF shared library"
+        if head[4] != 2 or head[5] != 1:
+            return "is not a 64-bit little-endian ELF file"
+        e_type, e_machine = struct.unpack_from("<HH", head, 16)
+        if e_type != 3:  # ET_DYN
+            return "is an ELF file but not a shared library"
+        machine = ELF_MACHINES.get(e_machine, f"an unknown machine (e_machine {e_machine})")
+        if machine != arch:
+            return f"is built for {machine}, not {arch}"
+        (phoff,) = struct.unpack_from("<Q", head, 32)
+        phentsize, phnum = struct.unpack_from("<HH", head, 54)
+        if phentsize != 56 or phnum == 0 or phoff + phnum * 56 > size:
+            return f"is truncated or damaged: its program header table does not fit in its {size} bytes"
+        f.seek(phoff)
+        table = f.read(phnum * 56)
+    for i in range(phnum):
+        offset, filesz = struct.unpack_from("<8xQ16xQ", table, i * 56)
+        if offset + filesz > size:
+            return (f"is truncated: program header {i} spans bytes {offset} to {offset + filesz}, "
+                    f"the file has {size}")
+    return None

@@ -103,7 +103,7 @@ def bench(artifact, address: str, key: str | None = None, repeat: int = 20, numb
     if repeat < 1 or number < 1:
         raise EdgecError("--repeat and the number of calls per run must be at least 1")
     arrays = art.check_inputs(feeds) if feeds is not None else random_inputs(art.inputs, seed)
-    library = art.path / art.manifest["library"]
+    library = art.library
     remote_name = f"{address} key={key}" if key else address
     old_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout_s)  # bounds the connect and every receive of the session

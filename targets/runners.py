@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgec.driver import output_files
 from edgec.errors import EdgecError, ToolError
 
 from .arm import QEMU_CPUS
@@ -87,7 +88,8 @@ def parse_latencies(stdout: str) -> list[float]:
 def run_bundle(artifact, arrays: list[np.ndarray], runs: int = 1, warmup: int = 0,
                timeout_s: float = RUN_TIMEOUT_S) -> RunResult:
     """Run an aarch64 artifact under qemu on inputs in manifest order; outputs by name. The
-    artifact's `threads` (None: TVM's default, every core) reach edgec-run as TVM_NUM_THREADS."""
+    artifact's `threads` (None: TVM's default, every core; capped to the cores by `Artifact`) reach
+    edgec-run as TVM_NUM_THREADS."""
     if artifact.manifest.get("arch") != "aarch64":
         raise EdgecError(f"{artifact.path}: artifacts for '{artifact.manifest.get('target')}' "
                          f"({artifact.manifest.get('arch')}) cannot run on this machine")
@@ -114,9 +116,8 @@ def run_bundle(artifact, arrays: list[np.ndarray], runs: int = 1, warmup: int = 
             how = "was killed by SIGILL: the code uses an instruction the core lacks" if proc.returncode in (-4, 132) \
                 else f"failed (exit status {proc.returncode})"
             raise ToolError(f"edgec-run under qemu {how}:\n{proc.stderr.strip()}\ncommand: {' '.join(cmd)}")
-        outputs = {}
-        for name, t in artifact.outputs:
-            outputs[name] = np.load(out_dir / (name.replace("/", "_") + ".npy"))
+        names = [name for name, _ in artifact.outputs]
+        outputs = {name: np.load(out_dir / file) for name, file in zip(names, output_files(names))}
     return RunResult(outputs, parse_latencies(proc.stdout), proc.stdout)
 
 

@@ -8,7 +8,8 @@
 // pseudo-random values instead (for timing only). Each input's name, shape and dtype are checked
 // against manifest.json before anything runs. The model runs WARMUP times unmeasured, then RUNS
 // times (default 1) with the wall time of each run printed; outputs of the last run are written
-// to OUTDIR/<output name>.npy when -o is given.
+// to OUTDIR/<output name>.npy when -o is given (names made file names by OutputFiles, the rule of
+// edgec.driver.output_files).
 //
 // Exit status: 0 on success, 2 on bad arguments or inputs, 1 when the model fails to load or run.
 //
@@ -179,6 +180,27 @@ void WriteNpy(const std::string& path, const DType& dtype, const std::vector<int
   f.write(static_cast<const char*>(data), nbytes);
 }
 
+// The .npy file name of each output, the rule of edgec.driver.output_files: the name's first 200
+// bytes with every byte but ASCII letters, digits, '_', '.' and '-' turned into '_' ("output" if
+// that leaves nothing), then ".npy"; a file name already taken gets "_2", "_3", ... before ".npy".
+std::vector<std::string> OutputFiles(const std::vector<std::string>& names) {
+  std::vector<std::string> files;
+  for (const std::string& name : names) {
+    std::string stem = name.substr(0, 200);
+    for (char& c : stem) {
+      bool safe = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+                  c == '.' || c == '-';
+      if (!safe) c = '_';
+    }
+    if (stem.empty()) stem = "output";
+    std::string file = stem + ".npy";
+    for (int k = 2; std::find(files.begin(), files.end(), file) != files.end(); ++k)
+      file = stem + "_" + std::to_string(k) + ".npy";
+    files.push_back(file);
+  }
+  return files;
+}
+
 // --- manifest.json ---------------------------------------------------------------------------
 
 std::vector<TensorSpec> ReadSpecs(const ffi::Map<ffi::String, ffi::Any>& manifest, const char* key) {
@@ -341,6 +363,9 @@ int Run(int argc, char** argv) {
   if (results.size() != outputs.size())
     throw std::runtime_error("the model returned " + std::to_string(results.size()) + " outputs; the manifest lists " +
                              std::to_string(outputs.size()));
+  std::vector<std::string> names;
+  for (const TensorSpec& s : outputs) names.push_back(s.name);
+  std::vector<std::string> files = OutputFiles(names);
   for (size_t i = 0; i < outputs.size(); ++i) {
     const ffi::Tensor& t = results[i];
     std::vector<int64_t> shape(t.shape().begin(), t.shape().end());
@@ -349,9 +374,7 @@ int Run(int argc, char** argv) {
                                ", the manifest says " + outputs[i].dtype->edgec + ShapeText(outputs[i].shape));
     std::printf("output %s: %s%s\n", outputs[i].name.c_str(), outputs[i].dtype->edgec, ShapeText(shape).c_str());
     if (!out_dir.empty()) {
-      std::string file = outputs[i].name;
-      std::replace(file.begin(), file.end(), '/', '_');
-      WriteNpy(out_dir + "/" + file + ".npy", *outputs[i].dtype, shape,
+      WriteNpy(out_dir + "/" + files[i], *outputs[i].dtype, shape,
                static_cast<const char*>(t.data_ptr()) + t.byte_offset(), ffi::GetDataSize(t));
     }
   }
