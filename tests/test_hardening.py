@@ -289,9 +289,9 @@ malformed("resize-infinite-scale", UnsupportedError, "'resize'", "finite")(lambd
 malformed("resize-scale-10^15", ShapeError, "'resize'", "elements")(lambda d: model(
     [helper.make_node("Resize", ["x", "", "s"], ["y"], name="resize")], [vi("x", F, [1, 1, 4, 4])],
     [vi("y", F, None)], [_const("s", np.array([1, 1, 1e15, 1e15], np.float32))]))
-malformed("upsample-infinite-scale", UnsupportedError, "finite")(lambda d: model(
+malformed("upsample-infinite-scale", UnsupportedError, "'up'", "finite")(lambda d: model(
     [helper.make_node("Upsample", ["x", "s"], ["y"], name="up")], [vi("x", F, [1, 1, 4, 4])],
-    [vi("y", F, None)], [_const("s", np.array([1, 1, np.inf, 1], np.float32))], opset=9, ir_version=4))
+    [vi("y", F, None)], [_const("s", np.array([1, 1, np.inf, 1], np.float32))], opset=11))
 
 
 # external data
