@@ -159,9 +159,8 @@ class EdgecBackend(Backend):
         if not cls.supports_device(device):
             raise UnsupportedError(f"the edgec ONNX backend runs on the CPU only, not on {device}")
         if not isinstance(model, onnx.ModelProto):  # a path: read it and its external data here
-            from .onnx_import import _load_external, _read_model
-            model, base_dir = _read_model(model)
-            _load_external(model, base_dir)
+            from .onnx_import import load_model
+            model, _ = load_model(model)
         shapes = kwargs.get("input_shapes")
         if _empty_inputs(model):
             return EdgecBackendRep(model, None, None, _empty_inputs(model), shapes, cls.target, cls.level)

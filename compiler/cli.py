@@ -425,7 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", help="op histogram, parameters, MACs, unsupported ops")
     p.add_argument("model")
-    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...")
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
+                   help="fix the shape of a model input (node and MAC counts need every dynamic dim)")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("passes", help="list the registered passes")

@@ -1,7 +1,14 @@
 """`edgec inspect`: what a model holds, read without compiling.
 
-Op histogram, parameter count and bytes, unsupported ops (with the nodes using them) from the
-ONNX file itself; node count and multiply-accumulates from the imported graph when it imports.
+The model goes through the importer's checks first (`load_model`: the file, its constants, its
+external data, its opset, its graph's structure) and then through `import_onnx`; any error
+either raises is raised here too (the CLI prints it and exits 2), except the two things inspect
+reports instead:
+- unsupported op types, listed with the nodes that use them, all at once;
+- dynamic dims without a value: the report names the `--input-shape NAME=...` each such input
+  needs in place of the node and MAC counts.
+From the ONNX file: the op histogram, and the parameters (initializers and the tensors of
+Constant nodes) with their bytes. From the imported graph: the node count and multiply-accumulates.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import EdgecError
+from .errors import ShapeError, UnsupportedError
 from .ir import Graph, Node
 
 
@@ -35,11 +42,11 @@ class Inspection:
     parameters: int = 0
     parameter_bytes: int = 0
     unsupported: dict[str, list[str]] = field(default_factory=dict)
+    missing_shapes: list[str] = field(default_factory=list)  # --input-shape values still needed
     opset: int | None = None
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     graph: Graph | None = None
-    import_error: str | None = None
 
     @property
     def macs(self) -> int | None:
@@ -52,8 +59,10 @@ class Inspection:
         if self.graph is not None:
             lines.append(f"edgec nodes after import: {len(self.graph.nodes)}")
             lines.append(f"MACs: {self.macs:,}")
-        elif self.import_error:
-            lines.append(f"import: failed: {self.import_error}")
+        elif self.missing_shapes:
+            lines.append("edgec nodes and MACs after import: need "
+                         + " ".join(f"--input-shape {s}" for s in self.missing_shapes)
+                         + " (dynamic dims)")
         lines.append("ONNX ops:")
         width = max((len(k) for k in self.ops), default=0)
         for op, n in sorted(self.ops.items(), key=lambda kv: (-kv[1], kv[0])):
@@ -68,25 +77,32 @@ class Inspection:
 
 
 def inspect_model(model: Any, input_shapes: dict | None = None) -> Inspection:
-    from .onnx_import import ONNX_CONVERTERS, _read_model, import_onnx
-    proto, _ = _read_model(model)
-    info = Inspection()
-    info.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-    init_names = {t.name for t in proto.graph.initializer}
-    info.inputs = [i.name for i in proto.graph.input if i.name not in init_names]
-    info.outputs = [o.name for o in proto.graph.output]
-    for i, n in enumerate(proto.graph.node):
-        key = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
-        info.ops[key] += 1
-        if n.domain not in ("", "ai.onnx") or n.op_type not in ONNX_CONVERTERS:
-            info.unsupported.setdefault(key, []).append(n.name or f"#{i}")
-    for t in proto.graph.initializer:
-        count = int(np.prod(t.dims, dtype=np.int64))
+    """Inspect an ONNX model (path or ModelProto); raises the importer's EdgecError for a model
+    that is malformed or fails to import for another reason than those reported."""
+    from .onnx_import import import_onnx, load_model, tensor_size
+    proto, opset = load_model(model)
+    gp = proto.graph
+    info = Inspection(opset=opset)
+    init_names = {t.name for t in gp.initializer}
+    info.inputs = [i.name for i in gp.input if i.name not in init_names]
+    info.outputs = [o.name for o in gp.output]
+    constants = list(gp.initializer)
+    for n in gp.node:
+        info.ops[n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"] += 1
+        if n.op_type == "Constant" and n.domain in ("", "ai.onnx"):
+            constants += [a.t for a in n.attribute if a.name == "value" and a.HasField("t")]
+    for t in constants:
+        count, nbytes = tensor_size(t)
         info.parameters += count
-        info.parameter_bytes += len(t.raw_data) if t.raw_data else count * 4
-    if not info.unsupported:
-        try:
-            info.graph = import_onnx(model, input_shapes)
-        except EdgecError as e:
-            info.import_error = str(e)
+        info.parameter_bytes += nbytes
+    try:
+        info.graph = import_onnx(proto, input_shapes)
+    except UnsupportedError as e:
+        if not getattr(e, "unsupported", None):
+            raise
+        info.unsupported = e.unsupported
+    except ShapeError as e:
+        if not getattr(e, "missing_shapes", None):
+            raise
+        info.missing_shapes = e.missing_shapes
     return info

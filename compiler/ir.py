@@ -19,10 +19,10 @@ import numpy as np
 
 from .errors import VerifyError
 
-# Elements in one tensor, and in all the constants of one text file: the ONNX importer and the
-# text parser refuse more, before allocating anything.
-MAX_ELEMENTS = 1 << 31
+# Limits the ONNX importer, the text parser and the .npy reader check before allocating anything:
+MAX_ELEMENTS = 1 << 31  # elements in one tensor
 MAX_RANK = 64  # dims of one tensor: numpy's limit
+MAX_CONSTANT_BYTES = 4 << 30  # bytes of all the constants of one model or text file together
 
 # dtype name -> numpy dtype. The names are what the text format prints.
 DTYPES: dict[str, np.dtype] = {

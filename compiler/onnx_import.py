@@ -2,17 +2,24 @@
 
 Each ONNX op type has a converter registered with `@onnx_op` beside the ops it produces
 (`edgec.ops.*`). The importer
-- reads the file (a truncated or malformed one is a `ModelError`), external data only from
-  inside the model's own directory;
+- checks the model before converting any node (`load_model`, which `edgec inspect` shares): the
+  file (a truncated or malformed one is a `ModelError`); the declared size of every constant
+  (initializers, Constant nodes), before any data is read; external data only from inside the
+  model's own directory; the opset; the graph's structure (at least one output, every name
+  defined once and before its use: a dangling input or a cycle is refused);
 - lists every unsupported op type with the nodes that use it, in one message;
-- fixes dynamic dims from `input_shapes`, and refuses a dynamic dim left without a value;
+- fixes dynamic dims (a name or a negative dim_value such as -1) from `input_shapes`; refuses
+  a dynamic dim left without a value (naming the `--input-shape` every such input needs), and
+  a value that changes a static dim;
 - treats initializers that also appear as graph inputs as constants;
 - accepts opsets MIN_OPSET..MAX_OPSET; older models are first converted to MIN_OPSET with
   `onnx.version_converter`. Every change to an existing op from opset 22 to 28 only adds dtypes
   (edgec rejects unsupported dtypes by name) or adds an attribute whose default keeps the
   opset-21 meaning; NEWER_ATTRS lists those attributes and a node that sets one to another
   value is refused;
-- refuses any tensor with a negative dim or more than MAX_ELEMENTS elements, naming the node;
+- refuses any tensor with a negative dim or more than MAX_ELEMENTS elements, naming the node,
+  and constants made at import (Range, EyeLike) that would take all constants together past
+  MAX_CONSTANT_BYTES, before allocating them;
 - omits a node's optional outputs that nothing reads (Dropout's mask in old exports, say), never
   a variadic or required one (an unread second piece of a Split still fixes the first's size);
 - turns an unexpected exception inside a converter (a malformed attribute, say) into an
@@ -32,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from .errors import EdgecError, ModelError, ShapeError, UnsupportedError
-from .ir import DTYPES, MAX_ELEMENTS, Graph, TensorType, Value, is_float
+from .ir import DTYPES, MAX_CONSTANT_BYTES, MAX_ELEMENTS, Graph, TensorType, Value, is_float
 from .ops import ONNX_CONVERTERS, get_op
 
 MIN_OPSET, MAX_OPSET = 11, 28
@@ -62,6 +69,7 @@ class ImportContext:
         self.opset = opset
         self.node: Any = None  # the ONNX NodeProto being converted
         self.origin: str = ""
+        self.constant_bytes = 0  # of the constants made through `const` so far
 
     def fail(self, message: str) -> UnsupportedError:
         """An error naming the ONNX node being converted."""
@@ -74,11 +82,7 @@ class ImportContext:
         except EdgecError as e:
             raise self.fail(str(e)) from None
         for o in node.outputs:
-            shape = o.type.shape
-            if any(d < 0 for d in shape) or math.prod(shape) > MAX_ELEMENTS:
-                raise ShapeError(f"ONNX node '{self.origin}' ({self.node.op_type}) gives a tensor of "
-                                 f"shape {list(shape)}, which has a negative dim or more than "
-                                 f"{MAX_ELEMENTS} elements")
+            self.check_size(o.type.shape)
         if all(v.is_const for v in inputs) and all(
                 o.type.size <= (FLOAT_FOLD_LIMIT if is_float(o.type.dtype) else FOLD_LIMIT) for o in node.outputs):
             results = get_op(op).run([v.const_value() for v in inputs], node.attrs)
@@ -92,8 +96,25 @@ class ImportContext:
     def emit1(self, op: str, inputs: list[Value], attrs: dict[str, Any] | None = None) -> Value:
         return self.emit(op, inputs, attrs)[0]
 
+    def check_size(self, shape, dtype: str | None = None) -> None:
+        """Refuse a result of this node, before anything is allocated, with a negative dim or more
+        than MAX_ELEMENTS elements; with `dtype`, a constant about to be made (by `const`), also
+        when it would take all constants together past MAX_CONSTANT_BYTES."""
+        shape = [int(d) for d in shape]
+        count = math.prod(shape)
+        where = f"ONNX node '{self.origin}' ({self.node.op_type})"
+        if any(d < 0 for d in shape) or count > MAX_ELEMENTS:
+            raise ShapeError(f"{where} gives a tensor of shape {shape}, which has a negative dim or "
+                             f"more than {MAX_ELEMENTS} elements")
+        nbytes = count * DTYPES[dtype].itemsize if dtype else 0
+        if dtype and self.constant_bytes + nbytes > MAX_CONSTANT_BYTES:
+            raise ShapeError(f"{where} gives a constant {dtype}{shape} of {nbytes} bytes, which takes "
+                             f"the model's constants past edgec's limit of {MAX_CONSTANT_BYTES} bytes")
+
     def const(self, array: Any, dtype: str | None = None) -> Value:
-        return self.graph.const(array, dtype)
+        v = self.graph.const(array, dtype)
+        self.constant_bytes += v.const.nbytes
+        return v
 
     def constant_of(self, value: Value | None, what: str) -> np.ndarray:
         """The constant behind an input that edgec needs at compile time (a shape, axes, ...)."""
@@ -115,9 +136,12 @@ def _read_model(model: Any):
     if isinstance(model, onnx.ModelProto):
         return model, None
     path = Path(model)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such model file")
-    data = path.read_bytes()
+    try:
+        if not path.is_file():
+            raise ModelError(f"{path}: no such model file")
+        data = path.read_bytes()
+    except (OSError, ValueError) as e:  # unreadable, a name too long or holding a NUL
+        raise ModelError(f"{path}: cannot read the model file ({e})") from None
     try:
         proto = onnx.load_model_from_string(data)
     except (DecodeError, ValueError, RuntimeError) as e:
@@ -128,34 +152,83 @@ def _read_model(model: Any):
     return proto, path.resolve().parent
 
 
-def _load_external(proto, base_dir: Path | None) -> None:
-    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+def _dtype_of(code: int, what: str) -> str:
+    """The edgec dtype of ONNX data type `code`; `what` names its holder ("input 'x'")."""
+    if code not in ONNX_DTYPES:
+        raise UnsupportedError(f"{what} has ONNX data type {code}, which edgec does not support "
+                               f"(supported: {', '.join(ONNX_DTYPE_OF)})")
+    return ONNX_DTYPES[code]
 
-    for tensor in _get_all_tensors(proto):
+
+def _file_tensors(proto):
+    """(what, tensor) for every tensor the file holds: initializers and node attributes."""
+    from onnx.external_data_helper import _get_all_tensors
+    initializers = {t.name for t in proto.graph.initializer}
+    for t in _get_all_tensors(proto):
+        yield (f"initializer '{t.name}'" if t.name in initializers
+               else f"constant tensor '{t.name}' (a node attribute)"), t
+
+
+def tensor_size(tensor, what: str = "") -> tuple[int, int]:
+    """(elements, bytes) of a TensorProto by its declared dims and data type, read without its
+    data; a negative dim, more than MAX_ELEMENTS elements or an unknown data type is refused."""
+    what = what or f"initializer '{tensor.name}'"
+    dtype = _dtype_of(tensor.data_type, what)
+    count = math.prod(tensor.dims)
+    if any(d < 0 for d in tensor.dims) or count > MAX_ELEMENTS:
+        raise ModelError(f"{what} has shape {list(tensor.dims)}, which has a negative dim or more "
+                         f"than {MAX_ELEMENTS} elements")
+    return count, count * DTYPES[dtype].itemsize
+
+
+def _check_constants(proto) -> None:
+    """Every tensor the file holds (initializers, node attributes), by its declared size before
+    any data is read: each as `tensor_size` checks, all together at most MAX_CONSTANT_BYTES."""
+    total = sum(tensor_size(t, what)[1] for what, t in _file_tensors(proto))
+    if total > MAX_CONSTANT_BYTES:
+        raise ModelError(f"the model's constants take {total} bytes, more than edgec's limit of "
+                         f"{MAX_CONSTANT_BYTES} bytes ({MAX_CONSTANT_BYTES >> 30} GiB)")
+
+
+def _load_external(proto, base_dir: Path | None) -> None:
+    from onnx.external_data_helper import uses_external_data
+
+    for what, tensor in _file_tensors(proto):
         if not uses_external_data(tensor):
             continue
         if base_dir is None:
-            raise ModelError(f"initializer '{tensor.name}' uses external data; pass the model as a "
+            raise ModelError(f"{what} uses external data; pass the model as a "
                              "file path so edgec can read its data files")
         info = {e.key: e.value for e in tensor.external_data}
         location = info.get("location", "")
         if not location:
-            raise ModelError(f"initializer '{tensor.name}' uses external data but names no location")
-        target = (base_dir / location).resolve()
-        if os.path.isabs(location) or base_dir not in target.parents:
-            raise ModelError(f"initializer '{tensor.name}' points to external data '{location}' outside "
-                             f"the model's directory {base_dir}; edgec reads data files only from there")
-        if not target.is_file():
-            raise ModelError(f"initializer '{tensor.name}': external data file '{location}' is missing")
+            raise ModelError(f"{what} uses external data but names no location")
+        if "\0" in location:
+            raise ModelError(f"{what}: external data location {location!r} holds a NUL character, "
+                             "which no file name can")
+        try:
+            target = (base_dir / location).resolve()
+            if os.path.isabs(location) or base_dir not in target.parents:
+                raise ModelError(f"{what} points to external data '{location}' outside "
+                                 f"the model's directory {base_dir}; edgec reads data files only from there")
+            if not target.is_file():
+                raise ModelError(f"{what}: external data file '{location}' is missing")
+            file_size = target.stat().st_size
+        except OSError as e:  # a name too long, a symlink loop
+            raise ModelError(f"{what}: cannot read external data file '{location}' ({e})") from None
         try:
             offset = int(info.get("offset", 0))
-            length = int(info["length"]) if "length" in info else target.stat().st_size - offset
+            length = int(info["length"]) if "length" in info else file_size - offset
         except ValueError:
-            raise ModelError(f"initializer '{tensor.name}': external data offset/length "
+            raise ModelError(f"{what}: external data offset/length "
                              f"{info.get('offset')!r}/{info.get('length')!r} are not integers") from None
-        if offset < 0 or length < 0 or offset + length > target.stat().st_size:
-            raise ModelError(f"initializer '{tensor.name}': external data offset {offset} and length "
+        if offset < 0 or length < 0 or offset + length > file_size:
+            raise ModelError(f"{what}: external data offset {offset} and length "
                              f"{length} lie outside the file '{location}'")
+        nbytes = tensor_size(tensor, what)[1]
+        if length != nbytes:
+            raise ModelError(f"{what}: external data length {length} does not match the "
+                             f"{nbytes} bytes of its shape {list(tensor.dims)}")
         with open(target, "rb") as f:
             f.seek(offset)
             raw = f.read(length)
@@ -166,25 +239,29 @@ def _load_external(proto, base_dir: Path | None) -> None:
 
 def _tensor_array(tensor) -> np.ndarray:
     from onnx import numpy_helper
-    if tensor.data_type not in ONNX_DTYPES:
-        raise UnsupportedError(f"initializer '{tensor.name}' has ONNX data type {tensor.data_type}, "
-                               f"which edgec does not support (supported: {', '.join(ONNX_DTYPE_OF)})")
+    dtype = _dtype_of(tensor.data_type, f"initializer '{tensor.name}'")
     try:
         arr = numpy_helper.to_array(tensor)
     except Exception as e:  # noqa: BLE001 - protobuf content is untrusted
         raise ModelError(f"initializer '{tensor.name}' is malformed: {e}") from None
-    return np.array(arr, dtype=DTYPES[ONNX_DTYPES[tensor.data_type]], order="C")
+    return np.array(arr, dtype=DTYPES[dtype], order="C")
+
+
+SHAPE_FORM = "expected NAME=D0,D1,... with positive integer dims, such as input=1,3,224,224"
 
 
 def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
-    """`name=1,3,224,224` -> ('name', (1, 3, 224, 224)); the CLI's --input-shape."""
+    """`name=1,3,224,224` -> ('name', (1, 3, 224, 224)); the CLI's --input-shape. `name=` is a
+    scalar; an empty, zero, negative or non-integer dim is refused."""
     name, sep, dims = text.rpartition("=")
-    try:
-        if not sep or not name:
-            raise ValueError
-        return name, tuple(int(d) for d in dims.split(",") if d.strip())
-    except ValueError:
-        raise ShapeError(f"--input-shape {text!r}: expected NAME=D0,D1,... such as input=1,3,224,224") from None
+    if not sep or not name:
+        raise ShapeError(f"--input-shape {text!r}: {SHAPE_FORM}")
+    pieces = [d.strip() for d in dims.split(",")] if dims.strip() else []
+    for i, d in enumerate(pieces):
+        if not d.isdecimal() or int(d) == 0:
+            shown = repr(d) if d else "empty"
+            raise ShapeError(f"--input-shape {text!r}: dim {i} is {shown}; {SHAPE_FORM}")
+    return name, tuple(int(d) for d in pieces)
 
 
 def _attr_values(node) -> dict[str, Any]:
@@ -278,18 +355,130 @@ def _upgrade(proto, opset: int):
                                f"{MIN_OPSET} ({first})") from None
 
 
-def import_onnx(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
-    """Import an ONNX model (path or ModelProto) into an edgec Graph."""
+def _origin(node, index: int) -> str:
+    """How messages name an ONNX node: its name, else its op type and position."""
+    return node.name or f"{node.op_type}_{index}"
+
+
+def _check_graph(gp) -> None:
+    """The graph's structure: at least one output; every name defined once (initializers, inputs,
+    node outputs) and before its use (a dangling input, a cycle or nodes out of topological order
+    are refused); every graph output produced; inputs are tensors of a supported data type."""
+    if not gp.output:
+        raise ModelError("the model has no outputs; an ONNX graph must declare at least one "
+                         "(graph.output)")
+    defined: set[str] = set()
+    for t in gp.initializer:
+        if t.name in defined:
+            raise ModelError(f"initializer name '{t.name}' is defined twice")
+        defined.add(t.name)
+    initializers = set(defined)
+    for inp in gp.input:
+        if inp.name in initializers:  # older exporters list initializers as inputs too: constants
+            continue
+        if inp.name in defined:
+            raise ModelError(f"input name '{inp.name}' is defined twice")
+        if not inp.type.HasField("tensor_type"):
+            raise UnsupportedError(f"input '{inp.name}' is not a tensor")
+        _dtype_of(inp.type.tensor_type.elem_type, f"input '{inp.name}'")
+        defined.add(inp.name)
+    for i, n in enumerate(gp.node):
+        for name in n.input:
+            if name and name not in defined:
+                raise ModelError(f"ONNX node '{_origin(n, i)}' ({n.op_type}) uses '{name}', which no "
+                                 "earlier node, input or initializer defines (a dangling input, a cycle "
+                                 "or nodes out of topological order)")
+        for name in n.output:
+            if name in defined:
+                raise ModelError(f"ONNX node '{_origin(n, i)}' ({n.op_type}) defines '{name}', which is "
+                                 "already defined (names must be unique)")
+            if name:
+                defined.add(name)
+    for o in gp.output:
+        if o.name not in defined:
+            raise ModelError(f"graph output '{o.name}' is not produced by any node")
+
+
+def load_model(model: Any) -> tuple[Any, int]:
+    """Read and check an ONNX model (path or ModelProto) before any node is converted: the file,
+    the declared size of its constants, its external data (read in), its opset and its graph's
+    structure. Returns (ModelProto, opset). `import_onnx` and `edgec inspect` start here."""
     proto, base_dir = _read_model(model)
+    _check_constants(proto)
     _load_external(proto, base_dir)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None:
         if not proto.graph.node or any(n.domain in ("", "ai.onnx") for n in proto.graph.node):
             raise ModelError("the model declares no opset for the default ONNX domain")
-        opset = MAX_OPSET  # only ops of other domains: they are listed as unsupported below
+        opset = MAX_OPSET  # only ops of other domains: they are listed as unsupported
     if opset > MAX_OPSET:
         raise UnsupportedError(f"the model uses opset {opset}; edgec supports opsets {MIN_OPSET} to "
                                f"{MAX_OPSET}. Convert it with onnx.version_converter to opset {MAX_OPSET}")
+    _check_graph(proto.graph)
+    return proto, opset
+
+
+def _input_shape(inp, given) -> tuple[int, ...] | None:
+    """The shape of graph input `inp`: its declared dims, with `given` (input_shapes) for the
+    dynamic ones (a dim_param, no value, or a negative dim_value such as -1); None when a dynamic
+    dim has no value or the input no shape. Refused: a 0 dim; `given` with a dim that is not a
+    positive integer, of another rank, or changing a static dim."""
+    tt = inp.type.tensor_type
+    declared = None
+    if tt.HasField("shape"):
+        declared = []
+        for i, d in enumerate(tt.shape.dim):
+            if d.HasField("dim_value") and d.dim_value == 0:
+                raise ShapeError(f"input '{inp.name}' has dimension 0 (dim {i}); edgec needs positive "
+                                 "sizes (empty tensors are not supported)")
+            declared.append(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None)
+    if given is None:
+        if declared is None or None in declared:
+            return None
+        shape = tuple(declared)
+    else:
+        shape = tuple(given)
+        flag = f"--input-shape {inp.name}={','.join(map(str, shape))}"
+        if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in shape):
+            raise ShapeError(f"{flag}: {SHAPE_FORM}")
+        if declared is not None and len(declared) != len(shape):
+            raise ShapeError(f"{flag} has rank {len(shape)}, the model's input has rank {len(declared)}")
+        for i, (d, g) in enumerate(zip(declared or [], shape)):
+            if d is not None and d != g:
+                raise ShapeError(f"{flag}: dim {i} of input '{inp.name}' is {d} in the model, a static "
+                                 f"size; only its dynamic dims can be set (give {d} there)")
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise ShapeError(f"input '{inp.name}' has shape {list(shape)}, more than {MAX_ELEMENTS} "
+                         "elements: too large")
+    return tuple(int(d) for d in shape)
+
+
+def _missing_shape(inp) -> tuple[str, str]:
+    """(what the message says about an input without a full shape, the --input-shape value it
+    needs: its static dims kept, Dk for each dynamic one)."""
+    tt = inp.type.tensor_type
+    if not tt.HasField("shape"):
+        return f"input '{inp.name}' has no shape", f"{inp.name}=D0,D1,..."
+    dims, dynamic = [], []
+    for i, d in enumerate(tt.shape.dim):
+        if d.HasField("dim_value") and d.dim_value > 0:
+            dims.append(str(d.dim_value))
+        else:
+            dims.append(f"D{i}")
+            shown = f"'{d.dim_param}'" if d.dim_param else str(d.dim_value) if d.HasField("dim_value") else "?"
+            dynamic.append(f"{shown} (D{i})")
+    plural = "s" if len(dynamic) > 1 else ""
+    return (f"input '{inp.name}' has a dynamic dimension{plural} {', '.join(dynamic)}",
+            f"{inp.name}={','.join(dims)}")
+
+
+def import_onnx(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
+    """Import an ONNX model (path or ModelProto) into an edgec Graph.
+
+    Its errors carry what `edgec inspect` reports instead of failing: an UnsupportedError for
+    unsupported ops has `unsupported` (op type -> nodes), a ShapeError for dynamic dims without
+    a value has `missing_shapes` (the --input-shape values needed)."""
+    proto, opset = load_model(model)
     if opset < MIN_OPSET:
         proto, opset = _upgrade(proto, opset), MIN_OPSET
     gp = proto.graph
@@ -304,97 +493,61 @@ def import_onnx(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = No
     if unsupported:
         parts = [f"{t} (nodes: {', '.join(names[:10])}{', ...' if len(names) > 10 else ''})"
                  for t, names in sorted(unsupported.items())]
-        raise UnsupportedError(f"the model uses {len(unsupported)} op type(s) edgec does not support: "
+        err = UnsupportedError(f"the model uses {len(unsupported)} op type(s) edgec does not support: "
                                + "; ".join(parts))
+        err.unsupported = unsupported
+        raise err
 
-    graph = Graph(gp.name if gp.name.isidentifier() else "main")
-    env: dict[str, Value] = {}
-    for t in gp.initializer:
-        if t.name in env:
-            raise ModelError(f"initializer name '{t.name}' is defined twice")
-        env[t.name] = graph.const(_tensor_array(t))
-
-    unknown = sorted(set(input_shapes) - {i.name for i in gp.input})
+    graph = Graph(gp.name or "main")
+    ctx = ImportContext(graph, opset)
+    env: dict[str, Value] = {t.name: ctx.const(_tensor_array(t)) for t in gp.initializer}
+    inputs = [i for i in gp.input if i.name not in env]  # initializers listed as inputs are constants
+    unknown = sorted(set(input_shapes) - {i.name for i in inputs})
     if unknown:
         raise ShapeError(f"--input-shape names {', '.join(unknown)}, which the model has no input of; "
-                         f"its inputs: {', '.join(i.name for i in gp.input if i.name not in env)}")
-    initializer_names = set(env)
-    for inp in gp.input:
-        if inp.name in initializer_names:  # older exporters list initializers as inputs too: constants
-            continue
-        tt = inp.type.tensor_type
-        if not inp.type.HasField("tensor_type"):
-            raise UnsupportedError(f"input '{inp.name}' is not a tensor")
-        if tt.elem_type not in ONNX_DTYPES:
-            raise UnsupportedError(f"input '{inp.name}' has ONNX data type {tt.elem_type}, not supported")
-        if inp.name in input_shapes:
-            shape = tuple(input_shapes[inp.name])
-            if tt.HasField("shape") and len(tt.shape.dim) != len(shape):
-                raise ShapeError(f"--input-shape {inp.name} has rank {len(shape)}, the model's input "
-                                 f"has rank {len(tt.shape.dim)}")
-        else:
-            if not tt.HasField("shape"):
-                raise ShapeError(f"input '{inp.name}' has no shape; give one with --input-shape "
-                                 f"{inp.name}=D0,D1,...")
-            dims = []
-            for d in tt.shape.dim:
-                if d.HasField("dim_value") and d.dim_value <= 0:
-                    raise ShapeError(f"input '{inp.name}' has dimension {d.dim_value}; edgec needs "
-                                     "positive sizes (empty tensors are not supported)")
-                if d.HasField("dim_value"):
-                    dims.append(d.dim_value)
-                else:
-                    sym = d.dim_param or "?"
-                    raise ShapeError(f"input '{inp.name}' has a dynamic dimension '{sym}'; give its "
-                                     f"shape with --input-shape {inp.name}=D0,D1,... "
-                                     f"(input_shapes={{'{inp.name}': (...)}} from Python)")
-            shape = tuple(dims)
-        if any(d <= 0 for d in shape) or np.prod(shape, dtype=np.float64) > 2**31:
-            raise ShapeError(f"input '{inp.name}' has shape {list(shape)}, which is empty or too large")
-        if inp.name in env:
-            raise ModelError(f"input name '{inp.name}' is defined twice")
-        env[inp.name] = graph.add_input(inp.name, TensorType(ONNX_DTYPES[tt.elem_type], shape))
+                         f"its inputs: {', '.join(i.name for i in inputs)}")
+    shapes = {i.name: _input_shape(i, input_shapes.get(i.name)) for i in inputs}
+    unshaped = [i for i in inputs if shapes[i.name] is None]
+    if unshaped:
+        missing = [_missing_shape(i) for i in unshaped]
+        err = ShapeError("; ".join(what for what, _ in missing) + "; give its shape"
+                         + ("s" if len(missing) > 1 else "") + " with "
+                         + " ".join(f"--input-shape {flag}" for _, flag in missing)
+                         + " (input_shapes={" + ", ".join(f"{i.name!r}: (...)" for i in unshaped)
+                         + "} from Python)")
+        err.missing_shapes = [flag for _, flag in missing]
+        raise err
+    for inp in inputs:
+        env[inp.name] = graph.add_input(inp.name, TensorType(ONNX_DTYPES[inp.type.tensor_type.elem_type],
+                                                             shapes[inp.name]))
 
-    ctx = ImportContext(graph, opset)
     read = {name for n in gp.node for name in n.input} | {o.name for o in gp.output}
     for i, n in enumerate(gp.node):
         if any(name and name not in read for name in n.output[1:]):
             n = _without_unread_outputs(n, read, opset)
-        ctx.node, ctx.origin = n, n.name or f"{n.op_type}_{i}"
-        inputs: list[Value | None] = []
-        for name in n.input:
-            if name == "":
-                inputs.append(None)
-            elif name not in env:
-                raise ModelError(f"ONNX node '{ctx.origin}' ({n.op_type}) uses '{name}', which no "
-                                 "earlier node, input or initializer defines (a dangling input, a cycle "
-                                 "or nodes out of topological order)")
-            else:
-                inputs.append(env[name])
+        ctx.node, ctx.origin = n, _origin(n, i)
         _check_arity(ctx, n)
         attrs = _attr_values(n)
         for (op_type, name), default in NEWER_ATTRS.items():
             if n.op_type == op_type and attrs.get(name, default) != default:
                 raise ctx.fail(f"attribute {name}={attrs[name]!r} is not supported (only {default!r})")
+        for name in n.input:
+            if name and name not in env:  # defined (load_model checked) but not computed
+                raise ctx.fail(f"uses '{name}', an output that edgec does not compute for its node")
+        node_inputs = [env[name] if name else None for name in n.input]
         try:
-            outs = ONNX_CONVERTERS[n.op_type](ctx, n, inputs, attrs)
+            outs = ONNX_CONVERTERS[n.op_type](ctx, n, node_inputs, attrs)
         except EdgecError:
             raise
         except Exception as e:  # noqa: BLE001 - a malformed node must not crash the import
             raise ctx.fail(f"the importer failed on this node ({type(e).__name__}: {e}); "
                            "its attributes or inputs may be malformed") from e
-        for name, v in zip(n.output, outs):
-            if name == "":
-                continue
-            if name in env:
-                raise ModelError(f"ONNX node '{ctx.origin}' ({n.op_type}) defines '{name}', which is "
-                                 "already defined (names must be unique)")
-            env[name] = v
+        env.update((name, v) for name, v in zip(n.output, outs) if name)
 
     outputs = []
     for o in gp.output:
         if o.name not in env:
-            raise ModelError(f"graph output '{o.name}' is not produced by any node")
+            raise ModelError(f"graph output '{o.name}' is an output that edgec does not compute for its node")
         _check_declared_output(o, env[o.name].type, fixed_shapes=not input_shapes)
         outputs.append(env[o.name])
     graph.set_outputs(outputs, [o.name for o in gp.output])

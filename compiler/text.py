@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .errors import EdgecError, VerifyError
-from .ir import DTYPES, MAX_ELEMENTS, MAX_RANK, Graph, TensorType, Value, is_float
+from .ir import DTYPES, MAX_CONSTANT_BYTES, MAX_ELEMENTS, MAX_RANK, Graph, TensorType, Value, is_float
 
 INLINE_LIMIT = 8
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
@@ -299,7 +299,7 @@ def parse_ir(text: str) -> Graph:
     Refused, besides syntax errors: a value defined twice (also a result named like an input),
     a missing or second `return`, anything but `}` after `return`, an attribute given twice,
     dims that are not non-negative integers, a type of more than MAX_RANK dims or MAX_ELEMENTS
-    elements, constants of more than MAX_ELEMENTS elements in all (checked before their payload
+    elements, constants of more than MAX_CONSTANT_BYTES bytes in all (checked before their payload
     is decoded), constant lists or payloads that do not fill their type, integer constants out
     of their dtype's range, finite float constants that overflow it. The result is verified."""
     from .ops import get_op
@@ -344,7 +344,7 @@ def parse_ir(text: str) -> Graph:
 
     finished = False
     returned_at = None
-    const_elements = 0
+    const_bytes = 0
     for lineno, line in lines[1:]:
         t = _Tokens(line, lineno)
         if finished:
@@ -385,9 +385,9 @@ def parse_ir(text: str) -> Graph:
             h = t.next()[1:] if t.peek() and t.peek()[0] == "hash" else None
             payload = h is None or (t.peek() is not None and t.peek()[0] == "b64")
             if payload:
-                const_elements += ty.size
-                if const_elements > MAX_ELEMENTS:
-                    raise t.error(f"the constants hold more than {MAX_ELEMENTS} elements in all")
+                const_bytes += ty.size * ty.np_dtype.itemsize
+                if const_bytes > MAX_CONSTANT_BYTES:
+                    raise t.error(f"the constants hold more than {MAX_CONSTANT_BYTES} bytes in all")
             if not payload:
                 v = Value(ty)
                 v.placeholder_hash = h

@@ -76,6 +76,21 @@ def test_unsupported_ops_are_listed_at_once(tmp_path):
     assert r.returncode == 0 and "unsupported ops: Bar (nodes: b1); Foo (nodes: f1, f2)" in r.stdout
 
 
+def test_inspect_reports_a_model_or_refuses_it(model, tmp_path):
+    """inspect reports what it can (the --input-shape a dynamic dim needs) and refuses, exit 2,
+    a malformed model or --input-shape value."""
+    r = edgec("inspect", model)
+    assert r.returncode == 0 and "edgec nodes and MACs after import: need --input-shape x=D0,4" in r.stdout
+    r = edgec("inspect", model, "--input-shape", "x=2,4")
+    assert r.returncode == 0 and "edgec nodes after import: 3" in r.stdout, r.stderr
+    assert_clean_error(edgec("inspect", model, "--input-shape", "x=1,,4"), "dim 1 is empty", "NAME=D0,D1,...")
+    assert_clean_error(edgec("inspect", model, "--input-shape", "x=3,5"), "dim 1 of input 'x' is 4")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    cycle = save_model(tmp_path / "cycle.onnx", [helper.make_node("Add", ["x", "y"], ["a"], name="add"),
+                                                 helper.make_node("Relu", ["a"], ["y"], name="relu")], [x])
+    assert_clean_error(edgec("inspect", cycle), "ONNX node 'add' (Add) uses 'y'", "a cycle")
+
+
 @pytest.mark.parametrize("content", [b"", b"\x08\x07garbage\xff\xff", None])
 def test_malformed_or_truncated_file(model, tmp_path, content):
     bad = tmp_path / "bad.onnx"

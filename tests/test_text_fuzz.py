@@ -151,11 +151,11 @@ def test_malformed_text_is_a_clean_error_naming_the_problem(text, message):
 
 
 def test_constants_over_the_total_limit_are_refused_before_decoding(monkeypatch):
-    monkeypatch.setattr(edgec.text, "MAX_ELEMENTS", 12)
+    monkeypatch.setattr(edgec.text, "MAX_CONSTANT_BYTES", 48)  # three f32[4] constants
     consts = "\n".join(f"  %c{i} = const f32[4] [1,2,3,4]" for i in range(4))
     adds = "  %0 = add(%c0, %c1) : f32[4]\n  %1 = add(%c2, %c3) : f32[4]\n  %2 = add(%0, %1) : f32[4]"
     text = f"graph @g() -> (%y: f32[4]) {{\n{consts}\n{adds}\n  return %2\n}}\n"
-    with pytest.raises(EdgecError, match="line 5: the constants hold more than 12 elements in all"):
+    with pytest.raises(EdgecError, match="line 5: the constants hold more than 48 bytes in all"):
         edgec.parse_ir(text)
     # placeholders (shown by hash only) hold no payload and do not count
     assert len(edgec.parse_ir(text.replace("[1,2,3,4]", "#00")).constants()) == 4

@@ -1266,7 +1266,8 @@ def _const_or_empty(ctx, value, what):
 
 @_importer("Resize")
 def _import_resize(ctx, node, inputs, attrs):
-    """Opsets 11-19: roi (only for tf_crop_and_resize, not supported), scales or sizes (constants),
+    """Opsets 11-19: roi (only for tf_crop_and_resize, not supported), scales (positive, finite)
+    or sizes (constants; the output's size is checked before anything is allocated),
     `axes` (opset 18), modes nearest, linear and cubic (cubic_coeff_a, exclude_outside).
     antialias and keep_aspect_ratio_policy other than stretch are refused."""
     x = inputs[0]
@@ -1295,6 +1296,8 @@ def _import_resize(ctx, node, inputs, attrs):
     elif scales is not None:
         if len(scales) != len(axes):
             raise ctx.fail(f"scales {scales.tolist()} does not match {len(axes)} axes")
+        if not np.all(np.isfinite(scales)) or np.any(scales <= 0):
+            raise ctx.fail(f"scales {scales.tolist()} must be positive and finite")
         for a, s in zip(axes, scales.tolist()):
             full_scales[a] = float(np.float32(s))
             full_sizes[a] = int(np.float32(s) * np.float32(in_shape[a]))  # truncated, as ONNX Runtime does
@@ -1317,8 +1320,8 @@ def _import_upsample(ctx, node, inputs, attrs):
         raise ctx.fail(f"mode {mode!r} is not supported (nearest and linear only)")
     scales = attrs["scales"] if "scales" in attrs else ctx.constant_of(inputs[1] if len(inputs) > 1 else None, "scales")
     scales = [float(np.float32(s)) for s in np.asarray(scales).tolist()]
-    if len(scales) != x.type.rank or any(s < 1 for s in scales):
-        raise ctx.fail(f"scales {scales} must be >= 1, one per input dim ({x.type.rank})")
+    if len(scales) != x.type.rank or not all(1 <= s < math.inf for s in scales):
+        raise ctx.fail(f"scales {scales} must be finite and >= 1, one per input dim ({x.type.rank})")
     sizes = [int(math.floor(d * np.float32(s))) for d, s in zip(x.type.shape, scales)]
     return ctx.emit("resize", [x], {"sizes": sizes, "scales": scales, "mode": mode,
                                     "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"})

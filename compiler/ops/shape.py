@@ -36,6 +36,8 @@ reference here also works on integer tensors.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import tvm
 from tvm import relax, topi
@@ -1179,6 +1181,7 @@ def _onnx_eye_like(ctx, node, inputs, attrs):
             raise ctx.fail(f"dtype {attrs['dtype']} is not supported")
         dtype = ONNX_DTYPES[attrs["dtype"]]
     rows, cols = x.type.shape
+    ctx.check_size((rows, cols), dtype)
     return [ctx.const(np.eye(rows, cols, attrs.get("k", 0), dtype=DTYPES[dtype]), dtype)]
 
 
@@ -1197,16 +1200,29 @@ def _onnx_size(ctx, node, inputs, attrs):
 
 @onnx_op("Range")
 def _onnx_range(ctx, node, inputs, attrs):
-    """Range of constants folds into a constant; its length must be known at compile time."""
+    """Range of constants folds into a constant; its length must be known at compile time. The
+    length (exact for integers) is checked before anything is allocated; a delta of 0 and
+    non-finite floats are refused."""
     start, limit, delta = (ctx.constant_of(v, what) for v, what in zip(inputs, ("start", "limit", "delta")))
+    if any(v.size != 1 for v in (start, limit, delta)):
+        raise ctx.fail(f"start, limit and delta must be scalars, got shapes "
+                       f"{[list(v.shape) for v in (start, limit, delta)]}")
     if float(delta) == 0:
         raise ctx.fail("delta is 0")
-    n = max(int(np.ceil((float(limit) - float(start)) / float(delta))), 0)
     dtype = start.dtype
     if dtype.kind in "iu":
-        values = int(start) + np.arange(n, dtype=np.int64) * int(delta)
+        s, d = int(start), int(delta)
+        n = -((s - int(limit)) // d)  # ceil((limit - start) / delta), exactly
+    elif all(np.isfinite(v).all() for v in (start, limit, delta)):
+        s, d = float(start), float(delta)
+        n = math.ceil((float(limit) - s) / d)
     else:
-        values = start.astype(np.float64) + np.arange(n) * delta.astype(np.float64)
+        raise ctx.fail(f"start {start}, limit {limit} and delta {delta} must be finite")
+    n = max(n, 0)
+    ctx.check_size([n], dtype_name(dtype))
+    values = np.arange(n, dtype=np.int64 if dtype.kind in "iu" else np.float64)
+    values *= d
+    values += s
     return [ctx.const(values.astype(dtype))]
 
 
