@@ -360,6 +360,23 @@ def _origin(node, index: int) -> str:
     return node.name or f"{node.op_type}_{index}"
 
 
+def _check_names_utf8(gp) -> None:
+    """ONNX names are UTF-8 strings; protobuf hands a name that is not valid UTF-8 back as bytes."""
+    named = [("graph", gp)] + [("initializer", t) for t in gp.initializer] + \
+        [("input", v) for v in gp.input] + [("output", v) for v in gp.output]
+    for i, n in enumerate(gp.node):
+        if isinstance(n.name, bytes) or isinstance(n.op_type, bytes):
+            raise ModelError(f"ONNX node #{i} has a name or op type that is not valid UTF-8 "
+                             f"({bytes(n.name if isinstance(n.name, bytes) else n.op_type)!r}); "
+                             "ONNX names must be UTF-8 text")
+        named += [(f"an input of node #{i}", s) for s in n.input] + [(f"an output of node #{i}", s) for s in n.output]
+    for what, item in named:
+        name = item if isinstance(item, (str, bytes)) else item.name
+        if isinstance(name, bytes):
+            raise ModelError(f"the name of {what} is not valid UTF-8 ({name[:40]!r}); ONNX names must be "
+                             "UTF-8 text")
+
+
 def _check_graph(gp) -> None:
     """The graph's structure: at least one output; every name defined once (initializers, inputs,
     node outputs) and before its use (a dangling input, a cycle or nodes out of topological order
@@ -367,6 +384,7 @@ def _check_graph(gp) -> None:
     if not gp.output:
         raise ModelError("the model has no outputs; an ONNX graph must declare at least one "
                          "(graph.output)")
+    _check_names_utf8(gp)
     defined: set[str] = set()
     for t in gp.initializer:
         if t.name in defined:

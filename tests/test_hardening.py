@@ -322,6 +322,18 @@ malformed("external-data-name-too-long", ModelError, "initializer 'c'", "cannot 
     lambda d: _external_model("w" * 300 + ".bin"))
 
 
+def _non_utf8_name(field: bytes) -> bytes:
+    """small_cnn with one name's bytes replaced by an invalid UTF-8 byte (protobuf then hands
+    the name back as bytes, not str)."""
+    data = small_cnn().SerializeToString()
+    assert data.count(field) >= 1
+    return data.replace(field, field[:-1] + b"\xff")
+
+
+malformed("non-utf8-value-name", ModelError, "not valid UTF-8")(lambda d: _non_utf8_name(b"\x0a\x01x"))
+malformed("non-utf8-node-name", ModelError, "not valid UTF-8")(lambda d: _non_utf8_name(b"\x1a\x07flatten"))
+
+
 @malformed("external-data-range-outside-file", ModelError, "offset 4", "outside the file")
 def _external_range_outside(d):
     (d / "w.bin").write_bytes(b"\0" * 8)

@@ -91,7 +91,7 @@ CORPUS = [
     (node('  %c0 = const f32[2] #00 b64"AAAAAAAAAAAAAAAA"'), "has 16 characters"),
     (node('  %c0 = const f32[2] #00 b64"AAAAAAAAAA=="'), "decodes to 7 bytes"),
     (node('  %c0 = const bool[2] #00 b64"AAI="'), "other than 0 and 1"),
-    (node('  %c0 = const f64[2147483648] #00 b64"AAAA"'), "f64[2147483648] is 17179869184 bytes"),
+    (node('  %c0 = const f64[1000] #00 b64"AAAA"'), "f64[1000] is 8000 bytes"),
     # inline lists that do not fill the type
     (node("  %c0 = const f32[2] [1]"), "f32[2] has 2 elements, the list gives 1"),
     (node("  %c0 = const f32[2] [1,2,3]"), "the list gives 3"),
