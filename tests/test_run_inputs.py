@@ -35,7 +35,7 @@ import edgec
 from edgec.cli import main, read_npy
 from edgec.errors import EdgecError, InputError, ToolError
 from edgec.ir import DTYPES
-from edgec.onnx_import import MAX_ELEMENTS
+from edgec.ir import MAX_ELEMENTS
 from edgec.targets import crosslink, runners
 
 # Output names that all become a_b.npy under a plain "replace unsafe characters" rule, and one
