@@ -109,8 +109,7 @@ def read_npy(file: str | Path, what: str) -> np.ndarray:
     more than MAX_ELEMENTS elements, or fewer data bytes than its header says (truncated). The
     header is checked against the file's size before the data is read, so nothing is allocated
     for a size the file does not hold. A pipe is read whole first."""
-    from .ir import DTYPES
-    from .ir import MAX_ELEMENTS
+    from .ir import DTYPES, MAX_ELEMENTS
     fmt = np.lib.format
     save = "save the array with numpy.save"
 
