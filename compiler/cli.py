@@ -7,8 +7,13 @@
     edgec verify MODEL [--target T] [-O N] [--input NAME=FILE.npy] [--bisect]
     edgec inspect MODEL
     edgec passes | targets | ops
+    edgec --version
 
-Errors on bad input print one message and exit with status 2; `--debug` shows tracebacks.
+Errors on bad input print one message and exit with status 2; `--debug` (before or after the
+command) shows tracebacks. Ctrl-C prints `edgec: interrupted` and exits with status 130, leaving
+nothing half-written (see `edgec.interrupt`). Reports (`--timing`) go to stderr, results to stdout.
+Nothing heavy is imported before the arguments are read: `--help`, `passes`, `targets` and `ops`
+do not load TVM.
 """
 
 from __future__ import annotations
@@ -18,15 +23,18 @@ import importlib.util
 import io
 import math
 import os
+import signal
 import stat
 import sys
-import tempfile
 import tokenize
+import traceback
 from pathlib import Path
 
-import numpy as np
-
+from . import interrupt
 from .errors import EdgecError, InputError
+from .lazy import LazyModule
+
+np = LazyModule("numpy")  # loaded on first use, once main() has installed the Ctrl-C handler
 
 DEFAULT_LEVEL = 2
 
@@ -47,23 +55,30 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 def _add_pipeline_options(p: argparse.ArgumentParser, target: bool = True) -> None:
     if target:
-        p.add_argument("--target", "-t", default=None, help="target name (see `edgec targets`)")
-    p.add_argument("-O", dest="level", type=int, default=None, choices=range(0, 4), metavar="N",
-                   help=f"optimization level 0-3 (default {DEFAULT_LEVEL})")
-    p.add_argument("--passes", default=None, help="explicit pipeline, e.g. 'fold-constants,dce'")
+        p.add_argument("--target", "-t", default=None, help="target name or alias (see `edgec targets`)")
+    g = p.add_mutually_exclusive_group()  # --passes replaces the level's pipeline: one or the other
+    g.add_argument("-O", dest="level", type=int, default=None, choices=range(0, 4), metavar="N",
+                   help=f"optimization level 0-3 (default {DEFAULT_LEVEL}); not with --passes")
+    g.add_argument("--passes", default=None, metavar="PIPELINE",
+                   help="explicit pipeline instead of a level, e.g. 'fold-constants,dce' (see `edgec passes`)")
 
 
 def _add_instrument_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("pass instruments")
-    g.add_argument("--print-ir-before", action="append", default=[], metavar="PASS")
-    g.add_argument("--print-ir-after", action="append", default=[], metavar="PASS")
-    g.add_argument("--print-ir-after-all", action="store_true")
-    g.add_argument("--print-ir-after-change", action="store_true")
+    g.add_argument("--print-ir-before", action="append", default=[], metavar="PASS",
+                   help="print the IR to stderr before each run of PASS (repeatable, or PASS,PASS)")
+    g.add_argument("--print-ir-after", action="append", default=[], metavar="PASS",
+                   help="print the IR to stderr after each run of PASS (repeatable, or PASS,PASS)")
+    g.add_argument("--print-ir-after-all", action="store_true", help="print the IR to stderr after every pass")
+    g.add_argument("--print-ir-after-change", action="store_true",
+                   help="print the IR to stderr after every pass that changed it")
     g.add_argument("--dump-ir", type=Path, metavar="DIR", help="write the IR after each pass, numbered")
-    g.add_argument("--timing", action="store_true", help="per-pass wall time, changes, node counts, stats")
+    g.add_argument("--timing", action="store_true",
+                   help="print per-pass wall time, changes, node counts and statistics to stderr")
     g.add_argument("--no-verify", action="store_true", help="do not verify the IR after each pass")
     g.add_argument("--reproducer-dir", type=Path, default=None, metavar="DIR",
-                   help="where a failing pass writes its reproducer (default: a new temporary directory)")
+                   help="where a failing pass writes its reproducer (default: a new temporary directory, "
+                        "made only then)")
 
 
 def _instruments(args: argparse.Namespace):
@@ -73,8 +88,7 @@ def _instruments(args: argparse.Namespace):
         verify=not args.no_verify,
         print_before=split(args.print_ir_before), print_after=split(args.print_ir_after),
         print_after_all=args.print_ir_after_all, print_after_change=args.print_ir_after_change,
-        dump_dir=args.dump_ir,
-        reproducer_dir=args.reproducer_dir or Path(tempfile.mkdtemp(prefix="edgec-reproducer-")),
+        dump_dir=args.dump_ir, reproducer=args.reproducer_dir or True,
         out=lambda text: print(text, file=sys.stderr))
 
 
@@ -190,8 +204,8 @@ def cmd_compile(args) -> int:
             print("  (it has no records for this target and these schedule rules: records are kept per "
                   "target and per version of the rules; run `edgec tune` again)")
     if args.timing:
-        print(result.pass_manager.timing_table())
-        print(f"kernels in the built module: {len(result.kernels)}")
+        print(result.pass_manager.timing_table(), file=sys.stderr)
+        print(f"kernels in the built module: {len(result.kernels)}", file=sys.stderr)
     how = f"passes {args.passes or 'none'}" if args.passes is not None else f"-O{_level(args)}"
     print(f"compiled {args.model} for {target} ({how}): "
           f"{len(result.graph.nodes)} nodes, {len(result.kernels)} kernels -> {args.output}")
@@ -261,22 +275,22 @@ def _load_graph(path: str, input_shapes):
 
 
 def cmd_opt(args) -> int:
+    from .files import write_text
     from .passmanager import PassManager
     from .text import print_ir
     _load_passes(args.load_pass)
-    graph = _load_graph(args.model, _input_shapes(args))
     if args.passes is not None:
         pipeline = args.passes
     else:
         from edgec.targets import get_target
-        pipeline = get_target(args.target or _default_target()).pipeline(_level(args))
+        pipeline = get_target(args.target or _default_target(), detect=False).pipeline(_level(args))
     pm = PassManager(pipeline, _instruments(args))
-    graph = pm.run(graph)
+    graph = pm.run(_load_graph(args.model, _input_shapes(args)))
     text = print_ir(graph, full_constants=args.full_constants)
     if args.timing:
         print(pm.timing_table(), file=sys.stderr)
     if args.output:
-        args.output.write_text(text)
+        write_text(args.output, text, "opt -o")
     else:
         sys.stdout.write(text)
     return 0
@@ -305,12 +319,12 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_passes(args) -> int:
-    from .passmanager import PASSES, _load_builtin_passes
+    from .passmanager import PASSES, _load_builtin_passes, option_spec
     _load_passes(args.load_pass)
     _load_builtin_passes()
     for name in sorted(PASSES):
         cls = PASSES[name]
-        opts = ", ".join(f"{k}={v}" for k, v in cls.options.items())
+        opts = ", ".join(option_spec(cls, k).describe(k) for k in cls.options)
         print(f"{name:<22} {cls.summary}" + (f"  [{opts}]" if opts else ""))
     return 0
 
@@ -319,12 +333,14 @@ def cmd_targets(args) -> int:
     from edgec.targets import all_target_names, get_target
     default = _default_target()
     for name in all_target_names():
-        t = get_target(name)
+        t = get_target(name, detect=False)  # the host's CPU is detected (by TVM) only to compile for it
         aliases = f" (aliases: {', '.join(t.aliases)})" if t.aliases else ""
         mark = " [default]" if name == default else ""
+        vector = "vector 256 or 512 bits" if name == "host" else f"vector {t.vector_bits} bits"
+        tvm = "tvm llvm for this machine's CPU (detected when compiling)" if name == "host" else f"tvm {t.tvm}"
         print(f"{t.name:<18} {t.description}{aliases}{mark}")
-        print(f"{'':<18} arch {t.arch}, layout {t.layout}, vector {t.vector_bits} bits, "
-              f"int8 dot product {'yes' if t.dotprod else 'no'}, tvm {t.tvm}")
+        print(f"{'':<18} arch {t.arch}, layout {t.layout}, {vector}, "
+              f"int8 dot product {'yes' if t.dotprod else 'no'}, {tvm}")
     return 0
 
 
@@ -367,13 +383,41 @@ def cmd_bench(args) -> int:
 
 # ---- entry point --------------------------------------------------------------------------
 
+def version_text() -> str:
+    """edgec's version and TVM's, read from the installed package's metadata (TVM is not loaded)."""
+    from importlib import metadata
+    from . import __version__
+    try:
+        tvm = metadata.version("apache-tvm")
+    except metadata.PackageNotFoundError:
+        tvm = "not installed"
+    return f"edgec {__version__} (TVM {tvm})"
+
+
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgec", description="Compile ONNX models for edge devices.")
+    parser.add_argument("--version", action=_VersionAction, help="print edgec's and TVM's versions and exit")
+    debug = argparse.ArgumentParser(add_help=False)  # --debug goes before or after the command
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show Python tracebacks on errors")
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="`edgec COMMAND --help` shows its options")
 
-    p = sub.add_parser("compile", help="compile an ONNX model to an artifact directory")
-    p.add_argument("model")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", parents=[debug])
+
+    p = command("compile", "compile an ONNX model to an artifact directory")
+    p.add_argument("model", help="the ONNX model file")
     p.add_argument("-o", "--output", type=Path, required=True, help="artifact directory to write")
     p.add_argument("--force", action="store_true",
                    help="replace the output directory even if it is not an edgec artifact (its files are lost)")
@@ -384,16 +428,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_instrument_options(p)
     p.set_defaults(func=cmd_compile)
 
-    p = sub.add_parser("run", help="run a compiled artifact on .npy inputs")
-    p.add_argument("artifact")
-    p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE.npy")
+    p = command("run", "run a compiled artifact on .npy inputs")
+    p.add_argument("artifact", help="an artifact directory written by `edgec compile`")
+    p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE.npy",
+                   help="the value of input NAME (repeat for each input)")
     p.add_argument("-o", "--output", type=Path,
                    help="directory for a NAME.npy per output (names made unique file names; each line says which)")
     p.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("tune", help="tune the model's kernels (edgec's schedule parameters) into a database")
-    p.add_argument("model")
+    p = command("tune", "tune the model's kernels (edgec's schedule parameters) into a database")
+    p.add_argument("model", help="the ONNX model file")
     p.add_argument("--db", type=Path, required=True, metavar="DIR", help="tuning database (resumable)")
     p.add_argument("--trials", type=int, default=200, help="at most this many measurements in all")
     p.add_argument("--rpc", default=None, metavar="HOST:PORT",
@@ -405,70 +450,90 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     p.set_defaults(func=cmd_tune)
 
-    p = sub.add_parser("opt", help="run passes on a model or .eir file and print the IR")
+    p = command("opt", "run passes on a model or .eir file and print the IR")
     p.add_argument("model", help="an ONNX model or an .eir IR file")
-    p.add_argument("-o", "--output", type=Path, help="write the IR here instead of stdout")
+    p.add_argument("-o", "--output", type=Path, help="write the IR to this file instead of stdout")
     p.add_argument("--full-constants", action="store_true", help="write constants in full (re-runnable)")
     _add_pipeline_options(p)
     _add_model_options(p)
     _add_instrument_options(p)
     p.set_defaults(func=cmd_opt)
 
-    p = sub.add_parser("verify", help="compare interpreter and compiled outputs with ONNX Runtime")
-    p.add_argument("model")
-    p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE.npy")
+    p = command("verify", "compare interpreter and compiled outputs with ONNX Runtime")
+    p.add_argument("model", help="the ONNX model file")
+    p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE.npy",
+                   help="the value of input NAME (default: random inputs)")
     p.add_argument("--bisect", action="store_true", help="find the first pass after which outputs diverge")
     _add_pipeline_options(p)
     _add_model_options(p)
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("inspect", help="op histogram, parameters, MACs, unsupported ops")
-    p.add_argument("model")
+    p = command("inspect", "op histogram, parameters, MACs, unsupported ops")
+    p.add_argument("model", help="the ONNX model file")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
                    help="fix the shape of a model input (node and MAC counts need every dynamic dim)")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("passes", help="list the registered passes")
-    p.add_argument("--load-pass", action="append", default=[], metavar="FILE.py")
+    p = command("passes", "list the registered passes")
+    p.add_argument("--load-pass", action="append", default=[], metavar="FILE.py",
+                   help="also list the passes of a Python file")
     p.set_defaults(func=cmd_passes)
 
-    p = sub.add_parser("targets", help="list the targets")
+    p = command("targets", "list the targets")
     p.set_defaults(func=cmd_targets)
 
-    p = sub.add_parser("ops", help="list the registered ops")
+    p = command("ops", "list the registered ops")
     p.set_defaults(func=cmd_ops)
 
-    p = sub.add_parser("bench", help="time a compiled artifact on a remote device over TVM RPC")
-    p.add_argument("artifact")
-    p.add_argument("--rpc", required=True, metavar="HOST:PORT")
+    p = command("bench", "time a compiled artifact on a remote device over TVM RPC")
+    p.add_argument("artifact", help="an artifact directory written by `edgec compile`")
+    p.add_argument("--rpc", required=True, metavar="HOST:PORT", help="the TVM RPC server or tracker")
     p.add_argument("--key", default=None, help="device key, when HOST:PORT is an RPC tracker")
-    p.add_argument("--repeat", type=int, default=20)
+    p.add_argument("--repeat", type=int, default=20, help="timed runs (default 20)")
     p.set_defaults(func=cmd_bench)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _run(argv: list[str] | None) -> int:
+    debug = False
     try:
-        return args.func(args)
-    except EdgecError as e:
-        if args.debug:
-            raise
-        print(f"edgec: error: {e}", file=sys.stderr)
-        return e.exit_code
+        args = build_parser().parse_args(argv)
+        debug = args.debug
+        status = args.func(args)
+        interrupt.check()  # a Ctrl-C that TVM turned into a failure it worked around
+        return status
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         sys.stderr.close()
         return 0
-    except KeyboardInterrupt:
-        print("edgec: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # noqa: BLE001 - a bug: say so plainly, traceback only with --debug
-        if args.debug:
+    except (KeyboardInterrupt, Exception) as e:  # noqa: BLE001 - reported below, by kind
+        if isinstance(e, KeyboardInterrupt) or interrupt.interrupted():  # TVM reports one as its own error
+            interrupt.stop()
+            if debug:
+                traceback.print_exc()
+            print("edgec: interrupted", file=sys.stderr)
+            return 130
+        if debug:
             raise
+        if isinstance(e, EdgecError):
+            print(f"edgec: error: {e}", file=sys.stderr)
+            return e.exit_code
         print(f"edgec: internal error: {type(e).__name__}: {e}\n"
               "This is a bug in edgec; rerun with --debug for the traceback and report it.", file=sys.stderr)
         return 70
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line on `argv` (default: sys.argv) and return the exit status.
+
+    The SIGINT handler of `edgec.interrupt` is installed first, before anything heavy is imported.
+    Called from Python with `argv`, the previous handler is restored at the end; as the program,
+    Ctrl-C is ignored once the command is over, so that it cannot break the interpreter's shutdown."""
+    previous = interrupt.install()
+    try:
+        return _run(argv)
+    finally:
+        if previous is not None:
+            interrupt.uninstall(signal.SIG_IGN if argv is None else previous)
 
 
 if __name__ == "__main__":

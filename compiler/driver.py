@@ -25,7 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from . import interrupt
 from .errors import EdgecError
+from .files import make_dirs, os_error, remove_dirs
 from .ir import DTYPES, Graph, TensorType
 from .passmanager import Instruments, PassManager, format_pipeline
 
@@ -107,6 +109,34 @@ def _source(model: Any) -> tuple[Any, str]:
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _write_artifact(tmp: Path, built, tgt, graph: Graph, pm: PassManager, level: int | None, sha: str,
+                    bundle: bool) -> None:
+    """The artifact's files, into the temporary directory `tmp`."""
+    import tvm
+    from edgec.targets.build import export_library
+    from .text import print_ir
+    export_library(built, tgt, tmp / LIBRARY)
+    (tmp / FINAL_IR).write_text(print_ir(graph))
+    manifest = {
+        "format": ARTIFACT_FORMAT,
+        "inputs": _io([v.name for v in graph.inputs], [v.type for v in graph.inputs]),
+        "outputs": _io(graph.output_names, [v.type for v in graph.outputs]),
+        "target": tgt.name, "arch": tgt.arch, "tvm_target": tgt.tvm,
+        "pipeline": format_pipeline(pm.items),
+        "level": level,
+        "source_sha256": sha,
+        "library": LIBRARY,
+        "kernels": len(built.kernels),
+        "edgec_version": edgec_version(), "tvm_version": tvm.__version__,
+    }
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    if bundle:
+        from edgec.targets.bundle import write_bundle
+        write_bundle(tmp)
+    manifest["files"] = sorted(str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file())
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
 def compile(model: Any, target: str = "host", output: str | Path | None = None, level: int = 2,
             passes: str | None = None, input_shapes: dict[str, tuple[int, ...]] | None = None,
             instruments: Instruments | None = None, bundle: bool = False,
@@ -117,62 +147,59 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
     artifact, so that the directory runs on a board with nothing else installed.
     `tuning_db`: a directory written by `edgec tune`; matching kernels use its schedules.
     `output` may name an existing directory only if it is empty or an edgec artifact holding
-    nothing but its own files (see `check_output_dir`); `force` replaces any other directory."""
+    nothing but its own files (see `check_output_dir`); `force` replaces any other directory.
+    TVM is loaded only after the passes, so that a bad model or pipeline fails at once."""
     from edgec.targets import get_target
-    from edgec.targets.build import build_graph, export_library
     from .onnx_import import import_onnx
-    from .text import print_ir
 
-    tgt = get_target(target)
+    tgt = get_target(target, detect=False)
     pipeline = passes if passes is not None else tgt.pipeline(level)
+    pm = PassManager(pipeline, instruments)
     out_dir = Path(output) if output is not None else None
     if out_dir is not None:
         check_output_dir(out_dir, force)
     if bundle and (tgt.arch != "aarch64" or out_dir is None):
         raise EdgecError(f"--bundle needs an ARM target (--target arm-a72, ...) and an output directory; "
                          f"target '{tgt.name}' runs on {tgt.arch}")
-    source, sha = _source(model)
-    graph = import_onnx(source, input_shapes)
-    pm = PassManager(pipeline, instruments)
-    graph = pm.run(graph)
     if tuning_db is not None and not Path(tuning_db).is_dir():
         raise EdgecError(f"--tuning-db {tuning_db}: no such directory; make one with `edgec tune`")
-    schedule_report: dict[str, str] = {}
-    built = build_graph(graph, tgt, tuning_db=str(tuning_db) if tuning_db else None, report=schedule_report)
-    artifact = None
-    if out_dir is not None:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-        try:
-            export_library(built, tgt, tmp / LIBRARY)
-            (tmp / FINAL_IR).write_text(print_ir(graph))
-            import tvm
-            manifest = {
-                "format": ARTIFACT_FORMAT,
-                "inputs": _io([v.name for v in graph.inputs], [v.type for v in graph.inputs]),
-                "outputs": _io(graph.output_names, [v.type for v in graph.outputs]),
-                "target": tgt.name, "arch": tgt.arch, "tvm_target": tgt.tvm,
-                "pipeline": format_pipeline(pm.items),
-                "level": level if passes is None else None,
-                "source_sha256": sha,
-                "library": LIBRARY,
-                "kernels": len(built.kernels),
-                "edgec_version": edgec_version(), "tvm_version": tvm.__version__,
-            }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-            if bundle:
-                from edgec.targets.bundle import write_bundle
-                write_bundle(tmp)
-            manifest["files"] = sorted(str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file())
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-            if out_dir.exists():
-                check_output_dir(out_dir, force)  # again: it may have changed while we compiled
-                shutil.rmtree(out_dir)
-            os.replace(tmp, out_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        artifact = Artifact(out_dir)
+    made, tmp = [], None  # the artifact's parent directories this call made, and its temporary directory
+    try:
+        if out_dir is not None:  # first, so that an -o that cannot be written fails before the compile
+            try:
+                made = make_dirs(out_dir.parent)
+                with interrupt.deferred():
+                    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+            except OSError as e:
+                raise os_error("compile -o", out_dir, e) from None
+        source, sha = _source(model)
+        graph = pm.run(import_onnx(source, input_shapes))
+        from edgec.targets.build import build_graph
+        tgt = get_target(target)
+        schedule_report: dict[str, str] = {}
+        built = build_graph(graph, tgt, tuning_db=str(tuning_db) if tuning_db else None, report=schedule_report)
+        interrupt.check()  # TVM may have turned a Ctrl-C into a failure it worked around
+        artifact = None
+        if tmp is not None:
+            try:
+                _write_artifact(tmp, built, tgt, graph, pm, level if passes is None else None, sha, bundle)
+            except OSError as e:
+                if e.filename is not None and not str(e.filename).startswith(str(tmp)):
+                    raise  # not the artifact's own file: a tool's
+                raise os_error("compile -o", out_dir, e) from None
+            interrupt.check()
+            with interrupt.deferred():  # the old artifact goes only together with the new one's arrival
+                if out_dir.exists():
+                    check_output_dir(out_dir, force)  # again: it may have changed while we compiled
+                    shutil.rmtree(out_dir)
+                os.replace(tmp, out_dir)
+                made, tmp = [], None
+            artifact = Artifact(out_dir)
+    finally:
+        if tmp is not None:
+            with interrupt.deferred():
+                shutil.rmtree(tmp, ignore_errors=True)
+        remove_dirs(made)
     return CompileResult(graph, pm, built.kernels, artifact, schedule_report)
 
 

@@ -37,3 +37,10 @@ class PassError(EdgecError):
 
 class ToolError(EdgecError):
     """An external tool (cross compiler, qemu, nvcc) is missing or failed."""
+
+
+def did_you_mean(name: str, known) -> str:
+    """' (did you mean 'x'?)' for the closest of `known` to a misspelt `name`, else ''."""
+    import difflib
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""

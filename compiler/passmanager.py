@@ -1,47 +1,89 @@
 """Passes, the pass registry, textual pipelines and the pass manager with its instruments.
 
 A pass is a class with a kebab-case `name`, a one-line `summary`, typed `options` (name ->
-default; the default's type is the option's type) and `run(graph) -> bool` (changed or not).
-It keeps per-run `stats` (a dict of counters) that `--timing` shows. Passes hold no global
-state: the manager makes a fresh instance for each run.
+default, whose type is the option's type, or name -> `Option(default, choices=..., minimum=...)`
+for an option that takes only some values) and `run(graph) -> bool` (changed or not). It keeps
+per-run `stats` (a dict of counters) that `--timing` shows. Passes hold no global state: the
+manager makes a fresh instance for each run.
 
     @register_pass
     class MyPass(Pass):
         name = "my-pass"
         summary = "what it does, in one line"
-        options = {"limit": 8}
+        options = {"limit": Option(8, minimum=1), "mode": Option("fast", choices=("fast", "exact"))}
 
         def run(self, graph):
             ...
             return changed
 
 Pipelines are strings, `fold-constants{max-size=1024},dce`, which round-trip through
-`parse_pipeline` and `format_pipeline`.
+`parse_pipeline` and `format_pipeline`; an unknown pass or option, or a value an option does not
+take, is refused there, before anything runs.
+
+Instruments (`Instruments`, the CLI's flags) print or dump the IR around passes, time them,
+verify after each, and write a reproducer when a pass fails. Files are written whole or not at
+all (`edgec.files`); the reproducer's directory is made only when a pass fails.
 """
 
 from __future__ import annotations
 
 import re
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import EdgecError, PassError
+from .errors import EdgecError, PassError, did_you_mean
+from .files import check_dir, make_dirs, os_error, write_text
 from .ir import Graph
+
+
+@dataclass(frozen=True)
+class Option:
+    """A pass option: its default (whose type is the option's type) and the values it may take:
+    one of `choices`, or at least `minimum`. `options = {"limit": 8}` is short for `Option(8)`."""
+    default: Any
+    choices: tuple | None = None
+    minimum: int | float | None = None
+
+    def check(self, where: str, value: Any) -> Any:
+        """`value` if this option takes it, else an EdgecError naming `where` (`pass{key=value}`)."""
+        kind = type(self.default)
+        kinds = (int, float) if kind is float else (kind,)
+        if not isinstance(value, kinds) or isinstance(value, bool) != (kind is bool):
+            raise EdgecError(f"option {where}: expected a {kind.__name__}")
+        if self.choices is not None and value not in self.choices:
+            raise EdgecError(f"option {where}: the value must be one of {', '.join(map(_format_value, self.choices))}")
+        if self.minimum is not None and value < self.minimum:
+            raise EdgecError(f"option {where}: the value must be at least {self.minimum}")
+        return value
+
+    def describe(self, key: str) -> str:
+        """`key=default`, with the values it takes: for `edgec passes`."""
+        takes = (f" (one of: {', '.join(map(_format_value, self.choices))})" if self.choices is not None
+                 else f" (at least {self.minimum})" if self.minimum is not None else "")
+        return f"{key}={_format_value(self.default)}{takes}"
+
+
+def option_spec(cls: type["Pass"], key: str) -> Option:
+    """The `Option` of pass class `cls` called `key`; an EdgecError for an option it lacks."""
+    if key not in cls.options:
+        raise EdgecError(f"pass '{cls.name}' has no option '{key}'{did_you_mean(key, cls.options)}; its options: "
+                         f"{', '.join(cls.options) or 'none'}")
+    spec = cls.options[key]
+    return spec if isinstance(spec, Option) else Option(spec)
 
 
 class Pass:
     name: str = ""
     summary: str = ""
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {}  # name -> default or Option
 
     def __init__(self, **opts: Any):
-        unknown = sorted(set(opts) - set(self.options))
-        if unknown:
-            raise EdgecError(f"pass '{self.name}' has no option {', '.join(unknown)}; "
-                             f"its options: {', '.join(self.options) or 'none'}")
-        self.opts = {**self.options, **opts}
+        for key, value in opts.items():
+            option_spec(type(self), key).check(f"{self.name}{{{key}={_format_value(value)}}}", value)
+        self.opts = {**{key: option_spec(type(self), key).default for key in self.options}, **opts}
         self.stats: dict[str, int] = {}
 
     def count(self, stat: str, n: int = 1) -> None:
@@ -70,23 +112,26 @@ def _load_builtin_passes() -> None:
 def get_pass(name: str) -> type[Pass]:
     _load_builtin_passes()
     if name not in PASSES:
-        raise EdgecError(f"unknown pass '{name}'; known passes: {', '.join(sorted(PASSES))}")
+        raise EdgecError(f"unknown pass '{name}'{did_you_mean(name, PASSES)}; known passes: "
+                         f"{', '.join(sorted(PASSES))} (see `edgec passes`)")
     return PASSES[name]
 
 
 def _convert_option(cls: type[Pass], key: str, text: str) -> Any:
-    if key not in cls.options:
-        raise EdgecError(f"pass '{cls.name}' has no option '{key}'; its options: "
-                         f"{', '.join(cls.options) or 'none'}")
-    default = cls.options[key]
+    """The value of `key=text` in a pipeline string, checked against the option's `Option`."""
+    spec = option_spec(cls, key)
+    where = f"{cls.name}{{{key}={text}}}"
+    kind = type(spec.default)
     try:
-        if isinstance(default, bool):
+        if kind is bool:
             if text not in ("true", "false"):
                 raise ValueError
-            return text == "true"
-        return type(default)(text)
+            value = text == "true"
+        else:
+            value = kind(text)
     except ValueError:
-        raise EdgecError(f"option {cls.name}{{{key}={text}}}: expected a {type(default).__name__}") from None
+        raise EdgecError(f"option {where}: expected a {kind.__name__}") from None
+    return spec.check(where, value)
 
 
 def parse_pipeline(text: str) -> list[tuple[str, dict[str, Any]]]:
@@ -133,14 +178,17 @@ class PassRecord:
 
 @dataclass
 class Instruments:
-    """What the pass manager does around each pass (the CLI's instrument flags)."""
+    """What the pass manager does around each pass (the CLI's instrument flags).
+
+    `reproducer`: when a pass fails, write its input IR and the pipeline into this directory, or
+    (True) into a new temporary directory, made only then; False: no reproducer."""
     verify: bool = True
     print_before: set[str] = field(default_factory=set)
     print_after: set[str] = field(default_factory=set)
     print_after_all: bool = False
     print_after_change: bool = False
     dump_dir: Path | None = None
-    reproducer_dir: Path | None = None
+    reproducer: bool | Path = False
     out: Callable[[str], None] = print
 
 
@@ -149,6 +197,10 @@ class PassManager:
         self.items = parse_pipeline(pipeline)
         self.instruments = instruments or Instruments()
         self.records: list[PassRecord] = []
+        if self.instruments.dump_dir is not None:
+            check_dir(Path(self.instruments.dump_dir), "--dump-ir")
+        if not isinstance(self.instruments.reproducer, bool):
+            check_dir(Path(self.instruments.reproducer), "--reproducer-dir")
 
     def run(self, graph: Graph) -> Graph:
         """Run the pipeline in place on `graph` and return it."""
@@ -156,13 +208,16 @@ class PassManager:
         from .text import print_ir
         ins = self.instruments
         if ins.dump_dir is not None:
-            ins.dump_dir.mkdir(parents=True, exist_ok=True)
-            (ins.dump_dir / "00-input.eir").write_text(print_ir(graph))
+            try:
+                make_dirs(Path(ins.dump_dir))
+            except OSError as e:
+                raise os_error("--dump-ir", Path(ins.dump_dir), e) from None
+            write_text(Path(ins.dump_dir) / "00-input.eir", print_ir(graph), "--dump-ir")
         for step, (name, opts) in enumerate(self.items, start=1):
             p = get_pass(name)(**opts)
             label = format_pipeline([(name, opts)])
             before = print_ir(graph)
-            snapshot = graph.copy() if ins.reproducer_dir is not None else None
+            snapshot = graph.copy() if ins.reproducer is not False else None
             if name in ins.print_before:
                 ins.out(f"// -----// IR before {label} //----- //\n{before}")
             nodes_before = len(graph.nodes)
@@ -184,20 +239,34 @@ class PassManager:
             if name in ins.print_after or ins.print_after_all or (ins.print_after_change and changed):
                 ins.out(f"// -----// IR after {label} //----- //\n{after}")
             if ins.dump_dir is not None:
-                (ins.dump_dir / f"{step:02d}-{name}.eir").write_text(after)
+                write_text(Path(ins.dump_dir) / f"{step:02d}-{name}.eir", after, "--dump-ir")
         return graph
 
     def _failure(self, step: int, label: str, snapshot: Graph | None, error: Exception) -> PassError:
-        from .text import print_ir
         done = format_pipeline(self.items[:step - 1]) or "(none)"
         message = f"pass '{label}' (step {step}) failed: {error}\n  passes before it: {done}"
         if snapshot is not None:
-            path = Path(self.instruments.reproducer_dir) / f"edgec-reproducer-{step:02d}-{label.split('{')[0]}.eir"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(f"// edgec reproducer: run with `edgec opt {path.name} --passes '{label}'`\n"
-                            f"// pipeline: {label}\n" + print_ir(snapshot, full_constants=True))
-            message += f"\n  reproducer (input IR and pipeline): {path}"
+            try:
+                message += f"\n  reproducer (input IR and pipeline): {self._write_reproducer(step, label, snapshot)}"
+            except EdgecError as e:  # the pass's failure is the news: say why there is no reproducer
+                message += f"\n  no reproducer: {e}"
         return PassError(message)
+
+    def _write_reproducer(self, step: int, label: str, snapshot: Graph) -> Path:
+        """Write the failing pass's input IR (full constants) and pipeline; the directory is made now."""
+        from .text import print_ir
+        where = self.instruments.reproducer
+        folder = Path(tempfile.gettempdir()) if where is True else Path(where)
+        try:
+            if where is True:
+                folder = Path(tempfile.mkdtemp(prefix="edgec-reproducer-"))
+            make_dirs(folder)
+        except OSError as e:
+            raise os_error("--reproducer-dir", folder, e) from None
+        path = folder / f"edgec-reproducer-{step:02d}-{label.split('{')[0]}.eir"
+        write_text(path, f"// edgec reproducer: run with `edgec opt {path.name} --passes '{label}'`\n"
+                         f"// pipeline: {label}\n" + print_ir(snapshot, full_constants=True), "--reproducer-dir")
+        return path
 
     def timing_table(self) -> str:
         rows = ["| pass | wall ms | changed | nodes | statistics |", "|---|---:|---|---|---|"]
@@ -213,5 +282,5 @@ def optimize(graph: Graph, target: str = "host", level: int | None = 2, passes: 
     """Run the target's pipeline for `level` (or the explicit `passes`) on a copy of `graph`."""
     if passes is None:
         from edgec.targets import get_target
-        passes = get_target(target).pipeline(level if level is not None else 2)
+        passes = get_target(target, detect=False).pipeline(level if level is not None else 2)
     return PassManager(passes, instruments).run(graph.copy())

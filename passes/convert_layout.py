@@ -29,10 +29,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgec.errors import EdgecError
 from edgec.ir import Graph, Node
 from edgec.ops import OPS
-from edgec.passmanager import register_pass
+from edgec.passmanager import Option, register_pass
 from edgec.rewrite import Op, Rule, RewritePass, Var, apply_rules
 
 from .simplify_shapes import CANCEL_TRANSPOSES, MERGE_RESHAPES, TRANSPOSE_AS_RESHAPE
@@ -67,11 +66,9 @@ def _reads_a_transpose(node: Node) -> bool:
 class ConvertLayout(RewritePass):
     name = "convert-layout"
     summary = "convert convs, pools and the ops between them to NHWC or NCHW, cancelling transposes"
-    options = {"to": "NHWC"}
+    options = {"to": Option("NHWC", choices=("NHWC", "NCHW"))}
 
     def run(self, graph: Graph) -> bool:
-        if self.opts["to"] not in ("NHWC", "NCHW"):
-            raise EdgecError(f"convert-layout{{to={self.opts['to']}}}: the layout must be NHWC or NCHW")
         before = sum(n.op == "transpose" for n in graph.nodes)
         first = apply_rules(graph, self.rules(), count=self.count)
         # Only once nothing cancels any more: transposes of unit axes become reshapes.

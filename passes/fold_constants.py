@@ -12,14 +12,14 @@ import numpy as np
 
 from edgec.ir import Graph
 from edgec.ops import get_op
-from edgec.passmanager import Pass, register_pass
+from edgec.passmanager import Option, Pass, register_pass
 
 
 @register_pass
 class FoldConstants(Pass):
     name = "fold-constants"
     summary = "evaluate nodes whose inputs are all constants"
-    options = {"max-size": 1 << 22}
+    options = {"max-size": Option(1 << 22, minimum=0)}
 
     def run(self, graph: Graph) -> bool:
         changed = False

@@ -1,15 +1,18 @@
 """The device registry: each target names its TVM target, its properties and its pipelines.
 
 `get_target(name)` resolves a name or alias. `Target.pipeline(level)` is the pass pipeline string
-for `-O<level>`; the pass manager runs it before lowering.
+for `-O<level>`; the pass manager runs it before lowering. The host target is detected (its LLVM
+CPU and vector width, through TVM) when first asked for; `get_target("host", detect=False)` gives
+what is known without TVM: its pipelines, layout and arch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from edgec.errors import EdgecError
+from edgec.errors import EdgecError, did_you_mean
 
 # Pipelines by level: -O0 imports and lowers only; -O1 clean-ups; -O2 adds recognition and
 # fusion; -O3 adds the target's preferred layout (see `level_pipelines`).
@@ -60,14 +63,18 @@ class Target:
         return self.name == "host"
 
 
+# The host before detection: the LLVM CPU and vector width are filled in by `_host`.
+HOST = Target("host", "this machine's x86 CPU", {"kind": "llvm"})
+
+
 def _host() -> Target:
     from tvm.target import codegen
     import tvm
     cpu = codegen.llvm_get_system_cpu()
     features = codegen.llvm_get_cpu_features(tvm.target.Target({"kind": "llvm", "mcpu": cpu}))
     bits = 512 if "avx512f" in features else 256
-    return Target("host", f"this machine's CPU ({cpu})", {"kind": "llvm", "mcpu": cpu},
-                  vector_bits=bits)
+    return dataclasses.replace(HOST, description=f"{HOST.description} ({cpu})", tvm={"kind": "llvm", "mcpu": cpu},
+                               vector_bits=bits)
 
 
 TARGETS: dict[str, Target] = {}
@@ -82,14 +89,19 @@ def register_target(t: Target) -> Target:
     return t
 
 
-def get_target(name: str) -> Target:
+def get_target(name: str, detect: bool = True) -> Target:
+    """The target called `name` (or an alias of it). `detect=False`: the host as `HOST`, without
+    detecting its CPU (which loads TVM)."""
     if name == "host":
+        if not detect:
+            return HOST
         if not _HOST:
             _HOST.append(_host())
         return _HOST[0]
     if name not in TARGETS:
-        raise EdgecError(f"unknown target '{name}'; known targets: {', '.join(all_target_names())} "
-                         "(see `edgec targets`)")
+        aliases = ", ".join(f"{a} ({t.name})" for a, t in sorted(TARGETS.items()) if a != t.name)
+        raise EdgecError(f"unknown target '{name}'{did_you_mean(name, ['host', *TARGETS])}; known targets: "
+                         f"{', '.join(all_target_names())}; aliases: {aliases} (see `edgec targets`)")
     return TARGETS[name]
 
 

@@ -33,6 +33,11 @@ def test_pipeline_strings_round_trip():
     ("fold-constants{max-size=big}", "expected a int"),
     ("dce,,", "cannot parse pipeline"),
     ("fold-constants{max-size}", "key=value"),
+    ("convert-layout{to=XYZ}", r"convert-layout\{to=XYZ\}: the value must be one of NHWC, NCHW"),
+    ("convert-layout{to=nhwc}", "must be one of NHWC, NCHW"),
+    ("fold-constants{max-size=-5}", r"fold-constants\{max-size=-5\}: the value must be at least 0"),
+    ("fold-constant", "unknown pass 'fold-constant' \\(did you mean 'fold-constants'\\?\\)"),
+    ("fold-constants{max-sise=5}", "no option 'max-sise' \\(did you mean 'max-size'\\?\\)"),
 ])
 def test_bad_pipelines_are_clear_errors(text, message):
     with pytest.raises(EdgecError, match=message):
@@ -98,7 +103,7 @@ def test_passes():
 
 def test_failing_pass_is_named_with_its_predecessors_and_a_reproducer(tmp_path, test_passes):
     g = graph_with_foldable_chain()
-    pm = PassManager("dce,test-broken", Instruments(reproducer_dir=tmp_path))
+    pm = PassManager("dce,test-broken", Instruments(reproducer=tmp_path))
     with pytest.raises(PassError) as info:
         pm.run(g)
     message = str(info.value)
@@ -124,3 +129,59 @@ def test_optimize_works_on_a_copy():
     before = str(g)
     out = edgec.optimize(g, passes="fold-constants,dce")
     assert str(g) == before and len(out.nodes) == 1
+
+
+def test_every_builtin_option_default_is_one_it_takes():
+    """The declared values of each built-in pass's options include the default, and parse back."""
+    from edgec.passmanager import _load_builtin_passes, option_spec
+    _load_builtin_passes()
+    with_options = [cls for cls in PASSES.values() if cls.options]
+    assert {cls.name for cls in with_options} >= {"convert-layout", "fold-constants"}
+    for cls in with_options:
+        for key in cls.options:
+            default = option_spec(cls, key).default
+            text = format_pipeline([(cls.name, {key: default})])
+            assert parse_pipeline(text) == [(cls.name, {key: default})]
+
+
+@pytest.mark.parametrize("opts,message", [
+    ({"max-size": -1}, "at least 0"),
+    ({"max-size": "big"}, "expected a int"),
+    ({"max-size": True}, "expected a int"),
+    ({"limit": 3}, "no option 'limit'"),
+])
+def test_options_given_from_python_are_checked_too(opts, message):
+    with pytest.raises(EdgecError, match=message):
+        PASSES["fold-constants"](**opts)
+
+
+def test_the_reproducer_directory_is_made_only_when_a_pass_fails(tmp_path, monkeypatch, test_passes):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    PassManager("fold-constants,dce", Instruments(reproducer=True)).run(graph_with_foldable_chain())
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(PassError, match="reproducer .*: " + str(tmp_path)):
+        PassManager("dce,test-broken", Instruments(reproducer=True)).run(graph_with_foldable_chain())
+    (made,) = tmp_path.iterdir()
+    assert made.name.startswith("edgec-reproducer-")
+    assert [f.name for f in made.iterdir()] == ["edgec-reproducer-02-test-broken.eir"]
+
+
+@pytest.mark.parametrize("field,flag", [("dump_dir", "--dump-ir"), ("reproducer", "--reproducer-dir")])
+def test_instrument_directories_that_are_files_are_refused(tmp_path, field, flag):
+    (tmp_path / "f").write_text("mine")
+    with pytest.raises(EdgecError, match=f"{flag} {tmp_path / 'f'} is a file, not a directory"):
+        PassManager("dce", Instruments(**{field: tmp_path / "f"}))
+    assert (tmp_path / "f").read_text() == "mine"
+
+
+def test_a_reproducer_that_cannot_be_written_does_not_hide_the_failure(tmp_path, test_passes):
+    (tmp_path / "f").write_text("mine")
+    with pytest.raises(PassError, match=r"(?s)'test-broken' \(step 1\) failed.*no reproducer: --reproducer-dir "
+                                        r".*: cannot write it \(.*f is a file, not a directory\)"):
+        PassManager("test-broken", Instruments(reproducer=tmp_path / "f" / "sub")).run(graph_with_foldable_chain())
+
+
+def test_ir_dumps_are_whole_files_only(tmp_path):
+    """Each dump is written beside its name and renamed into place: no temporary file stays."""
+    PassManager("fold-constants,dce", Instruments(dump_dir=tmp_path / "d")).run(graph_with_foldable_chain())
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["00-input.eir", "01-fold-constants.eir", "02-dce.eir"]

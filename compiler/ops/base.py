@@ -11,6 +11,8 @@ An op definition holds
 
 ONNX importers live beside the ops they produce: `@onnx_op("Relu")` registers a converter
 `fn(ctx, node, inputs, attrs) -> [Value, ...]` (see `edgec.onnx_import.ImportContext`).
+
+The lowerings reach TVM through `edgec.lazy.LazyModule`s: registering the ops does not load TVM.
 """
 
 from __future__ import annotations

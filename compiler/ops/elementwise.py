@@ -26,13 +26,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from tvm import relax, te, tirx
 
 from ..ir import DTYPES, TensorType, is_float
 from .base import Attr, OpDef, broadcast_infer, register_op, onnx_op
 from ..errors import VerifyError
+from ..lazy import LazyModule
 
-R = relax.op
+relax = LazyModule("tvm.relax")
+te = LazyModule("tvm.te")
+tirx = LazyModule("tvm.tirx")
+R = LazyModule("tvm.relax.op")
 
 FLOATS = ("f16", "f32", "f64")
 SIGNED = ("i8", "i16", "i32", "i64")
@@ -353,18 +356,18 @@ def _div_np(a, b):
 
 # name: (numpy fn, relax fn, ONNX op types (two inputs), operand dtypes)
 BINARY: dict[str, tuple] = {
-    "add": (np.add, R.add, ["Add"], NUMERIC),
-    "sub": (np.subtract, R.subtract, ["Sub"], NUMERIC),
-    "mul": (np.multiply, R.multiply, ["Mul"], NUMERIC),
-    "div": (_div_np, R.divide, ["Div"], NUMERIC),
-    "min": (np.minimum, R.minimum, [], NUMERIC),  # ONNX Min/Max are n-ary: imported below
-    "max": (np.maximum, R.maximum, [], NUMERIC),
-    "and": (np.logical_and, R.logical_and, ["And"], BOOL),
-    "or": (np.logical_or, R.logical_or, ["Or"], BOOL),
-    "xor": (np.logical_xor, R.logical_xor, ["Xor"], BOOL),
-    "bitwise_and": (np.bitwise_and, R.bitwise_and, ["BitwiseAnd"], INTS),
-    "bitwise_or": (np.bitwise_or, R.bitwise_or, ["BitwiseOr"], INTS),
-    "bitwise_xor": (np.bitwise_xor, R.bitwise_xor, ["BitwiseXor"], INTS),
+    "add": (np.add, lambda a, b: R.add(a, b), ["Add"], NUMERIC),
+    "sub": (np.subtract, lambda a, b: R.subtract(a, b), ["Sub"], NUMERIC),
+    "mul": (np.multiply, lambda a, b: R.multiply(a, b), ["Mul"], NUMERIC),
+    "div": (_div_np, lambda a, b: R.divide(a, b), ["Div"], NUMERIC),
+    "min": (np.minimum, lambda a, b: R.minimum(a, b), [], NUMERIC),  # ONNX Min/Max are n-ary: imported below
+    "max": (np.maximum, lambda a, b: R.maximum(a, b), [], NUMERIC),
+    "and": (np.logical_and, lambda a, b: R.logical_and(a, b), ["And"], BOOL),
+    "or": (np.logical_or, lambda a, b: R.logical_or(a, b), ["Or"], BOOL),
+    "xor": (np.logical_xor, lambda a, b: R.logical_xor(a, b), ["Xor"], BOOL),
+    "bitwise_and": (np.bitwise_and, lambda a, b: R.bitwise_and(a, b), ["BitwiseAnd"], INTS),
+    "bitwise_or": (np.bitwise_or, lambda a, b: R.bitwise_or(a, b), ["BitwiseOr"], INTS),
+    "bitwise_xor": (np.bitwise_xor, lambda a, b: R.bitwise_xor(a, b), ["BitwiseXor"], INTS),
 }
 
 
@@ -407,10 +410,10 @@ def _equal_relax(a, b):
 
 COMPARE: dict[str, tuple] = {
     "equal": (np.equal, _equal_relax, "Equal", NUMERIC + BOOL),
-    "less": (np.less, R.less, "Less", NUMERIC),
-    "less_equal": (np.less_equal, R.less_equal, "LessOrEqual", NUMERIC),
-    "greater": (np.greater, R.greater, "Greater", NUMERIC),
-    "greater_equal": (np.greater_equal, R.greater_equal, "GreaterOrEqual", NUMERIC),
+    "less": (np.less, lambda a, b: R.less(a, b), "Less", NUMERIC),
+    "less_equal": (np.less_equal, lambda a, b: R.less_equal(a, b), "LessOrEqual", NUMERIC),
+    "greater": (np.greater, lambda a, b: R.greater(a, b), "Greater", NUMERIC),
+    "greater_equal": (np.greater_equal, lambda a, b: R.greater_equal(a, b), "GreaterOrEqual", NUMERIC),
 }
 
 

@@ -32,15 +32,19 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from tvm import relax, te, tirx, topi
-from tvm.ir.expr import Constant
 
 from ..errors import VerifyError
+from ..lazy import LazyModule
 from ..ir import TensorType, is_float
 from .base import Attr, OpDef, REQUIRED, broadcast_shapes, normalize_axis, onnx_op, register_op
 from .elementwise import ACTIVATION_ATTRS, apply_activation_np, apply_activation_relax, check_activation
 
-R = relax.op
+tvm = LazyModule("tvm")
+relax = LazyModule("tvm.relax")
+te = LazyModule("tvm.te")
+tirx = LazyModule("tvm.tirx")
+topi = LazyModule("tvm.topi")
+R = LazyModule("tvm.relax.op")
 LAYOUTS = ("NCHW", "NHWC")
 
 
@@ -622,15 +626,15 @@ def _global_ref(fn):
     return ref
 
 
-def _global_lower(fn):
+def _global_lower(relax_op: str):
     def lower(ctx, xs, attrs, out):
-        return fn(xs[0], axis=_spatial_axes(len(out[0].shape), attrs["layout"] == "NHWC"), keepdims=True)
+        return getattr(R, relax_op)(xs[0], axis=_spatial_axes(len(out[0].shape), attrs["layout"] == "NHWC"), keepdims=True)
     return lower
 
 
-register_op(OpDef("global_avg_pool", _global_infer, _global_ref(np.mean), _global_lower(R.mean),
+register_op(OpDef("global_avg_pool", _global_infer, _global_ref(np.mean), _global_lower("mean"),
                   {"layout": Attr("str", "NCHW")}, kind="reduction", summary="mean over the spatial axes"))
-register_op(OpDef("global_max_pool", _global_infer, _global_ref(np.max), _global_lower(R.max),
+register_op(OpDef("global_max_pool", _global_infer, _global_ref(np.max), _global_lower("max"),
                   {"layout": Attr("str", "NCHW")}, kind="reduction", summary="max over the spatial axes"))
 _importer("GlobalAveragePool")(lambda ctx, node, inputs, attrs: ctx.emit("global_avg_pool", [inputs[0]]))
 _importer("GlobalMaxPool")(lambda ctx, node, inputs, attrs: ctx.emit("global_max_pool", [inputs[0]]))
@@ -984,7 +988,7 @@ def _matmul_lower(ctx, xs, attrs, out):
     if attrs["transpose_a"] and len(a.ty.shape) >= 2:
         a = ctx.bb.emit(_swap_last_relax(a))
     if attrs["transpose_b"] and len(b.ty.shape) >= 2:
-        b = _transposed_const(b) if isinstance(b, Constant) else ctx.bb.emit(_swap_last_relax(b))
+        b = _transposed_const(b) if isinstance(b, tvm.ir.expr.Constant) else ctx.bb.emit(_swap_last_relax(b))
     dtype = str(a.ty.dtype)
     y = _narrow(ctx, R.matmul(a, b, out_dtype=_accumulator(dtype)), dtype)
     return apply_activation_relax(y if attrs["activation"] == "" else ctx.bb.emit(y), attrs)
@@ -1024,7 +1028,7 @@ def _dense_ref(xs, attrs):
 
 def _dense_lower(ctx, xs, attrs, out):
     x, w = xs[0], xs[1]
-    wt = _transposed_const(w) if isinstance(w, Constant) else ctx.bb.emit(R.permute_dims(w, [1, 0]))
+    wt = _transposed_const(w) if isinstance(w, tvm.ir.expr.Constant) else ctx.bb.emit(R.permute_dims(w, [1, 0]))
     dtype = str(x.ty.dtype)
     y = _narrow(ctx, R.matmul(x, wt, out_dtype=_accumulator(dtype)), dtype)
     if len(xs) > 2:

@@ -43,16 +43,17 @@ is refused), MatMulInteger, ConvInteger, QLinearMatMul, QLinearConv (2-D; auto_p
 from __future__ import annotations
 
 import numpy as np
-import tvm
-from tvm import relax
 
 from ..errors import VerifyError
+from ..lazy import LazyModule
 from ..ir import DTYPES, TensorType
 from .base import Attr, OpDef, REQUIRED, broadcast_shapes, normalize_axis, onnx_op, register_op
 from .elementwise import nearbyint_te
 from .nn import conv_nchw_np, resolve_auto_pad
 
-R = relax.op
+tvm = LazyModule("tvm")
+relax = LazyModule("tvm.relax")
+R = LazyModule("tvm.relax.op")
 
 QUANT_DTYPES = ("u8", "i8", "u16", "i16")
 INT8 = ("u8", "i8")

@@ -19,14 +19,18 @@ opset 18) or as a constant second input (later opsets; a missing one means empty
 from __future__ import annotations
 
 import numpy as np
-from tvm import relax, te, tirx, topi
 
 from ..errors import VerifyError
+from ..lazy import LazyModule
 from ..ir import TensorType
 from .base import Attr, OpDef, normalize_axis, onnx_op, register_op
 from .elementwise import BOOL, FLOATS, NUMERIC, check_dtypes
 
-R = relax.op
+relax = LazyModule("tvm.relax")
+te = LazyModule("tvm.te")
+tirx = LazyModule("tvm.tirx")
+topi = LazyModule("tvm.topi")
+R = LazyModule("tvm.relax.op")
 
 INT32_64 = ("i32", "i64")
 
@@ -155,13 +159,13 @@ REDUCE: dict[str, tuple] = {
                     lambda ctx, x, ax, k: R.prod(x, ax, k), None, None, 18),
     "reduce_l1": ("ReduceL1", FLOATS + INT32_64,
                   lambda x, ax, k: np.sum(np.abs(x), axis=ax, keepdims=k, dtype=x.dtype),
-                  lambda ctx, x, ax, k: R.sum(R.abs(x), ax, k), np.abs, R.abs, 18),
+                  lambda ctx, x, ax, k: R.sum(R.abs(x), ax, k), np.abs, lambda x: R.abs(x), 18),
     "reduce_l2": ("ReduceL2", FLOATS,
                   lambda x, ax, k: np.sqrt(np.sum(x * x, axis=ax, keepdims=k, dtype=x.dtype)),
-                  lambda ctx, x, ax, k: R.sqrt(R.sum(_square(x), ax, k)), np.abs, R.abs, 18),
+                  lambda ctx, x, ax, k: R.sqrt(R.sum(_square(x), ax, k)), np.abs, lambda x: R.abs(x), 18),
     "reduce_log_sum": ("ReduceLogSum", FLOATS,
                        lambda x, ax, k: np.log(np.sum(x, axis=ax, keepdims=k, dtype=x.dtype)),
-                       lambda ctx, x, ax, k: R.log(R.sum(x, ax, k)), np.log, R.log, 18),
+                       lambda ctx, x, ax, k: R.log(R.sum(x, ax, k)), np.log, lambda x: R.log(x), 18),
     "reduce_log_sum_exp": ("ReduceLogSumExp", FLOATS, _np_log_sum_exp, _relax_log_sum_exp, None, None, 18),
     "reduce_sum_square": ("ReduceSumSquare", FLOATS + INT32_64,
                           lambda x, ax, k: np.sum(x * x, axis=ax, keepdims=k, dtype=x.dtype),
@@ -251,11 +255,11 @@ def _arg_reference(np_fn):
     return reference
 
 
-def _arg_lower(topi_fn):
+def _arg_lower(topi_op: str):
     def lower(ctx, xs, attrs, out_types):
         x = xs[0]
         axis = normalize_axis(attrs["axis"], len(x.ty.shape))
-        result = ctx.bb.emit_te(topi_fn, x, axis, bool(attrs["keepdims"]), bool(attrs["select_last_index"]))
+        result = ctx.bb.emit_te(getattr(topi, topi_op), x, axis, bool(attrs["keepdims"]), bool(attrs["select_last_index"]))
         return result if str(result.ty.dtype) == "int64" else R.astype(result, "int64")
     return lower
 
@@ -272,10 +276,9 @@ def _onnx_arg(name: str):
     return convert
 
 
-for _name, _np_fn, _topi_fn, _onnx in (("argmax", np.argmax, topi.argmax, "ArgMax"),
-                                       ("argmin", np.argmin, topi.argmin, "ArgMin")):
+for _name, _np_fn, _onnx in (("argmax", np.argmax, "ArgMax"), ("argmin", np.argmin, "ArgMin")):
     register_op(OpDef(name=_name, kind="reduction", attrs=dict(ARG_ATTRS), infer=_arg_infer(_name),
-                      reference=_arg_reference(_np_fn), lower=_arg_lower(_topi_fn),
+                      reference=_arg_reference(_np_fn), lower=_arg_lower(_name),
                       summary=f"index (i64) of the {'largest' if _name == 'argmax' else 'smallest'} "
                               "element along `axis`"))
     onnx_op(_onnx)(_onnx_arg(_name))

@@ -39,14 +39,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import tvm
-from tvm import relax, topi
 
 from ..errors import VerifyError
+from ..lazy import LazyModule
 from ..ir import DTYPES, TensorType, dtype_name, is_float
 from .base import Attr, OpDef, broadcast_shapes, normalize_axis, onnx_op, register_op, same_as_first
 
-R = relax.op
+tvm = LazyModule("tvm")
+relax = LazyModule("tvm.relax")
+topi = LazyModule("tvm.topi")
+R = LazyModule("tvm.relax.op")
 INDEX_DTYPES = ("i32", "i64")
 
 
@@ -1003,13 +1005,13 @@ def _cumulative_ref(np_fn, identity):
     return ref
 
 
-def _cumulative_lower(relax_fn):
+def _cumulative_lower(relax_op: str):
     def lower(ctx, xs, a, out):
         x = xs[0]
         axis = normalize_axis(a["axis"], len(out[0].shape))
         if a["reverse"]:
             x = ctx.bb.emit(R.flip(x, axis))
-        y = relax_fn(x, axis, dtype=str(x.ty.dtype), exclusive=bool(a["exclusive"]))
+        y = getattr(R, relax_op)(x, axis, dtype=str(x.ty.dtype), exclusive=bool(a["exclusive"]))
         if a["reverse"]:
             y = R.flip(ctx.bb.emit(y), axis)
         return y
@@ -1027,11 +1029,11 @@ def _onnx_cumulative(op: str):
     return convert
 
 
-for _name, _np_fn, _identity, _relax_fn, _onnx, _what in (
-        ("cumsum", np.cumsum, 0, R.cumsum, "CumSum", "sum"), ("cumprod", np.cumprod, 1, R.cumprod, "CumProd", "product")):
+for _name, _np_fn, _identity, _onnx, _what in (
+        ("cumsum", np.cumsum, 0, "CumSum", "sum"), ("cumprod", np.cumprod, 1, "CumProd", "product")):
     register_op(OpDef(
         name=_name, kind="opaque", infer=same_as_first, reference=_cumulative_ref(_np_fn, _identity),
-        lower=_cumulative_lower(_relax_fn),
+        lower=_cumulative_lower(_name),
         attrs={"axis": Attr("int"), "exclusive": Attr("int", 0), "reverse": Attr("int", 0)},
         summary=f"cumulative {_what} along an axis (optionally exclusive and/or reversed)"))
     onnx_op(_onnx)(_onnx_cumulative(_name))

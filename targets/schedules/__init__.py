@@ -24,6 +24,8 @@ import numpy as np
 import tvm
 from tvm import relax, tirx
 
+from edgec import interrupt
+
 from . import int8, rules
 
 # Relax ops that ConvertLayout moves to NHWC; the second entry is the weight layout. Pools and
@@ -235,6 +237,7 @@ class ApplySchedules:
         updated = {}
         all_packs: dict[str, list[tuple[int, int]]] = {}
         for gv, func in mod.functions_items():
+            interrupt.check()  # a Ctrl-C that an earlier pass (FoldConstant) worked around stops here
             if not isinstance(func, tirx.PrimFunc):
                 continue
             if func.attrs is not None and SCHEDULED in func.attrs and int(func.attrs[SCHEDULED]):
