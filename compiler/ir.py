@@ -7,11 +7,20 @@
 - `Node`: op name, inputs, attributes, outputs and `origin`, the ONNX node names it came from.
 - `Graph`: inputs, outputs (with their user-facing names), nodes in topological order, and the
   mutation helpers passes use.
+
+Every mutation helper costs O(1) (plus the node's own inputs and outputs), so a pass that
+touches each node a bounded number of times stays linear in the graph's size: a value's uses are
+an insertion-ordered dict, and the nodes a doubly linked list whose order keys (`Graph.order_key`)
+compare positions without a search. `Graph.nodes` is a tuple snapshot of the current order
+(rebuilt, in O(n), on the first read after a change): iterate it freely while mutating, and
+assign `graph.nodes = [...]` to re-order.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
+import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
@@ -54,6 +63,23 @@ def is_float(dtype: str) -> bool:
     return dtype in ("f16", "f32", "f64")
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused inside the block (as it was, after): import,
+    copies, pass pipelines and lowering allocate objects by the hundred thousand on a large
+    graph, and every full collection walks all of them (at 20,000 nodes, the collector took most
+    of the time). Nearly all garbage is freed by reference counting anyway; what needs the
+    collector (a removed node and its results refer to each other) waits until the block ends,
+    bounded by the nodes the block removes. Also a decorator: `@gc_paused()`."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 @dataclass(frozen=True)
 class TensorType:
     dtype: str
@@ -70,7 +96,7 @@ class TensorType:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)
 
     @property
     def np_dtype(self) -> np.dtype:
@@ -93,15 +119,20 @@ class Value:
         self.const = const
         self._producer: Node | None = None
         self.index = 0
-        self._uses: list[tuple[Node, int]] = []
+        self._uses: dict[tuple[Node, int], None] = {}  # insertion-ordered, O(1) removal
         # A constant parsed from a dump that showed only its hash: prints the same, cannot run.
         self.placeholder_hash: str | None = None
+        self._hash: tuple[np.ndarray, str] | None = None  # (payload, its content hash): see text.const_hash
 
     def producer(self) -> "Node | None":
         return self._producer
 
     def uses(self) -> list[tuple["Node", int]]:
         return list(self._uses)
+
+    def num_uses(self) -> int:
+        """len(uses()), without building the list."""
+        return len(self._uses)
 
     @property
     def is_const(self) -> bool:
@@ -133,13 +164,16 @@ class Node:
         self._inputs: list[Value] = []
         for v in inputs:
             self._inputs.append(v)
-            v._uses.append((self, len(self._inputs) - 1))
+            v._uses[(self, len(self._inputs) - 1)] = None
         self.outputs: list[Value] = []
         for i, t in enumerate(out_types):
             v = Value(t)
             v._producer, v.index = self, i
             self.outputs.append(v)
         self.graph: Graph | None = None
+        self._prev: Node | None = None  # neighbours and order key in the graph's node list
+        self._next: Node | None = None
+        self._order = 0
 
     @property
     def inputs(self) -> tuple[Value, ...]:
@@ -153,13 +187,13 @@ class Node:
 
     def set_input(self, index: int, value: Value) -> None:
         old = self._inputs[index]
-        old._uses.remove((self, index))
+        del old._uses[(self, index)]
         self._inputs[index] = value
-        value._uses.append((self, index))
+        value._uses[(self, index)] = None
 
     def _drop_inputs(self) -> None:
         for i, v in enumerate(self._inputs):
-            v._uses.remove((self, i))
+            del v._uses[(self, i)]
         self._inputs = []
 
     def describe(self) -> str:
@@ -179,8 +213,90 @@ class Graph:
         self.inputs: list[Value] = []
         self.outputs: list[Value] = []
         self.output_names: list[str] = []
-        self.nodes: list[Node] = []
-        self._insert_at: int | None = None
+        self._first: Node | None = None
+        self._last: Node | None = None
+        self._snapshot: tuple[Node, ...] | None = ()
+        self._anchor: Node | None = None  # `add` inserts before it; None appends
+
+    # ---- the node list ----------------------------------------------------------------------
+    _STRIDE = 1 << 32  # gap between order keys after a renumbering
+    _STEP = 1 << 8  # key step of an insertion into a wide gap (leaves room for the next one)
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        """The nodes in order, as a tuple (a snapshot: later changes do not alter it)."""
+        if self._snapshot is None:
+            out, n = [], self._first
+            while n is not None:
+                out.append(n)
+                n = n._next
+            self._snapshot = tuple(out)
+        return self._snapshot
+
+    @nodes.setter
+    def nodes(self, order: Iterable[Node]) -> None:
+        """Re-link the nodes in `order` (ownership, `node.graph`, is left as it is)."""
+        self._first = self._last = None
+        for n in order:
+            n._prev, n._next = self._last, None
+            if self._last is None:
+                self._first = n
+            else:
+                self._last._next = n
+            self._last = n
+        self._renumber()
+
+    def _renumber(self) -> None:
+        n, key = self._first, 0
+        while n is not None:
+            n._order, key, n = key, key + self._STRIDE, n._next
+        self._snapshot = None
+
+    def _link_before(self, node: Node, anchor: Node | None) -> None:
+        """Put `node` before `anchor` (at the end when None), with an order key between its
+        neighbours' (renumbering all keys when they leave no room, which is rare)."""
+        prev = self._last if anchor is None else anchor._prev
+        node._prev, node._next = prev, anchor
+        if prev is None:
+            self._first = node
+        else:
+            prev._next = node
+        if anchor is None:
+            self._last = node
+        else:
+            anchor._prev = node
+        if prev is None and anchor is None:
+            node._order = 0
+        elif anchor is None:
+            node._order = prev._order + self._STRIDE
+        elif prev is None:
+            node._order = anchor._order - self._STRIDE
+        else:
+            gap = anchor._order - prev._order
+            if gap < 2:
+                self._renumber()
+            else:
+                node._order = prev._order + (self._STEP if gap > 2 * self._STEP else gap // 2)
+        self._snapshot = None
+
+    def _unlink(self, node: Node) -> None:
+        prev, nxt = node._prev, node._next
+        if prev is None:
+            self._first = nxt
+        else:
+            prev._next = nxt
+        if nxt is None:
+            self._last = prev
+        else:
+            nxt._prev = prev
+        node._prev = node._next = None
+        self._snapshot = None
+
+    @staticmethod
+    def order_key(node: Node) -> int:
+        """A key that sorts the nodes of one graph in graph order (`sorted(ns, key=Graph.order_key)`);
+        O(1), valid until the graph is re-ordered (`graph.nodes = ...`, `topo_sort`)."""
+        return node._order
 
     # ---- building -------------------------------------------------------------------------
     def add_input(self, name: str, type: TensorType) -> Value:
@@ -213,31 +329,33 @@ class Graph:
             out_types = opdef.infer([v.type for v in inputs], attrs)
         node = Node(op, inputs, attrs, out_types, origin)
         node.graph = self
-        if self._insert_at is None:
-            self.nodes.append(node)
-        else:
-            self.nodes.insert(self._insert_at, node)
-            self._insert_at += 1
+        self._link_before(node, self._anchor)
         return node
 
     @contextlib.contextmanager
     def inserting_before(self, node: Node) -> Iterator[None]:
-        """Nodes added inside the block go before `node`, in the order they are added."""
-        saved = self._insert_at
-        self._insert_at = self.nodes.index(node)
+        """Nodes added inside the block go before `node` (which must stay in the graph until the
+        block ends), in the order they are added."""
+        if node.graph is not self:
+            raise VerifyError(f"cannot insert before {node.describe()}: it is not in this graph")
+        saved = self._anchor
+        self._anchor = node
         try:
             yield
         finally:
-            self._insert_at = saved
+            self._anchor = saved
 
     @contextlib.contextmanager
     def inserting_after(self, node: Node) -> Iterator[None]:
-        saved = self._insert_at
-        self._insert_at = self.nodes.index(node) + 1
+        """Nodes added inside the block go after `node`, in the order they are added."""
+        if node.graph is not self:
+            raise VerifyError(f"cannot insert after {node.describe()}: it is not in this graph")
+        saved = self._anchor
+        self._anchor = node._next
         try:
             yield
         finally:
-            self._insert_at = saved
+            self._anchor = saved
 
     # ---- mutation -------------------------------------------------------------------------
     def replace_all_uses_with(self, old: Value, new: Value) -> list[tuple[Node | None, int]]:
@@ -250,19 +368,22 @@ class Graph:
         for node, i in old.uses():
             node.set_input(i, new)
             touched.append((node, i))
-        for i, v in enumerate(self.outputs):
-            if v is old:
-                self.outputs[i] = new
-                touched.append((None, i))
+        if old in self.outputs:  # identity (Value has no __eq__), at C speed
+            for i, v in enumerate(self.outputs):
+                if v is old:
+                    self.outputs[i] = new
+                    touched.append((None, i))
         return touched
 
     def remove(self, node: Node) -> None:
         """Remove a node whose outputs are unused; refuses one still in use."""
         for v in node.outputs:
-            if v._uses or any(o is v for o in self.outputs):
+            if v._uses or v in self.outputs:
                 raise VerifyError(f"cannot remove {node.describe()}: its result is still used")
+        if node.graph is not self:
+            raise VerifyError(f"cannot remove {node.describe()}: it is not in this graph")
         node._drop_inputs()
-        self.nodes.remove(node)
+        self._unlink(node)
         node.graph = None
 
     def replace_node(self, node: Node, new_values: list[Value]) -> None:
@@ -316,6 +437,7 @@ class Graph:
             raise VerifyError("the graph has a cycle")
         self.nodes = order
 
+    @gc_paused()
     def copy(self) -> "Graph":
         """A deep copy (constant payloads are shared: they are read-only)."""
         g = Graph(self.name)

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from .errors import EdgecError, ModelError, ShapeError, UnsupportedError
-from .ir import DTYPES, MAX_CONSTANT_BYTES, MAX_ELEMENTS, Graph, TensorType, Value, is_float
+from .ir import DTYPES, MAX_CONSTANT_BYTES, MAX_ELEMENTS, Graph, TensorType, Value, gc_paused, is_float
 from .ops import ONNX_CONVERTERS, get_op
 
 MIN_OPSET, MAX_OPSET = 11, 28
@@ -88,8 +88,7 @@ class ImportContext:
             results = get_op(op).run([v.const_value() for v in inputs], node.attrs)
             consts = [self.graph.const(np.asarray(r, dtype=o.type.np_dtype).reshape(o.type.shape))
                       for r, o in zip(results, node.outputs)]
-            self.graph.nodes.remove(node)
-            node._drop_inputs()
+            self.graph.remove(node)
             return consts
         return node.outputs
 
@@ -490,6 +489,7 @@ def _missing_shape(inp) -> tuple[str, str]:
             f"{inp.name}={','.join(dims)}")
 
 
+@gc_paused()
 def import_onnx(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
     """Import an ONNX model (path or ModelProto) into an edgec Graph.
 

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import EdgecError, PassError, did_you_mean
+from .errors import EdgecError, PassError, VerifyError, did_you_mean
 from .files import check_dir, make_dirs, os_error, write_text
-from .ir import Graph
+from .ir import Graph, gc_paused
 
 
 @dataclass(frozen=True)
@@ -202,10 +202,13 @@ class PassManager:
         if not isinstance(self.instruments.reproducer, bool):
             check_dir(Path(self.instruments.reproducer), "--reproducer-dir")
 
+    @gc_paused()
     def run(self, graph: Graph) -> Graph:
-        """Run the pipeline in place on `graph` and return it."""
+        """Run the pipeline in place on `graph` and return it. A pass that returns False must
+        leave what the printed IR shows unchanged: the manager compares `text.fingerprint`
+        before and after it (linear in the graph, far cheaper than printing)."""
         from .verifier import verify
-        from .text import print_ir
+        from .text import fingerprint, print_ir
         ins = self.instruments
         if ins.dump_dir is not None:
             try:
@@ -216,10 +219,11 @@ class PassManager:
         for step, (name, opts) in enumerate(self.items, start=1):
             p = get_pass(name)(**opts)
             label = format_pipeline([(name, opts)])
-            before = print_ir(graph)
-            snapshot = graph.copy() if ins.reproducer is not False else None
+            payloads: list | None = [] if ins.reproducer is not False else None
+            before = fingerprint(graph, payloads)  # what the printed IR shows, without printing it
+            snapshot = (before, payloads) if payloads is not None else None  # for the reproducer
             if name in ins.print_before:
-                ins.out(f"// -----// IR before {label} //----- //\n{before}")
+                ins.out(f"// -----// IR before {label} //----- //\n{print_ir(graph)}")
             nodes_before = len(graph.nodes)
             start = time.perf_counter()
             try:
@@ -231,30 +235,37 @@ class PassManager:
             except Exception as e:  # noqa: BLE001 - any failure in a pass is reported the same way
                 raise self._failure(step, label, snapshot, e) from e
             seconds = time.perf_counter() - start
-            after = print_ir(graph)
-            if changed is False and after != before:
+            if changed is False and fingerprint(graph) != before:
                 raise self._failure(step, label, snapshot, PassError(
                     f"pass '{name}' changed the graph but returned False"))
             self.records.append(PassRecord(name, seconds, changed, nodes_before, len(graph.nodes), p.stats))
-            if name in ins.print_after or ins.print_after_all or (ins.print_after_change and changed):
+            shown = name in ins.print_after or ins.print_after_all or (ins.print_after_change and changed)
+            after = print_ir(graph) if shown or ins.dump_dir is not None else ""
+            if shown:
                 ins.out(f"// -----// IR after {label} //----- //\n{after}")
             if ins.dump_dir is not None:
                 write_text(Path(ins.dump_dir) / f"{step:02d}-{name}.eir", after, "--dump-ir")
         return graph
 
-    def _failure(self, step: int, label: str, snapshot: Graph | None, error: Exception) -> PassError:
+    def _failure(self, step: int, label: str, snapshot: tuple | None, error: Exception) -> PassError:
+        """The error naming the pass and its predecessors; with a snapshot (the pass's input as a
+        fingerprint and its constants), the reproducer is rebuilt from it and written."""
+        from .text import from_fingerprint, print_ir
         done = format_pipeline(self.items[:step - 1]) or "(none)"
         message = f"pass '{label}' (step {step}) failed: {error}\n  passes before it: {done}"
         if snapshot is not None:
             try:
-                message += f"\n  reproducer (input IR and pipeline): {self._write_reproducer(step, label, snapshot)}"
+                text = print_ir(from_fingerprint(*snapshot), full_constants=True)
+            except VerifyError as e:
+                return PassError(message + f"\n  no reproducer: the pass's input IR was not well-formed ({e})")
+            try:
+                message += f"\n  reproducer (input IR and pipeline): {self._write_reproducer(step, label, text)}"
             except EdgecError as e:  # the pass's failure is the news: say why there is no reproducer
                 message += f"\n  no reproducer: {e}"
         return PassError(message)
 
-    def _write_reproducer(self, step: int, label: str, snapshot: Graph) -> Path:
-        """Write the failing pass's input IR (full constants) and pipeline; the directory is made now."""
-        from .text import print_ir
+    def _write_reproducer(self, step: int, label: str, text: str) -> Path:
+        """Write the failing pass's input IR `text` and pipeline; the directory is made now."""
         where = self.instruments.reproducer
         folder = Path(tempfile.gettempdir()) if where is True else Path(where)
         try:
@@ -265,7 +276,7 @@ class PassManager:
             raise os_error("--reproducer-dir", folder, e) from None
         path = folder / f"edgec-reproducer-{step:02d}-{label.split('{')[0]}.eir"
         write_text(path, f"// edgec reproducer: run with `edgec opt {path.name} --passes '{label}'`\n"
-                         f"// pipeline: {label}\n" + print_ir(snapshot, full_constants=True), "--reproducer-dir")
+                         f"// pipeline: {label}\n" + text, "--reproducer-dir")
         return path
 
     def timing_table(self) -> str:

@@ -55,14 +55,7 @@ class Match:
 
     def origin(self) -> tuple[str, ...]:
         """Union of the matched nodes' origins, in graph order."""
-        graph = self.root.graph
-        order = {id(n): i for i, n in enumerate(graph.nodes)} if graph is not None else {}
-        out: list[str] = []
-        for n in sorted(self.nodes, key=lambda n: order.get(id(n), 0)):
-            for o in n.origin:
-                if o not in out:
-                    out.append(o)
-        return tuple(out)
+        return merged_origin(*sorted(self.nodes, key=Graph.order_key))
 
     def _snapshot(self) -> tuple:
         return dict(self.values), dict(self.named_nodes), list(self.nodes)
@@ -229,12 +222,16 @@ def apply_rules(graph: Graph, rules: list[Rule], max_sweeps: int = 50,
     by the rule, and `refused-<rule>` per refusal. Raises PassError after `max_sweeps` sweeps."""
     result = RewriteResult()
     seen_refusals: set[tuple[str, int, str]] = set()
+    by_op: dict[str, list[Rule]] = {}  # the rules whose root can match each op, in rule order
+    for rule in rules:
+        for op in dict.fromkeys(rule.pattern.ops):
+            by_op.setdefault(op, []).append(rule)
     for _ in range(max_sweeps):
         changed = False
-        for node in list(graph.nodes):
+        for node in graph.nodes:
             if node.graph is not graph:
                 continue  # removed by an earlier rewrite in this sweep
-            for rule in rules:
+            for rule in by_op.get(node.op, ()):
                 m = rule.match(node)
                 if m is None:
                     continue
@@ -292,12 +289,8 @@ def remove_dead(graph: Graph, nodes: list[Node]) -> None:
 
 
 def merged_origin(*nodes: Node) -> tuple[str, ...]:
-    out: list[str] = []
-    for n in nodes:
-        for o in n.origin:
-            if o not in out:
-                out.append(o)
-    return tuple(out)
+    """The union of the nodes' origins, each once, in the order given."""
+    return tuple(dict.fromkeys(o for n in nodes for o in n.origin))
 
 
 class RewritePass(Pass):

@@ -41,12 +41,100 @@ _RESERVED = re.compile(r"c?[0-9]+")
 
 
 def const_hash(v: Value) -> str:
+    """The content hash of a constant, computed once per read-only payload (they all are, unless
+    made by hand), so printing and comparing graphs do not hash the weights over and over."""
     if v.placeholder_hash is not None:
         return v.placeholder_hash
     arr = v.const_value()
+    if v._hash is not None and v._hash[0] is arr:
+        return v._hash[1]
     h = hashlib.sha256(f"{v.type}".encode())
     h.update(arr.tobytes())
-    return h.hexdigest()[:16]
+    digest = h.hexdigest()[:16]
+    if not arr.flags.writeable:
+        v._hash = (arr, digest)
+    return digest
+
+
+def _frozen(value: Any) -> Any:
+    """An attribute value as a comparable, immutable, tagged tuple (`_thawed` undoes it)."""
+    if isinstance(value, (list, tuple)):
+        return ("list", tuple(_frozen(x) for x in value))
+    if isinstance(value, np.ndarray):
+        return ("array", value.dtype.str, value.shape, value.tobytes())
+    return (type(value).__name__, value)
+
+
+def _thawed(frozen: tuple) -> Any:
+    if frozen[0] == "list":
+        return [_thawed(x) for x in frozen[1]]
+    if frozen[0] == "array":
+        return np.frombuffer(frozen[3], dtype=frozen[1]).reshape(frozen[2]).copy()
+    return frozen[1]
+
+
+def fingerprint(graph: Graph, payloads: list | None = None) -> tuple:
+    """What `print_ir` shows (names, order, ops, wiring, attributes, types, origins, constants
+    by number and content hash) as a tuple: two graphs print the same when their fingerprints
+    are equal, and it costs a fraction of printing. `payloads`, when given, receives each
+    constant's array (None for a placeholder) in print order: with the fingerprint, all that
+    `from_fingerprint` needs to rebuild the graph (the pass manager keeps them instead of a copy
+    of the graph, for the reproducer of a failing pass).
+
+    A value is referred to as `-1 - i` (graph input i), `k` (the k-th node result, in order),
+    `("const", k, type, hash)` (the k-th constant, `%ck` in print) or None (not defined before
+    its use)."""
+    number: dict[int, Any] = {id(v): -1 - i for i, v in enumerate(graph.inputs)}
+    consts = 0
+
+    def ref(v: Value) -> Any:
+        nonlocal consts
+        r = number.get(id(v))
+        if r is None and v.is_const:
+            r = number[id(v)] = ("const", consts, v.type, const_hash(v))
+            consts += 1
+            if payloads is not None:
+                payloads.append(v.const)
+        return r
+
+    nodes, counter = [], 0
+    for node in graph.nodes:
+        attrs = tuple((a, _frozen(node.attrs[a])) for a in sorted(node.attrs)) if node.attrs else ()
+        nodes.append((node.op, tuple(map(ref, node.inputs)), attrs, tuple(o.type for o in node.outputs),
+                      node.origin))
+        for o in node.outputs:
+            number[id(o)] = counter
+            counter += 1
+    return (graph.name, tuple((v.name, v.type) for v in graph.inputs), tuple(nodes),
+            tuple(graph.output_names), tuple(map(ref, graph.outputs)))
+
+
+def from_fingerprint(fp: tuple, payloads: list) -> Graph:
+    """The graph a `fingerprint` was taken of, with the `payloads` it collected (shared, as in
+    `Graph.copy`); a value that was not defined before its use is refused."""
+    name, inputs, nodes, output_names, outputs = fp
+    graph = Graph(name)
+    params = [graph.add_input(n, t) for n, t in inputs]
+    results: list[Value] = []
+    consts: dict[int, Value] = {}
+
+    def value(r: Any) -> Value:
+        if r is None:
+            raise VerifyError("a value is used before it is defined")
+        if isinstance(r, tuple):
+            _, k, type, digest = r
+            if k not in consts:
+                consts[k] = Value(type, const=payloads[k])
+                consts[k].placeholder_hash = digest if payloads[k] is None else None
+            return consts[k]
+        return params[-1 - r] if r < 0 else results[r]
+
+    for op, args, attrs, types, origin in nodes:
+        node = graph.add(op, [value(r) for r in args], {a: _thawed(f) for a, f in attrs}, origin,
+                         out_types=list(types))
+        results.extend(node.outputs)
+    graph.set_outputs([value(r) for r in outputs], list(output_names))
+    return graph
 
 
 def _input_name(name: str) -> str:

@@ -9,10 +9,10 @@ from typing import Callable
 
 from .errors import EdgecError, VerifyError
 from .ir import Graph, Node
+from .ops import OPS
 
 
 def _registered(graph: Graph, node: Node, seen: set[int]) -> str | None:
-    from .ops import OPS
     return None if node.op in OPS else f"op '{node.op}' is not registered"
 
 
@@ -24,8 +24,7 @@ def _defined_before_use(graph: Graph, node: Node, seen: set[int]) -> str | None:
 
 
 def _input_count(graph: Graph, node: Node, seen: set[int]) -> str | None:
-    from .ops import get_op
-    lo, hi = get_op(node.op).num_inputs
+    lo, hi = OPS[node.op].num_inputs
     n = len(node.inputs)
     if n < lo or (hi >= 0 and n > hi):
         want = f"{lo}" if lo == hi else f"{lo} to {'any' if hi < 0 else hi}"
@@ -34,9 +33,8 @@ def _input_count(graph: Graph, node: Node, seen: set[int]) -> str | None:
 
 
 def _attrs_match_schema(graph: Graph, node: Node, seen: set[int]) -> str | None:
-    from .ops import get_op
     try:
-        complete = get_op(node.op).complete_attrs(node.attrs)
+        complete = OPS[node.op].complete_attrs(node.attrs)
     except EdgecError as e:
         return str(e)
     missing = sorted(set(complete) - set(node.attrs))
@@ -44,9 +42,8 @@ def _attrs_match_schema(graph: Graph, node: Node, seen: set[int]) -> str | None:
 
 
 def _types_match_inference(graph: Graph, node: Node, seen: set[int]) -> str | None:
-    from .ops import get_op
     try:
-        inferred = get_op(node.op).infer([v.type for v in node.inputs], node.attrs)
+        inferred = OPS[node.op].infer([v.type for v in node.inputs], node.attrs)
     except EdgecError as e:
         return f"type inference fails: {e}"
     actual = [o.type for o in node.outputs]

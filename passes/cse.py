@@ -42,7 +42,8 @@ class CommonSubexpressionElimination(Pass):
             return constants.setdefault(key, v)
 
         seen: dict[tuple, object] = {}
-        for node in list(graph.nodes):
+        merged: dict[int, tuple] = {}  # id(kept node) -> (kept node, [nodes merged into it])
+        for node in graph.nodes:
             for i, v in enumerate(node.inputs):
                 c = canonical(v)
                 if c is not v:
@@ -58,10 +59,12 @@ class CommonSubexpressionElimination(Pass):
             if first is None:
                 seen[key] = node
                 continue
-            first.origin = merged_origin(first, node)
+            merged.setdefault(id(first), (first, []))[1].append(node)
             graph.replace_node(node, list(first.outputs))
             self.count("merged")
             changed = True
+        for first, others in merged.values():  # once per kept node: k merges cost O(k), not O(k^2)
+            first.origin = merged_origin(first, *others)
         for i, v in enumerate(graph.outputs):
             c = canonical(v)
             if c is not v:

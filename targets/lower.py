@@ -16,7 +16,7 @@ import tvm
 from tvm import relax
 
 from edgec.errors import EdgecError, VerifyError
-from edgec.ir import DTYPES, Graph, Value
+from edgec.ir import DTYPES, Graph, Value, gc_paused
 from edgec.ops import get_op
 
 
@@ -49,6 +49,7 @@ def _check(node, expr: relax.Expr, expected) -> None:
                           f"edgec inferred {expected} (a bug in the lowering of '{node.op}')")
 
 
+@gc_paused()
 def lower_graph(graph: Graph, target: Any) -> tvm.IRModule:
     """Build the Relax module for `graph`."""
     bb = relax.BlockBuilder()

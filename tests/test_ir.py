@@ -64,7 +64,7 @@ def test_inserting_before_keeps_topological_order():
 
 def test_topo_sort_repairs_order_and_detects_nothing_wrong():
     g, x, a, b = small_graph()
-    g.nodes.reverse()
+    g.nodes = g.nodes[::-1]
     with pytest.raises(VerifyError, match="not defined before"):
         verify(g)
     g.topo_sort()
@@ -85,3 +85,36 @@ def test_types_are_inferred_by_the_registry():
     x = g.add_input("x", TensorType("f32", (2, 1, 3)))
     y = g.add("add", [x, g.const(np.ones((4, 1), np.float32))]).output
     assert y.type == TensorType("f32", (2, 4, 3))
+
+
+def test_nodes_is_a_snapshot_and_assigning_it_reorders():
+    g, x, a, b = small_graph()
+    before = g.nodes
+    g.remove(g.add("abs", [x]))
+    assert isinstance(before, tuple) and g.nodes == before  # the snapshot did not change
+    g.nodes = list(reversed(g.nodes))
+    assert [n.op for n in g.nodes] == ["neg", "relu"]
+
+
+def test_order_keys_follow_the_node_order_through_many_insertions():
+    g, x, a, b = small_graph()
+    relu = a.producer()
+    for i in range(40):  # each one right after relu: the gap between keys halves until renumbered
+        with g.inserting_after(relu):
+            g.add("sigmoid", [a], origin=[f"S{i}"])
+    with g.inserting_before(relu):
+        g.add("tanh", [x], origin=["T"])
+    assert [n.origin[0] for n in g.nodes] == ["T", "Relu_0", *[f"S{i}" for i in reversed(range(40))], "Neg_1"]
+    keys = [Graph.order_key(n) for n in g.nodes]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    verify(g)
+
+
+def test_removal_frees_the_uses_and_refuses_a_node_of_another_graph():
+    g, x, a, b = small_graph()
+    extra = g.add("abs", [x])
+    assert len(x.uses()) == 2
+    g.remove(extra)
+    assert x.uses() == [(a.producer(), 0)] and extra.graph is None
+    with pytest.raises(VerifyError, match="not in this graph"):
+        g.remove(extra)

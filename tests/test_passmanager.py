@@ -185,3 +185,37 @@ def test_ir_dumps_are_whole_files_only(tmp_path):
     """Each dump is written beside its name and renamed into place: no temporary file stays."""
     PassManager("fold-constants,dce", Instruments(dump_dir=tmp_path / "d")).run(graph_with_foldable_chain())
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["00-input.eir", "01-fold-constants.eir", "02-dce.eir"]
+
+
+class _HiddenAttrChange(Pass):
+    name = "test-hidden-attr"
+    summary = "changes an attribute list in place but says it did not"
+
+    def run(self, graph):
+        graph.nodes[0].attrs["perm"].reverse()
+        return False
+
+
+class _HiddenConstChange(Pass):
+    name = "test-hidden-const"
+    summary = "gives a node another constant but says it did not"
+
+    def run(self, graph):
+        node = graph.nodes[-1]
+        node.set_input(1, graph.const(node.inputs[1].const_value() + 1))
+        return False
+
+
+@pytest.mark.parametrize("liar", [_HiddenAttrChange, _HiddenConstChange])
+def test_hidden_changes_of_attributes_and_constants_are_caught(liar):
+    g = Graph()
+    x = g.add_input("x", TensorType("f32", (3, 3)))
+    t = g.add("transpose", [x], {"perm": [1, 0]}).output
+    y = g.add("add", [t, g.const(np.ones((3, 3), np.float32))]).output
+    g.set_outputs([y], ["y"])
+    register_pass(liar)
+    try:
+        with pytest.raises(PassError, match="changed the graph but returned False"):
+            PassManager(liar.name).run(g)
+    finally:
+        PASSES.pop(liar.name)

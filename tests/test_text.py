@@ -114,3 +114,22 @@ def test_attributes_are_sorted_and_origins_kept():
 def test_parse_errors_say_what_and_where(text, message):
     with pytest.raises(edgec.EdgecError, match=message):
         edgec.parse_ir(text)
+
+
+def test_a_fingerprint_rebuilds_the_graph_it_was_taken_of():
+    from edgec.text import fingerprint, from_fingerprint
+    g = edgec.parse_ir("""graph @main(%x: f32[2,3]) -> (%y: f32[3,2], %z: f32[2,3]) {
+      %c0 = const f32[3] [1,2,3]
+      %c1 = const f32[2,3] #0123456789abcdef
+      %0 = transpose(%x) {perm=[1,0]} : f32[3,2]  @"T"
+      %1 = add(%x, %c0) : f32[2,3]  @"A","B"
+      %2 = leaky_relu(%1) {alpha=0.25} : f32[2,3]
+      %3 = mul(%2, %c1) : f32[2,3]
+      return %0, %3
+    }""")
+    payloads: list = []
+    fp = fingerprint(g, payloads)
+    rebuilt = from_fingerprint(fp, payloads)
+    assert edgec.print_ir(rebuilt) == edgec.print_ir(g) and fingerprint(rebuilt) == fp
+    g.nodes[2].attrs["alpha"] = 0.5
+    assert fingerprint(g) != fp

@@ -15,7 +15,7 @@ def graph_with(node_factory):
     x = g.add_input("x", F4)
     node = node_factory(g, x)
     node.graph = g
-    g.nodes.append(node)
+    g.nodes = [*g.nodes, node]
     g.set_outputs([node.outputs[0]], ["y"])
     return g
 
@@ -58,7 +58,7 @@ def test_use_before_definition():
     x = g.add_input("x", F4)
     a = g.add("relu", [x], origin=["A"]).output
     g.add("neg", [a], origin=["B"])
-    g.nodes.reverse()
+    g.nodes = g.nodes[::-1]
     g.set_outputs([a], ["y"])
     with pytest.raises(VerifyError, match=r"'B'.*not defined before this node"):
         verify(g)

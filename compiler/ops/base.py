@@ -13,6 +13,12 @@ ONNX importers live beside the ops they produce: `@onnx_op("Relu")` registers a 
 `fn(ctx, node, inputs, attrs) -> [Value, ...]` (see `edgec.onnx_import.ImportContext`).
 
 The lowerings reach TVM through `edgec.lazy.LazyModule`s: registering the ops does not load TVM.
+
+No op takes more than `MAX_FAN_IN` (64) inputs, except `einsum` (an equation over more than 64
+operands runs out of letters long before): the importer splits a wider ONNX Concat into a
+balanced tree of concats, and Sum/Max/Min/Mean into a balanced tree of binary ops
+(`balanced_tree`), so that no kernel, and neither the lowering nor TVM, sees thousands of
+operands (a 3,000-input concat made TVM crash).
 """
 
 from __future__ import annotations
@@ -115,11 +121,40 @@ def onnx_op(*op_types: str):
 
 # ---- shared inference helpers ---------------------------------------------------------------
 
+MAX_FAN_IN = 64
+
+
+def balanced_tree(values: list, fan_in: int, combine: Callable[[list], Any]) -> Any:
+    """`combine` applied over `values` as a balanced tree, in order: each call gets at most
+    `fan_in` (at least 2) of them; one value is returned as it is. Depth: log_fan_in(len(values)).
+    With fan_in 2, [a, b, c, d] -> combine([combine([a, b]), combine([c, d])])."""
+    values = list(values)
+    while len(values) > 1:
+        groups = -(-len(values) // fan_in)  # ceil: as few calls as the limit allows, sizes within 1
+        size, extra = divmod(len(values), groups)
+        out, start = [], 0
+        for g in range(groups):
+            end = start + size + (g < extra)
+            out.append(values[start] if end - start == 1 else combine(values[start:end]))
+            start = end
+        values = out
+    return values[0]
+
+
 def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
-    try:
-        return tuple(np.broadcast_shapes(*shapes))
-    except ValueError:
-        raise VerifyError(f"shapes {', '.join(str(list(s)) for s in shapes)} do not broadcast") from None
+    """numpy's broadcasting rule, in plain Python (numpy's own costs tens of microseconds, and
+    inference runs for every node at import and in every verification)."""
+    out: list[int] = []
+    for k in range(max(map(len, shapes), default=0), 0, -1):
+        dim = 1
+        for s in shapes:
+            d = int(s[-k]) if len(s) >= k else 1
+            if d != 1:
+                if dim not in (1, d):
+                    raise VerifyError(f"shapes {', '.join(str(list(s)) for s in shapes)} do not broadcast")
+                dim = d
+        out.append(dim)
+    return tuple(out)
 
 
 def same_as_first(types: list[TensorType], attrs: dict) -> list[TensorType]:

@@ -7,7 +7,7 @@ truncates toward zero like ONNX Runtime); comparisons give bool; and/or/xor/not 
 bitwise_and/or/xor/not take integers.
 
 ONNX importers here: the unary ops, Add/Sub/Mul/Div, Pow (exponent of another dtype), n-ary
-Min/Max/Sum/Mean (chains of binary ops, Mean divides at the end), Equal/Less/LessOrEqual/Greater/
+Min/Max/Sum/Mean (balanced trees of binary ops, Mean divides at the end), Equal/Less/LessOrEqual/Greater/
 GreaterOrEqual, And/Or/Xor/Not, BitwiseAnd/Or/Xor/Not, Mod (fmod 0/1; fmod=0 on floats as in opset 28), BitShift
 (unsigned; signed as in opset 28), IsNaN, IsInf, Clip (opset < 11 attributes; opset 11+ optional
 min/max inputs: constants become attributes, other tensors become max/min ops) and Shrink.
@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from ..ir import DTYPES, TensorType, is_float
-from .base import Attr, OpDef, broadcast_infer, register_op, onnx_op
+from .base import Attr, OpDef, balanced_tree, broadcast_infer, register_op, onnx_op
 from ..errors import VerifyError
 from ..lazy import LazyModule
 
@@ -433,18 +433,18 @@ for _name, (_ref, _low, _onnx_type, _allowed) in COMPARE.items():
     onnx_op(_onnx_type)(_onnx_binary(_name))
 
 
-# ---- n-ary ONNX Min / Max / Sum / Mean: chains of binary ops -----------------------------------
+# ---- n-ary ONNX Min / Max / Sum / Mean: balanced trees of binary ops ---------------------------
 
 def _onnx_nary(name: str, mean: bool = False):
+    """A balanced tree of binary ops (depth log2 of the input count, so 10,000 inputs are 14
+    levels, not a chain of 10,000); a single input is the result itself."""
     def convert(ctx, node, inputs, attrs):
         values = [v for v in inputs if v is not None]
         if not values:
             raise ctx.fail("needs at least one input")
         if mean and not is_float(values[0].type.dtype):
             raise ctx.fail(f"Mean takes float tensors, got {values[0].type}")
-        result = values[0]  # a single input is the result itself
-        for v in values[1:]:
-            result = ctx.emit1(name, [result, v])
+        result = balanced_tree(values, 2, lambda pair: ctx.emit1(name, pair))
         if mean and len(values) > 1:
             result = ctx.emit1("div", [result, ctx.const(np.asarray(len(values), result.type.np_dtype))])
         return [result]

@@ -15,11 +15,13 @@ registered elementwise ops with a lowering can be steps (`fusable`).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..errors import VerifyError
 from ..ir import TensorType, dtype_name
-from .base import Attr, OpDef, get_op, register_op
+from .base import MAX_FAN_IN, Attr, OpDef, get_op, register_op
 
 
 def fusable(op: str) -> bool:
@@ -44,7 +46,13 @@ def format_body(steps: list[tuple[str, list[int], dict]], num_inputs: int) -> st
 
 
 def parse_body(body: str, num_inputs: int) -> list[tuple[str, list[int], dict]]:
-    """The `body` text -> [(op, [operand numbers], complete attrs)], checked."""
+    """The `body` text -> [(op, [operand numbers], complete attrs)], checked. Parsed once per
+    distinct body (the verifier infers every node after every pass); each call gets its own lists."""
+    return [(op, list(args), dict(attrs)) for op, args, attrs in _parse_body(body, num_inputs)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_body(body: str, num_inputs: int) -> tuple[tuple[str, tuple[int, ...], dict], ...]:
     from ..text import _Tokens
     steps: list[tuple[str, list[int], dict]] = []
     for k, part in enumerate(p for p in body.split(";")):
@@ -73,10 +81,10 @@ def parse_body(body: str, num_inputs: int) -> list[tuple[str, list[int], dict]]:
         lo, hi = opdef.num_inputs
         if len(args) < lo or (hi >= 0 and len(args) > hi):
             raise VerifyError(f"fused_elementwise body {body!r}: '{op}' takes {lo} to {hi} operands")
-        steps.append((op, args, opdef.complete_attrs(attrs)))
+        steps.append((op, tuple(args), opdef.complete_attrs(attrs)))
     if not steps:
         raise VerifyError("fused_elementwise needs a non-empty body")
-    return steps
+    return tuple(steps)
 
 
 def _infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
@@ -122,7 +130,7 @@ def str_dtype(x) -> str:
 
 
 register_op(OpDef(
-    name="fused_elementwise", kind="elementwise", num_inputs=(1, -1),
+    name="fused_elementwise", kind="elementwise", num_inputs=(1, MAX_FAN_IN),
     attrs={"body": Attr("str")},
     infer=_infer, reference=_reference, lower=_lower,
-    summary="a chain of elementwise ops (the `body`) computed as one kernel"))
+    summary=f"a chain of elementwise ops (the `body`) over up to {MAX_FAN_IN} inputs, computed as one kernel"))

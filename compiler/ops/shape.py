@@ -43,7 +43,8 @@ import numpy as np
 from ..errors import VerifyError
 from ..lazy import LazyModule
 from ..ir import DTYPES, TensorType, dtype_name, is_float
-from .base import Attr, OpDef, broadcast_shapes, normalize_axis, onnx_op, register_op, same_as_first
+from .base import (MAX_FAN_IN, Attr, OpDef, balanced_tree, broadcast_shapes, normalize_axis, onnx_op,
+                   register_op, same_as_first)
 
 tvm = LazyModule("tvm")
 relax = LazyModule("tvm.relax")
@@ -268,19 +269,46 @@ def _concat_infer(types, attrs):
     return [TensorType(first.dtype, tuple(shape))]
 
 
+OPAQUE = 8  # TVM's OpPatternKind kOpaque: FuseOps fuses nothing into or out of such a kernel
+
+
+def _reads_concat(ctx, x) -> bool:
+    bound = ctx.bb.lookup_binding(x) if isinstance(x, relax.Var) else None
+    if not isinstance(bound, relax.Call):
+        return False
+    if isinstance(bound.op, tvm.ir.Op) and bound.op.name == "relax.concat":
+        return True
+    return bound.op == tvm.ir.Op.get("relax.call_tir") and bound.args[0].name_hint.startswith("concatenate")
+
+
+def _concat_lower(ctx, xs, a, out):
+    """R.concat; a concat that reads another one's result (a level of the tree that a wide ONNX
+    Concat imports as) is its own kernel, marked opaque, so that TVM's fusion, which bounds the
+    ops in a kernel but not its inputs, does not merge the tree back into one kernel of them all
+    (a 3,000-input concat, all in one kernel, made TVM crash)."""
+    axis = normalize_axis(a["axis"], len(out[0].shape))
+    if any(_reads_concat(ctx, x) for x in xs):
+        return ctx.bb.call_te(topi.concatenate, xs, axis, primfunc_name_hint="concatenate",
+                              primfunc_attrs={"op_pattern": OPAQUE})
+    return R.concat(xs, axis=axis)
+
+
 register_op(OpDef(
-    name="concat", kind="injective", attrs={"axis": Attr("int")}, num_inputs=(1, -1), infer=_concat_infer,
+    name="concat", kind="injective", attrs={"axis": Attr("int")}, num_inputs=(1, MAX_FAN_IN), infer=_concat_infer,
     reference=lambda xs, a: np.concatenate(xs, axis=a["axis"]),
-    lower=lambda ctx, xs, a, out: R.concat(xs, axis=normalize_axis(a["axis"], len(out[0].shape))),
-    summary="join tensors along an axis"))
+    lower=_concat_lower,
+    summary=f"join up to {MAX_FAN_IN} tensors along an axis (a wider ONNX Concat imports as a tree of them)"))
 
 
 @onnx_op("Concat")
 def _onnx_concat(ctx, node, inputs, attrs):
+    """More than MAX_FAN_IN inputs: a balanced tree of concats on the same axis."""
     if "axis" not in attrs:
         raise ctx.fail("Concat needs an axis")
     axis = _onnx_axis(ctx, attrs["axis"], inputs[0].type.rank)
-    return ctx.emit("concat", [v for v in inputs if v is not None], {"axis": axis})
+    values = [v for v in inputs if v is not None]
+    return [balanced_tree(values, MAX_FAN_IN, lambda group: ctx.emit1("concat", group, {"axis": axis}))
+            if len(values) > 1 else ctx.emit1("concat", values, {"axis": axis})]
 
 
 def _split_infer(types, attrs):
