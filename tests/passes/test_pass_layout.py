@@ -86,7 +86,7 @@ def test_sinking_refusals():
 
 
 def test_unknown_layout_is_an_error():
-    with pytest.raises(edgec.EdgecError, match="must be NHWC or NCHW"):
+    with pytest.raises(edgec.EdgecError, match="must be one of NHWC, NCHW"):
         run_pass(CNN, "convert-layout{to=NCWH}")
 
 
