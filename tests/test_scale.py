@@ -12,6 +12,7 @@ import time
 import numpy as np
 import onnx
 import pytest
+import tvm
 from onnx import TensorProto, helper, numpy_helper
 
 import edgec
@@ -20,6 +21,9 @@ from edgec.ir import Graph, TensorType
 from edgec.ops import MAX_FAN_IN
 from edgec.ops.fused import parse_body
 from edgec.passes.fuse_elementwise import FuseElementwise
+from edgec.targets import get_target
+from edgec.targets.lower import lower_graph
+from edgec.targets.schedules import convert_layout, front_passes
 from onnx_util import assert_close, check_model
 
 SHAPE = (1, 16)
@@ -179,3 +183,30 @@ def test_verifier_refuses_a_concat_wider_than_the_fan_in_limit():
     g.set_outputs([g.add("concat", [x] * 65, {"axis": 1}).output], ["y"])
     with pytest.raises(VerifyError, match=r"has 65 inputs, 'concat' takes 1 to 64"):
         edgec.verify_ir(g)
+
+
+def _pipeline(graph: Graph) -> tvm.IRModule:
+    """The host's Relax module for `graph` after edgec's CPU pipeline up to scheduling."""
+    target = get_target("host")
+    with target.tvm_target():
+        return tvm.transform.Sequential(front_passes(target.tvm_target()))(lower_graph(graph, target))
+
+
+def test_tvm_does_not_fuse_a_concat_tree_back_into_one_wide_kernel():
+    model, _ = _variadic_model("Concat", 300, axis=1)
+    mod = _pipeline(edgec.optimize(edgec.import_onnx(model), level=2))
+    params = [len(f.params) for _, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
+    assert max(params) <= MAX_FAN_IN + 1  # inputs and the result (before: one kernel of 301)
+
+
+def test_tvm_fuses_at_most_64_ops_into_one_kernel_and_skips_layout_conversion_without_convs():
+    kernel_calls = []
+
+    def visit(expr):
+        if isinstance(expr, tvm.relax.Call) and expr.op.same_as(tvm.ir.Op.get("relax.call_tir")):
+            kernel_calls.append(expr)
+
+    tvm.relax.analysis.post_order_visit(_pipeline(edgec.optimize(chain_graph(200), level=1))["main"], visit)
+    assert len(kernel_calls) == 4  # 200 ops: 64 + 64 + 64 + 8 (before: one kernel of all 200)
+    lowered = lower_graph(chain_graph(10), get_target("host"))
+    assert convert_layout(lowered).same_as(lowered)  # no convolution: TVM's ConvertLayout does not run
