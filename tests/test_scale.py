@@ -198,15 +198,28 @@ def test_tvm_does_not_fuse_a_concat_tree_back_into_one_wide_kernel():
     params = [len(f.params) for _, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
     assert max(params) <= MAX_FAN_IN + 1  # inputs and the result (before: one kernel of 301)
 
+    # a chain of small concats (as in DenseNet) still fuses, with the relu after it, into one kernel
+    g = Graph()
+    a, b, c = (g.add_input(n, TensorType("f32", (1, 2))) for n in "abc")
+    inner = g.add("concat", [a, b], {"axis": 1}).output
+    outer = g.add("concat", [inner, c], {"axis": 1}).output
+    g.set_outputs([g.add("relu", [outer]).output], ["y"])
+    assert len(_kernel_calls(_pipeline(g))) == 1
 
-def test_tvm_fuses_at_most_64_ops_into_one_kernel_and_skips_layout_conversion_without_convs():
-    kernel_calls = []
+
+def _kernel_calls(mod: tvm.IRModule) -> list:
+    calls = []
 
     def visit(expr):
         if isinstance(expr, tvm.relax.Call) and expr.op.same_as(tvm.ir.Op.get("relax.call_tir")):
-            kernel_calls.append(expr)
+            calls.append(expr)
 
-    tvm.relax.analysis.post_order_visit(_pipeline(edgec.optimize(chain_graph(200), level=1))["main"], visit)
-    assert len(kernel_calls) == 4  # 200 ops: 64 + 64 + 64 + 8 (before: one kernel of all 200)
+    tvm.relax.analysis.post_order_visit(mod["main"], visit)
+    return calls
+
+
+def test_tvm_fuses_at_most_64_ops_into_one_kernel_and_skips_layout_conversion_without_convs():
+    mod = _pipeline(edgec.optimize(chain_graph(200), level=1))
+    assert len(_kernel_calls(mod)) == 4  # 200 ops: 64 + 64 + 64 + 8 (before: one kernel of all 200)
     lowered = lower_graph(chain_graph(10), get_target("host"))
     assert convert_layout(lowered).same_as(lowered)  # no convolution: TVM's ConvertLayout does not run
