@@ -272,22 +272,23 @@ def _concat_infer(types, attrs):
 OPAQUE = 8  # TVM's OpPatternKind kOpaque: FuseOps fuses nothing into or out of such a kernel
 
 
-def _reads_concat(ctx, x) -> bool:
+def _fused_width(ctx, x) -> int:
+    """The inputs TVM's fusion would bring along with `x`: those of the concat that computes
+    it (an R.concat; an opaque one fuses nothing), else just `x`."""
     bound = ctx.bb.lookup_binding(x) if isinstance(x, relax.Var) else None
-    if not isinstance(bound, relax.Call):
-        return False
-    if isinstance(bound.op, tvm.ir.Op) and bound.op.name == "relax.concat":
-        return True
-    return bound.op == tvm.ir.Op.get("relax.call_tir") and bound.args[0].name_hint.startswith("concatenate")
+    if isinstance(bound, relax.Call) and isinstance(bound.op, tvm.ir.Op) and bound.op.name == "relax.concat":
+        return len(bound.args[0].fields)
+    return 1
 
 
 def _concat_lower(ctx, xs, a, out):
-    """R.concat; a concat that reads another one's result (a level of the tree that a wide ONNX
-    Concat imports as) is its own kernel, marked opaque, so that TVM's fusion, which bounds the
-    ops in a kernel but not its inputs, does not merge the tree back into one kernel of them all
-    (a 3,000-input concat, all in one kernel, made TVM crash)."""
+    """R.concat; a concat whose inputs, with those of the concats computing them, number more
+    than MAX_FAN_IN (a level of the tree that a wide ONNX Concat imports as) is its own kernel,
+    marked opaque: TVM's fusion bounds the ops in a kernel, not its inputs, and would merge the
+    tree back into one kernel of all of them (a kernel concatenating 3,000 inputs took TVM
+    600 s to schedule, and then crashed it). A chain of small concats (DenseNet's) fuses as before."""
     axis = normalize_axis(a["axis"], len(out[0].shape))
-    if any(_reads_concat(ctx, x) for x in xs):
+    if sum(_fused_width(ctx, x) for x in xs) > MAX_FAN_IN:
         return ctx.bb.call_te(topi.concatenate, xs, axis, primfunc_name_hint="concatenate",
                               primfunc_attrs={"op_pattern": OPAQUE})
     return R.concat(xs, axis=axis)
