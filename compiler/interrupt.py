@@ -14,7 +14,10 @@ soon meets the next;
 - `interrupted()` tells the CLI that an error escaping while an interrupt is recorded is the
   interrupt;
 - while cleanup runs (inside `deferred()`, or in an except or finally clause) a Ctrl-C is only
-  recorded, so that removing a temporary file is not cut short; the repeat comes after it.
+  recorded, so that removing a temporary file is not cut short; the repeat comes after it;
+- where Python cannot raise it (a weakref callback, a `__del__`: Python prints "Exception ignored
+  in ..." with a traceback) the KeyboardInterrupt is dropped without a word: the repeat raises it
+  where it can.
 
 Outside the CLI (`edgec` used as a library) Python's own handler stays and `check()` does nothing.
 """
@@ -33,6 +36,7 @@ _interrupted = False  # a Ctrl-C came since `install`
 _deferring = 0  # depth of `deferred()` blocks
 _stop = threading.Event()  # set: the CLI has caught the interrupt, raise no more
 _repeater: threading.Thread | None = None
+_unraisablehook = sys.unraisablehook  # the one `install` replaced
 
 
 def handler(signum, frame) -> None:
@@ -48,6 +52,11 @@ def handler(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _unraisable(info) -> None:
+    if not issubclass(info.exc_type, KeyboardInterrupt):
+        _unraisablehook(info)
+
+
 def _repeat() -> None:
     while not _stop.wait(REPEAT_S):
         _thread.interrupt_main()
@@ -56,11 +65,12 @@ def _repeat() -> None:
 def install():
     """Install `handler` for SIGINT and return the previous handler; None (and nothing installed)
     outside the main thread."""
-    global _interrupted
+    global _interrupted, _unraisablehook
     if threading.current_thread() is not threading.main_thread():
         return None
     _interrupted = False
     _stop.clear()
+    _unraisablehook, sys.unraisablehook = sys.unraisablehook, _unraisable
     return signal.signal(signal.SIGINT, handler)
 
 
@@ -78,6 +88,7 @@ def uninstall(previous) -> None:
     global _interrupted
     stop()
     signal.signal(signal.SIGINT, previous)
+    sys.unraisablehook = _unraisablehook
     _interrupted = False
 
 

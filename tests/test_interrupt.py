@@ -76,6 +76,32 @@ def test_an_interrupt_that_tvm_reports_as_its_own_error(monkeypatch, tmp_path, s
 
 
 @needs_main_thread
+def test_an_interrupt_where_python_cannot_raise_it_is_raised_again_without_a_word(monkeypatch, tmp_path,
+                                                                                small_model, capsys):
+    """A KeyboardInterrupt inside a `__del__` or a weakref callback (importlib's module locks have
+    one) cannot propagate: Python would print "Exception ignored in ..." and a traceback; the repeat
+    raises it in the build instead."""
+    class Dropped:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)
+
+    def build(*args, **kwargs):
+        Dropped()  # dropped at once: its __del__ gets the KeyboardInterrupt
+        end = time.monotonic() + 30
+        while time.monotonic() < end:  # the repeat ends this (short sleeps: it wakes no sleep)
+            time.sleep(0.001)
+        return None
+    printed = []  # what Python's hook would print
+    hook = printed.append
+    monkeypatch.setattr(sys, "unraisablehook", hook)
+    start = time.monotonic()
+    assert _compile_with_build(monkeypatch, tmp_path, small_model, build) == 130
+    assert capsys.readouterr().err == "edgec: interrupted\n" and printed == []
+    assert time.monotonic() - start < 20 and sorted(tmp_path.iterdir()) == []
+    assert sys.unraisablehook is hook  # main() restores the hook it replaced
+
+
+@needs_main_thread
 def test_code_that_swallows_every_interrupt_meets_another_soon(monkeypatch, tmp_path, small_model):
     """FoldConstant builds one constant expression after another, skipping those that fail: the
     interrupt is raised again and again, so that each build stops at once and the folding ends."""

@@ -533,7 +533,10 @@ def tune(mod: tvm.IRModule, tvm_target: tvm.target.Target, vector_bits: int, db_
                 measure(k, orders[k.hash][0])
         db.save()
         progress.kernel_done("default schedules measured")
-        default_ms = {k.hash: db.measured(tkey, k.hash)[_knobs_id(orders[k.hash][0])]["ms"] for k in with_default}
+        # The budget is shared by the defaults' first rounds, which confirmation rounds leave as they
+        # are (they lower "ms"): a rerun plans what the first run planned, and so measures nothing.
+        default_ms = {k.hash: next(iter(db.measured(tkey, k.hash)[_knobs_id(orders[k.hash][0])]["runs"]), None)
+                      for k in with_default}
         weights = [(default_ms[k.hash] or 0.0) * calls[k.hash] for k in with_default]
         left = trials - len(with_default)
         reserve = (CONFIRM + 1) * CONFIRM_ROUNDS * len(with_default)

@@ -166,6 +166,32 @@ def test_tune_then_compile_matches_ort(tmp_path, capsys):
     assert_close(result, run_ort(model, feeds), what="tuned")
 
 
+def test_a_rerun_plans_what_the_first_run_planned(tmp_path):
+    """Confirmation rounds lower a default's "ms" (the fastest round), by how much depends on the
+    machine's load; the budget is shared by the defaults' first rounds, so a rerun with the same
+    budget measures nothing however the rounds went. Scripted times: a setting's first round
+    takes 1-7 ms, later rounds a kernel-dependent fraction of it."""
+    class Scripted:
+        def __init__(self):
+            self.count, self.seen = 0, {}
+
+        def measure(self, func):
+            self.count += 1
+            h = int(tuning.kernel_hash(func))  # the scheduled func: one hash per setting
+            rounds = self.seen[h] = self.seen.get(h, 0) + 1
+            return (1 + h % 7) / (1 if rounds == 1 else 2 + (h >> 3) % 5)
+
+        def close(self):
+            pass
+
+    graph = edgec.import_onnx(conv_model()[0])
+    first, second = Scripted(), Scripted()
+    tuned = tuning.tune_graph(graph, HOST, tmp_path / "db", trials=80, runner=first, stream=io.StringIO())
+    assert first.count > 40 and len(tuned.speedups) == 2  # both kernels measured, confirmed
+    report = tuning.tune_graph(graph, HOST, tmp_path / "db", trials=80, runner=second, stream=io.StringIO())
+    assert second.count == 0 and report.measured == 0
+
+
 def test_resume_does_not_measure_twice(tmp_path):
     model, _ = conv_model()
     graph = edgec.import_onnx(model)
