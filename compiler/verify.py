@@ -56,20 +56,53 @@ def random_inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
     return feeds
 
 
-def run_onnxruntime(model: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """ONNX Runtime (CPU, one thread) on the original model (path or ModelProto)."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise ToolError("verification compares against ONNX Runtime, which is not installed: "
-                        "pip install onnxruntime") from None
+# The weight input of ONNX's integer matmuls and convolutions (their activation is input 0).
+INT_WEIGHT_INPUT = {"MatMulInteger": 1, "ConvInteger": 1, "QLinearMatMul": 3, "QLinearConv": 3}
+
+
+def has_u8_x_s8(model) -> bool:
+    """Whether an integer matmul or conv of the ModelProto `model` multiplies a u8 activation by
+    an s8 weight."""
+    import onnx
+    nodes = [n for n in model.graph.node if n.op_type in INT_WEIGHT_INPUT]
+    if not nodes:
+        return False
+    g = onnx.shape_inference.infer_shapes(model).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in [*g.input, *g.value_info, *g.output]}
+    types.update({t.name: t.data_type for t in g.initializer})
+    u8, s8 = onnx.TensorProto.UINT8, onnx.TensorProto.INT8
+    return any(types.get(n.input[0]) == u8 and types.get(n.input[INT_WEIGHT_INPUT[n.op_type]]) == s8
+               for n in nodes)
+
+
+def onnxruntime_session(model: Any):
+    """An ONNX Runtime CPU session, one thread, on the model (path or ModelProto), exact for
+    u8 x s8: on x86 without VNNI, ORT's u8 x s8 kernels add pairs of products in saturating int16
+    (vpmaddubsw: 255 * 127 * 2 becomes 32767; tests/targets/test_int8.py has the numbers). ORT's
+    documented `session.x64quantprecision` makes it turn constant s8 weights into u8 ones (w + 128,
+    zero point + 128) for its exact u8 x u8 kernels. It is set only for models with a u8 x s8
+    product: ORT has no kernel for the s8 x u8 it would make of s8 x s8."""
+    import onnx
+    import onnxruntime as ort
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    source = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
+    proto = onnx.load(str(model)) if isinstance(model, (str, Path)) else model
+    if has_u8_x_s8(proto):
+        options.add_session_config_entry("session.x64quantprecision", "1")
+    return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def run_onnxruntime(model: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """ONNX Runtime (`onnxruntime_session`) on the original model (path or ModelProto)."""
     try:
-        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise ToolError("verification compares against ONNX Runtime, which is not installed: "
+                        "pip install onnxruntime") from None
+    try:
+        session = onnxruntime_session(model)
         names = [o.name for o in session.get_outputs()]
         return dict(zip(names, session.run(names, feeds)))
     except Exception as e:  # noqa: BLE001 - ORT raises its own exception types

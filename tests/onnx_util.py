@@ -43,33 +43,10 @@ def node_model(op_type: str, inputs: dict[str, np.ndarray], initializers: dict |
     return make_model([node], inputs, outs, initializers, opset)
 
 
-# The weight input of ONNX's integer matmuls and convolutions (their activation is input 0).
-INT_WEIGHT_INPUT = {"MatMulInteger": 1, "ConvInteger": 1, "QLinearMatMul": 3, "QLinearConv": 3}
-
-
-def has_u8_x_s8(model: onnx.ModelProto) -> bool:
-    """Whether an integer matmul or conv of `model` multiplies a u8 activation by an s8 weight."""
-    nodes = [n for n in model.graph.node if n.op_type in INT_WEIGHT_INPUT]
-    if not nodes:
-        return False
-    g = onnx.shape_inference.infer_shapes(model).graph
-    types = {v.name: v.type.tensor_type.elem_type for v in [*g.input, *g.value_info, *g.output]}
-    types.update({t.name: t.data_type for t in g.initializer})
-    return any(types.get(n.input[0]) == TensorProto.UINT8
-               and types.get(n.input[INT_WEIGHT_INPUT[n.op_type]]) == TensorProto.INT8 for n in nodes)
-
-
 def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    if has_u8_x_s8(model):
-        # On x86 without VNNI, ORT's u8 x s8 kernels add pairs of products in saturating int16
-        # (vpmaddubsw; tests/targets/test_int8.py). This documented option makes ORT turn constant
-        # s8 weights into u8 ones (w + 128, zero point + 128) for its exact u8 x u8 kernels; it is
-        # not set for other models, as ORT has no kernels for the s8 x u8 it would make of s8 x s8.
-        so.add_session_config_entry("session.x64quantprecision", "1")
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    """ONNX Runtime on `model`: the session `edgec verify` compares with (exact for u8 x s8)."""
+    from edgec.verify import onnxruntime_session
+    sess = onnxruntime_session(model)
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(names, feeds)))
 
