@@ -512,7 +512,13 @@ def tiled_reduction(func: tirx.PrimFunc, vector_bits: int, constant_params=froze
     sch.decompose_reduction(main, reduction[0])
     wb_loops = sch.get_loops(writeback)
     sch.vectorize(wb_loops[-1])
-    for lp in wb_loops[1:-1]:  # below the fused tile loop: constant tile indices (registers)
+    # Only the loops below the fused tile loop: constant tile indices (registers). With rows
+    # first ("order" 1) the fused loop is not the outermost one (the row loop is): unrolling it
+    # too copied the whole tile body once per tile of a row (a 14x14x384 depthwise conv: 96
+    # copies, about a minute of LLVM per kernel).
+    fused_stmt = sch.get(fused)
+    below = 1 + next(i for i, lp in enumerate(wb_loops) if sch.get(lp).same_as(fused_stmt))
+    for lp in wb_loops[below:-1]:
         sch.unroll(lp)
 
     if pad == 1:

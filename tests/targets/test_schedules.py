@@ -580,3 +580,45 @@ def test_batched_matmul_4d_keeps_the_vector_block_order():
     for k in tunable:
         assert {(kn["order"], kn["pad"]) for kn in k.space} == {(0, 0)}, k.name
     check(model, {"a": a, "b": b}, "matmul")
+
+
+def _unrolled_copies(text: str) -> int:
+    """The most copies of one statement that a printed PrimFunc's nested `T.unroll` loops make
+    (the product of the unrolled extents around it, deepest nest)."""
+    stack: list[tuple[int, int]] = []  # (indent, unrolled extent or 1) of the enclosing loops
+    most = 1
+    for ln in text.splitlines():
+        if not ln.strip():
+            continue
+        indent = len(ln) - len(ln.lstrip())
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        m = re.match(r"\s*for \w+ in T\.(\w+)\((?:T\.int64\()?(\d+)", ln)
+        if m:
+            stack.append((indent, int(m.group(2)) if m.group(1) == "unroll" else 1))
+            most = max(most, int(np.prod([e for _, e in stack])))
+    return most
+
+
+def test_many_channel_depthwise_unrolls_only_the_register_tile():
+    """A depthwise 3x3 conv + relu6 with many channels (1x14x14x384 NHWC, MobileNetV2's), rows
+    first on the host: only the register tile's rows are unrolled, never the loop over a row's
+    tiles (96 of them here: that copied the kernel body 96 times, ~1 min of LLVM per kernel).
+    Every setting of its space, each still parallel and vectorized."""
+    x = rand(1, 384, 14, 14)
+    inits = {"w": rand(384, 1, 3, 3, scale=0.5), "b": rand(384),
+             "lo": np.array(0, np.float32), "hi": np.array(6, np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1], group=384),
+             helper.make_node("Clip", ["y", "lo", "hi"], ["z"])]
+    target = get_target("host")
+    tunable = [k for k in _host_kernels(make_model(nodes, {"x": x}, ["z"], inits)) if k.space]
+    assert len(tunable) == 1
+    k = tunable[0]
+    assert k.space[0]["order"] == 1, k.space[0]
+    for knobs in k.space:
+        func, rule = schedule_func(k.func, target.tvm_target(), target.vector_bits, k.constant_params,
+                                   [], knobs)
+        assert rule == "tiled_reduction", knobs
+        text = func.script()
+        assert "T.parallel" in text and "T.vectorized" in text, (knobs, text)
+        assert _unrolled_copies(text) <= knobs["rf"] * knobs["ku"] <= 32, (knobs, text)
