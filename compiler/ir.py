@@ -68,9 +68,9 @@ def gc_paused() -> Iterator[None]:
     """Python's cyclic garbage collector paused inside the block (as it was, after): import,
     copies, pass pipelines and lowering allocate objects by the hundred thousand on a large
     graph, and every full collection walks all of them (at 20,000 nodes the collector took four
-    fifths of a graph copy and a third of an -O2 pipeline). Nearly all garbage is freed by reference counting anyway; what needs the
-    collector (a removed node and its results refer to each other) waits until the block ends,
-    bounded by the nodes the block removes. Also a decorator: `@gc_paused()`."""
+    fifths of a graph copy and a third of an -O2 pipeline). Nearly all garbage is freed by
+    reference counting anyway; what needs the collector (a removed node and its results refer to
+    each other) waits until the block ends, bounded by the nodes the block removes. Also a decorator: `@gc_paused()`."""
     enabled = gc.isenabled()
     gc.disable()
     try:

@@ -88,10 +88,13 @@ def onnxruntime_session(model: Any):
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    proto = onnx.load(str(model)) if isinstance(model, (str, Path)) else model
+    if isinstance(model, (str, Path)):  # ORT reads the file itself (external data beside it)
+        proto, source = onnx.load(str(model), load_external_data=False), str(model)
+    else:
+        proto, source = model, model.SerializeToString()
     if has_u8_x_s8(proto):
         options.add_session_config_entry("session.x64quantprecision", "1")
-    return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def run_onnxruntime(model: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -36,8 +36,9 @@ from test_arm import _objdump, needs_qemu
 #   from an int64 conv with the same requantization; emulating saturated pair sums over K in
 #   (kh, kw, c) order reproduces all 640 of ORT's values for each seed.
 # edgec's results (arm-a72 generic lowering, arm-a55/a76 sdot) equal the int64 ones everywhere.
-# run_ort (tests/onnx_util.py) sets ORT's session.x64quantprecision, which makes ORT exact on
-# these; test_onnxruntime_reference_is_exact_for_u8xi8 checks that it stays so.
+# run_ort uses edgec.verify.onnxruntime_session, which sets ORT's session.x64quantprecision
+# and makes ORT exact on these; test_onnxruntime_reference_is_exact_for_u8xi8 checks that it
+# stays so.
 
 DT = {"u8": np.uint8, "i8": np.int8}
 
