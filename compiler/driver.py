@@ -4,7 +4,8 @@
 directory atomically (a failed compile leaves nothing behind):
 
     DIR/model.so        the compiled library
-    DIR/manifest.json   inputs and outputs, target, pipeline, source sha256, versions, kernels
+    DIR/manifest.json   inputs and outputs, target, pipeline, source sha256, versions, and the
+                        kernels: for each, its node in model.eir, ONNX origins and schedule rule
     DIR/model.eir       the final IR
 
 `load(DIR).run({name: array})` runs it (an ARM artifact under qemu, see targets/runners.py);
@@ -110,10 +111,11 @@ def _source(model: Any) -> tuple[Any, str]:
 
 
 def _write_artifact(tmp: Path, built, tgt, graph: Graph, pm: PassManager, level: int | None, sha: str,
-                    bundle: bool) -> None:
+                    bundle: bool, schedules: dict[str, str | None]) -> None:
     """The artifact's files, into the temporary directory `tmp`."""
     import tvm
     from edgec.targets.build import export_library
+    from edgec.targets.lower import kernel_table
     from .text import print_ir
     export_library(built, tgt, tmp / LIBRARY)
     (tmp / FINAL_IR).write_text(print_ir(graph))
@@ -126,7 +128,7 @@ def _write_artifact(tmp: Path, built, tgt, graph: Graph, pm: PassManager, level:
         "level": level,
         "source_sha256": sha,
         "library": LIBRARY,
-        "kernels": len(built.kernels),
+        **kernel_table(graph, built.kernels, schedules),
         "edgec_version": edgec_version(), "tvm_version": tvm.__version__,
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -182,7 +184,8 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
         artifact = None
         if tmp is not None:
             try:
-                _write_artifact(tmp, built, tgt, graph, pm, level if passes is None else None, sha, bundle)
+                _write_artifact(tmp, built, tgt, graph, pm, level if passes is None else None, sha, bundle,
+                                schedule_report)
             except OSError as e:
                 if e.filename is not None and not str(e.filename).startswith(str(tmp)):
                     raise  # not the artifact's own file: a tool's

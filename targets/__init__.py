@@ -14,8 +14,9 @@ from typing import Any
 
 from edgec.errors import EdgecError, did_you_mean
 
-# Pipelines by level: -O0 imports and lowers only; -O1 clean-ups; -O2 adds recognition and
-# fusion; -O3 adds the target's preferred layout (see `level_pipelines`).
+# Pipelines by level: -O0 imports and lowers only; -O1 clean-ups; -O2 adds recognition, fusion
+# and the target's preferred layout; -O3 is -O2 for now (see `level_pipelines`). The IR's
+# layout is the kernels': below -O2 convolutions run in the model's own layout.
 CLEANUP = "fold-constants,eliminate-noop,simplify-shapes,cse,dce"
 RECOGNIZE = "recognize-layernorm,recognize-gelu,recognize-silu,recognize-hardswish"
 FUSE = "fuse-conv-bn,fuse-matmul-add,fuse-bias,fuse-activation"
@@ -23,9 +24,8 @@ FUSE = "fuse-conv-bn,fuse-matmul-add,fuse-bias,fuse-activation"
 
 def level_pipelines(layout: str) -> dict[int, str]:
     """The pipeline of each level for a target whose convs and pools prefer `layout`."""
-    o2 = f"{CLEANUP},{RECOGNIZE},{FUSE},fold-constants,cse,fuse-elementwise,dce"
-    o3 = f"{CLEANUP},{RECOGNIZE},{FUSE},convert-layout{{to={layout}}},fold-constants,cse,fuse-elementwise,dce"
-    return {0: "", 1: CLEANUP, 2: o2, 3: o3}
+    o2 = f"{CLEANUP},{RECOGNIZE},{FUSE},convert-layout{{to={layout}}},fold-constants,cse,fuse-elementwise,fuse-epilogue,dce"
+    return {0: "", 1: CLEANUP, 2: o2, 3: o2}
 
 
 DEFAULT_PIPELINES = level_pipelines("NCHW")
@@ -64,7 +64,7 @@ class Target:
 
 
 # The host before detection: the LLVM CPU and vector width are filled in by `_host`.
-HOST = Target("host", "this machine's x86 CPU", {"kind": "llvm"})
+HOST = Target("host", "this machine's x86 CPU", {"kind": "llvm"}, layout="NHWC")
 
 
 def _host() -> Target:

@@ -1,6 +1,16 @@
-"""Lowering: an edgec Graph to a TVM Relax IRModule, one op at a time through the registry.
+"""Lowering: an edgec Graph to a TVM Relax IRModule in which every computing node is one kernel.
 
-The Relax function `main` takes the graph inputs in order and returns a tuple of the outputs.
+Each node becomes a private Relax function marked `Primitive`, named after the node
+(`kernel_names`: `k<N>_<op>`, N being the node's `%N` in the printed IR), whose body is the op's
+lowering (`OpDef.lower`, one or more Relax ops); `main` takes the graph inputs in order, calls
+one function per node and returns a tuple of the outputs. The CPU pipeline
+(targets/schedules) legalizes the ops, passes the constants the bodies hold as arguments
+(`lift_constants`) and lets TVM's FuseTIR turn each function into one PrimFunc of the same name:
+no fusion or layout pass of TVM's decides anything, so the kernels of the built module are the
+nodes of the final IR. A node whose lowering computes nothing (it returns an input or a
+constant) costs no kernel; neither does a reshape of contiguous data, which TVM's VM lowering
+turns into a view (`reshape`, `flatten`, `squeeze`, `unsqueeze` and the like).
+
 Every lowered value is checked against the type edgec inferred, so a lowering bug is reported
 at the node that has it, with its ONNX origin.
 """
@@ -16,8 +26,13 @@ import tvm
 from tvm import relax
 
 from edgec.errors import EdgecError, VerifyError
-from edgec.ir import DTYPES, Graph, Value, gc_paused
+from edgec.ir import DTYPES, Graph, Node, Value, gc_paused
 from edgec.ops import get_op
+
+PRIMITIVE = "Primitive"  # the attribute FuseTIR looks for
+KERNEL = "edgec.kernel"  # the node function's name: no two are structurally equal, so none is
+# merged with another by the BlockBuilder's deduplication
+MAX_LABEL = 40  # characters of the op part of a kernel name
 
 
 @dataclass
@@ -40,6 +55,60 @@ def _param_name(name: str, i: int) -> str:
     return clean if clean and not clean[0].isdigit() else f"input{i}_{clean}"
 
 
+def node_label(node: Node) -> str:
+    """The op part of a node's kernel name: the op and a linear op's fused activation, or the
+    steps of a fused_elementwise or fused body (`k7_conv_clip`, `k9_conv_add`); letters, digits
+    and '_' only, at most MAX_LABEL characters."""
+    def parts_of(op: str, attrs: dict) -> list[str]:
+        return [op, str(attrs["activation"])] if attrs.get("activation") else [op]
+
+    if node.op in ("fused_elementwise", "fused"):
+        from edgec.ops.fused import parse_body
+        steps = parse_body(node.attrs["body"], len(node.inputs), node.op == "fused")
+        parts = [part for op, _, attrs in steps for part in parts_of(op, attrs)]
+    else:
+        parts = parts_of(node.op, node.attrs)
+    label = re.sub(r"\W", "_", "_".join(parts))
+    return label[:MAX_LABEL].rstrip("_")
+
+
+def kernel_names(graph: Graph) -> dict[int, str]:
+    """{id(node): kernel name} for the graph's nodes: `k<N>_<label>` where `%N` is the node's
+    first result in `print_ir` (results are numbered in node order) and `<label>` is
+    `node_label`. Unique and deterministic."""
+    names, counter = {}, 0
+    for node in graph.nodes:
+        names[id(node)] = f"k{counter}_{node_label(node)}"
+        counter += len(node.outputs)
+    return names
+
+
+VIEW_OPS = ("reshape", "flatten", "squeeze", "unsqueeze")  # the ops that may cost no kernel
+
+
+def kernel_table(graph: Graph, built: list[str], schedules: dict[str, str | None]) -> dict[str, list[dict]]:
+    """What the manifest says of the kernels: {"kernels": [{"name", "node" (`%N` in model.eir),
+    "op", "origins", "schedule"}], "views": [{"node", "op", "origins"}]}, in node order. `built`:
+    the PrimFuncs of the built module; `schedules`: {kernel: rule} (ApplySchedules' report). A
+    node without a kernel is a view of its input (or computes nothing); every built kernel is a
+    node's, else a bug in the lowering is reported."""
+    names, counter = kernel_names(graph), 0
+    table: dict[str, list[dict]] = {"kernels": [], "views": []}
+    for node in graph.nodes:
+        entry = {"node": f"%{counter}", "op": node.op, "origins": list(node.origin)}
+        counter += len(node.outputs)
+        name = names[id(node)]
+        if name in built:
+            table["kernels"].append({"name": name, **entry, "schedule": schedules.get(name)})
+        else:
+            table["views"].append(entry)
+    stray = sorted(set(built) - set(names.values()))
+    if stray:
+        raise VerifyError(f"the built module has kernels that are no node's: {', '.join(stray)} "
+                          "(a bug in edgec's lowering)")
+    return table
+
+
 def _check(node, expr: relax.Expr, expected) -> None:
     sinfo = expr.ty
     shape = tuple(int(d) for d in sinfo.shape) if sinfo.shape is not None else None
@@ -49,43 +118,164 @@ def _check(node, expr: relax.Expr, expected) -> None:
                           f"edgec inferred {expected} (a bug in the lowering of '{node.op}')")
 
 
+def _constant(v: Value) -> relax.Expr:
+    return relax.const(np.array(v.const_value(), order="C"), DTYPES[v.type.dtype].name)
+
+
+def _lower_node(bb: relax.BlockBuilder, target: Any, node: Node, name: str):
+    """Emit the node's function; (its GlobalVar or None, [for each output: ("call", index in the
+    function's results) or ("param", input index) or ("const", relax constant)])."""
+    opdef = get_op(node.op)
+    if opdef.lower is None:
+        raise EdgecError(f"{node.describe()}: op '{node.op}' has no lowering to TVM yet")
+    params, args = [], []
+    for i, v in enumerate(node.inputs):
+        if v.is_const:
+            args.append(_constant(v))
+        else:
+            params.append(relax.Var(f"p{i}", relax_type(v)))
+            args.append(params[-1])
+    ctx = LowerContext(bb, target)
+    with bb.function(name, params, attrs={PRIMITIVE: True, KERNEL: name}, private=True):
+        with bb.dataflow():
+            try:
+                result = opdef.lower(ctx, args, node.attrs, [o.type for o in node.outputs])
+                if len(node.outputs) == 1 and not isinstance(result, (list, tuple)):
+                    results = [result]
+                elif isinstance(result, (list, tuple)):
+                    results = list(result)
+                else:
+                    tup = bb.emit(result)
+                    results = [relax.TupleGetItem(tup, i) for i in range(len(node.outputs))]
+                results = [r if isinstance(r, (relax.Var, tvm.ir.expr.Constant)) else bb.emit(r) for r in results]
+            except EdgecError:
+                raise
+            except Exception as e:  # noqa: BLE001 - TVM raises many kinds; name the node
+                raise EdgecError(f"{node.describe()}: lowering to TVM failed: "
+                                 f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+            for o, r in zip(node.outputs, results):
+                _check(node, r, o.type)
+            where, computed = [], []
+            for r in results:
+                same = [i for i, a in enumerate(args) if not node.inputs[i].is_const and r.same_as(a)]
+                if same:
+                    where.append(("param", same[0]))
+                elif isinstance(r, tvm.ir.expr.Constant):
+                    where.append(("const", r))
+                else:
+                    where.append(("call", len(computed)))
+                    computed.append(r)
+            out = bb.emit_output(computed[0] if len(computed) == 1 else relax.Tuple(computed or params[:1]))
+        bb.emit_func_output(out)
+    if not computed:
+        return None, where  # nothing to compute: not called, removed with the dead code
+    return bb.get().get_global_var(name), where
+
+
 @gc_paused()
 def lower_graph(graph: Graph, target: Any) -> tvm.IRModule:
-    """Build the Relax module for `graph`."""
+    """Build the Relax module for `graph`: one Primitive function per node, and `main`."""
     bb = relax.BlockBuilder()
-    ctx = LowerContext(bb, target)
+    names = kernel_names(graph)
+    lowered = [(node, *_lower_node(bb, target, node, names[id(node)])) for node in graph.nodes]
     params = [relax.Var(_param_name(v.name, i), relax_type(v)) for i, v in enumerate(graph.inputs)]
     env: dict[int, relax.Expr] = {id(v): p for v, p in zip(graph.inputs, params)}
 
     def get(v: Value) -> relax.Expr:
         if id(v) not in env:
-            env[id(v)] = relax.const(np.array(v.const_value(), order="C"), DTYPES[v.type.dtype].name)
+            env[id(v)] = _constant(v)
         return env[id(v)]
 
     with bb.function("main", params):
         with bb.dataflow():
-            for node in graph.nodes:
-                opdef = get_op(node.op)
-                if opdef.lower is None:
-                    raise EdgecError(f"{node.describe()}: op '{node.op}' has no lowering to TVM yet")
-                out_types = [o.type for o in node.outputs]
-                try:
-                    result = opdef.lower(ctx, [get(v) for v in node.inputs], node.attrs, out_types)
-                except EdgecError:
-                    raise
-                except Exception as e:  # noqa: BLE001 - TVM raises many kinds; name the node
-                    raise EdgecError(f"{node.describe()}: lowering to TVM failed: "
-                                     f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
-                if len(node.outputs) == 1 and not isinstance(result, (list, tuple)):
-                    results = [bb.emit(result)]
-                elif isinstance(result, (list, tuple)):
-                    results = [bb.emit(r) for r in result]
-                else:
-                    tup = bb.emit(result)
-                    results = [bb.emit(relax.TupleGetItem(tup, i)) for i in range(len(node.outputs))]
-                for o, r in zip(node.outputs, results):
-                    _check(node, r, o.type)
-                    env[id(o)] = r
+            for node, gv, where in lowered:
+                call = None
+                if gv is not None:
+                    call = bb.emit(relax.Call(gv, [get(v) for v in node.inputs if not v.is_const]))
+                    computed = sum(kind == "call" for kind, _ in where)
+                for o, (kind, what) in zip(node.outputs, where):
+                    if kind == "param":
+                        env[id(o)] = get(node.inputs[what])
+                    elif kind == "const":
+                        env[id(o)] = what
+                    else:
+                        env[id(o)] = call if computed == 1 else bb.emit(relax.TupleGetItem(call, what))
             out = bb.emit_output(relax.Tuple([get(v) for v in graph.outputs]))
         bb.emit_func_output(out)
     return bb.get()
+
+
+def _is_primitive(func) -> bool:
+    return isinstance(func, relax.Function) and func.attrs is not None and PRIMITIVE in func.attrs
+
+
+@relax.expr_functor.mutator
+class _LiftConstants(relax.PyExprMutator):
+    """Each distinct constant of a function body -> a new parameter (`params`, `constants`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.constants: list = []
+        self.params: list[relax.Var] = []
+
+    def visit_generic_const_(self, c):  # noqa: D102
+        for k, known in enumerate(self.constants):
+            if known.same_as(c):
+                return self.params[k]
+        self.constants.append(c)
+        self.params.append(relax.Var(f"c{len(self.params)}", c.ty))
+        return self.params[-1]
+
+
+@relax.expr_functor.mutator
+class _PassConstants(relax.PyExprMutator):
+    """Calls of the functions in `new` ({name: (new GlobalVar, constants)}) pass the constants."""
+
+    def __init__(self, new: dict):
+        super().__init__()
+        self.new = new
+
+    def visit_call_(self, call):  # noqa: D102
+        call = super().visit_call_(call)
+        if isinstance(call.op, relax.GlobalVar) and call.op.name_hint in self.new:
+            gv, constants = self.new[call.op.name_hint]
+            return relax.Call(gv, [*call.args, *constants])
+        return call
+
+
+@tvm.transform.module_pass(opt_level=0, name="edgec.LiftConstants")
+def lift_constants(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+    """The constants in the Primitive functions (weights the lowering put there, after
+    legalization and constant folding) become parameters that the callers pass: FuseTIR takes no
+    tensor constant inside a function, and the schedules see a constant weight as a kernel
+    argument that is the same constant at every call (`constant_params`)."""
+    lifted, kept = {}, {}
+    for gv, func in mod.functions_items():
+        if _is_primitive(func):
+            lift = _LiftConstants()
+            body = lift.visit_expr(func.body)
+            if lift.constants:
+                new = relax.Function([*func.params, *lift.params], body, func.ret_ty, func.is_pure, func.attrs,
+                                     func.span)
+                lifted[gv.name_hint] = (new, lift.constants)
+                continue
+        kept[gv] = func
+    if not lifted:
+        return mod
+    bb = relax.BlockBuilder(tvm.IRModule(kept, attrs=mod.attrs, global_infos=mod.global_infos))
+    new = {name: (bb.add_func(func, name), constants) for name, (func, constants) in lifted.items()}
+    for gv, func in kept.items():
+        if isinstance(func, relax.Function) and not _is_primitive(func):
+            bb.update_func(gv, _PassConstants(new).visit_expr(func))
+    return bb.get()
+
+
+@tvm.transform.module_pass(opt_level=0, name="edgec.NameKernels")
+def name_kernels(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+    """Every PrimFunc carries its name in the KERNEL attribute, so that two nodes computing the
+    same thing keep two kernels when a later pass rebuilds the module (the BlockBuilder merges
+    structurally equal functions); `tuning.kernel_hash` leaves the attribute out."""
+    for gv, func in list(mod.functions_items()):
+        if isinstance(func, tvm.tirx.PrimFunc):
+            mod[gv] = func.with_attr(KERNEL, gv.name_hint)
+    return mod

@@ -1,4 +1,8 @@
-"""`fused_elementwise`: a chain of elementwise/broadcast ops evaluated as one kernel.
+"""`fused_elementwise` and `fused`: a body of ops evaluated as one kernel.
+
+`fused_elementwise` is a chain of elementwise/broadcast ops; `fused` is a linear op (conv, dense
+or matmul: `ANCHORS`) followed by elementwise steps on its result (its epilogue: a residual add,
+a scale, an activation the op has no attribute for), made by `fuse-epilogue`.
 
 The node's inputs are the chain's external operands; its `body` attribute is a small sub-graph
 over them, one step per `;`, each step defining the next number:
@@ -8,9 +12,9 @@ over them, one step per `;`, each step defining the next number:
 Inputs of the body are `%0 .. %{n-1}` (the node's inputs in order); each step is
 `%k = op(args) {attrs}` with the attributes printed as in the text format; the result is the last
 step. Type inference, the reference and the lowering run the body step by step through the op
-registry. The lowered steps are elementwise and their intermediates are used only inside the
-body, which TVM's operator fusion always puts into one kernel (tests count the kernels). Only
-registered elementwise ops with a lowering can be steps (`fusable`).
+registry; the node is one kernel (targets/lower.py), in which the schedules inline the steps
+after the first. Only registered elementwise ops with a lowering can be steps (`fusable`), but
+for the first step of a `fused` body, which is one of `ANCHORS`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ import numpy as np
 from ..errors import VerifyError
 from ..ir import TensorType, dtype_name
 from .base import MAX_FAN_IN, Attr, OpDef, get_op, register_op
+
+
+ANCHORS = ("conv", "dense", "matmul")  # the first step of a `fused` body
 
 
 def fusable(op: str) -> bool:
@@ -45,14 +52,16 @@ def format_body(steps: list[tuple[str, list[int], dict]], num_inputs: int) -> st
     return "; ".join(parts)
 
 
-def parse_body(body: str, num_inputs: int) -> list[tuple[str, list[int], dict]]:
-    """The `body` text -> [(op, [operand numbers], complete attrs)], checked. Parsed once per
-    distinct body (the verifier infers every node after every pass); each call gets its own lists."""
-    return [(op, list(args), dict(attrs)) for op, args, attrs in _parse_body(body, num_inputs)]
+def parse_body(body: str, num_inputs: int, anchored: bool = False) -> list[tuple[str, list[int], dict]]:
+    """The `body` text -> [(op, [operand numbers], complete attrs)], checked; `anchored`: the body
+    of a `fused` node, whose first step is one of ANCHORS. Parsed once per distinct body (the
+    verifier infers every node after every pass); each call gets its own lists."""
+    return [(op, list(args), dict(attrs)) for op, args, attrs in _parse_body(body, num_inputs, anchored)]
 
 
 @functools.lru_cache(maxsize=4096)
-def _parse_body(body: str, num_inputs: int) -> tuple[tuple[str, tuple[int, ...], dict], ...]:
+def _parse_body(body: str, num_inputs: int, anchored: bool) -> tuple[tuple[str, tuple[int, ...], dict], ...]:
+    what = "fused" if anchored else "fused_elementwise"
     from ..text import _Tokens
     steps: list[tuple[str, list[int], dict]] = []
     for k, part in enumerate(p for p in body.split(";")):
@@ -74,30 +83,33 @@ def _parse_body(body: str, num_inputs: int) -> tuple[tuple[str, tuple[int, ...],
             attrs = t.attrs()
             t.done()
         except VerifyError as e:
-            raise VerifyError(f"fused_elementwise body {body!r}: {str(e).replace('IR text line 0: ', '')}") from None
-        if not fusable(op):
-            raise VerifyError(f"fused_elementwise body {body!r}: op '{op}' cannot be fused")
+            raise VerifyError(f"{what} body {body!r}: {str(e).replace('IR text line 0: ', '')}") from None
+        if anchored and k == 0:
+            if op not in ANCHORS:
+                raise VerifyError(f"fused body {body!r}: the first step must be one of {', '.join(ANCHORS)}, not '{op}'")
+        elif not fusable(op):
+            raise VerifyError(f"{what} body {body!r}: op '{op}' cannot be fused")
         opdef = get_op(op)
         lo, hi = opdef.num_inputs
         if len(args) < lo or (hi >= 0 and len(args) > hi):
-            raise VerifyError(f"fused_elementwise body {body!r}: '{op}' takes {lo} to {hi} operands")
+            raise VerifyError(f"{what} body {body!r}: '{op}' takes {lo} to {hi} operands")
         steps.append((op, tuple(args), opdef.complete_attrs(attrs)))
-    if not steps:
-        raise VerifyError("fused_elementwise needs a non-empty body")
+    if len(steps) < 1 + anchored:
+        raise VerifyError(f"{what} needs a body of at least {1 + anchored} steps")
     return tuple(steps)
 
 
-def _infer(types: list[TensorType], attrs: dict) -> list[TensorType]:
+def _infer(types: list[TensorType], attrs: dict, anchored: bool = False) -> list[TensorType]:
     env = list(types)
-    for op, args, a in parse_body(attrs["body"], len(types)):
+    for op, args, a in parse_body(attrs["body"], len(types), anchored):
         env.append(get_op(op).infer([env[i] for i in args], a)[0])
     return [env[-1]]
 
 
-def _reference(arrays: list[np.ndarray], attrs: dict) -> np.ndarray:
+def _reference(arrays: list[np.ndarray], attrs: dict, anchored: bool = False) -> np.ndarray:
     env = list(arrays)
     types = [TensorType.of(a) for a in arrays]
-    for op, args, a in parse_body(attrs["body"], len(arrays)):
+    for op, args, a in parse_body(attrs["body"], len(arrays), anchored):
         opdef = get_op(op)
         out_type = opdef.infer([types[i] for i in args], a)[0]
         r = np.asarray(opdef.run([env[i] for i in args], a)[0]).astype(out_type.np_dtype)
@@ -106,11 +118,10 @@ def _reference(arrays: list[np.ndarray], attrs: dict) -> np.ndarray:
     return env[-1]
 
 
-def _lower(ctx, xs, attrs, out_types):
-    """Each step through its own op's lowering; the intermediates are emitted, the last step is
-    returned. The steps are elementwise and each intermediate has a single use, so TVM's operator
-    fusion makes the chain one kernel (together with the conv or matmul feeding it, if any)."""
-    steps = parse_body(attrs["body"], len(xs))
+def _lower(ctx, xs, attrs, out_types, anchored: bool = False):
+    """Each step through its own op's lowering, in the node's kernel; the intermediates are
+    emitted, the last step is returned."""
+    steps = parse_body(attrs["body"], len(xs), anchored)
     env, types = list(xs), [TensorType(str_dtype(x), tuple(int(d) for d in x.ty.shape)) for x in xs]
     expr = None
     for k, (op, args, a) in enumerate(steps):
@@ -134,3 +145,12 @@ register_op(OpDef(
     attrs={"body": Attr("str")},
     infer=_infer, reference=_reference, lower=_lower,
     summary=f"a chain of elementwise ops (the `body`) over up to {MAX_FAN_IN} inputs, computed as one kernel"))
+
+register_op(OpDef(
+    name="fused", kind="complex", num_inputs=(1, MAX_FAN_IN),
+    attrs={"body": Attr("str")},
+    infer=lambda types, attrs: _infer(types, attrs, True),
+    reference=lambda arrays, attrs: _reference(arrays, attrs, True),
+    lower=lambda ctx, xs, attrs, out: _lower(ctx, xs, attrs, out, True),
+    summary=f"a conv, dense or matmul and elementwise steps on its result (the `body`), over up to "
+            f"{MAX_FAN_IN} inputs, computed as one kernel"))

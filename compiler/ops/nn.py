@@ -223,14 +223,26 @@ def _conv_ref(xs, attrs):
 
 
 def _conv_lower(ctx, xs, attrs, out):
+    """NCHW convs take OIHW weights as they are; NHWC convs hand TVM their OHWI weights as HWIO
+    (transposed at compile time when constant, in the kernel otherwise): the output channel
+    is then the weight's contiguous axis, which the schedules vectorize (targets/schedules)."""
     n = len(out[0].shape) - 2
     strides, pads, dils = _spatial_attrs(attrs, n)
     last = attrs["layout"] == "NHWC"
     layout = _tvm_layout(n, last)
-    kernel_layout = layout.replace("N", "O").replace("C", "I")
+    w = xs[1]
+    if last:
+        kernel_layout = "DHW"[3 - n:] + "IO"
+        perm = [*range(1, n + 1), n + 1, 0]  # OHWI -> HWIO
+        if isinstance(w, tvm.ir.expr.Constant):
+            w = relax.const(np.ascontiguousarray(np.transpose(w.value.numpy(), perm)), str(w.ty.dtype))
+        else:
+            w = ctx.bb.emit(R.permute_dims(w, perm))
+    else:
+        kernel_layout = layout.replace("N", "O").replace("C", "I")
     fn = {1: R.nn.conv1d, 2: R.nn.conv2d, 3: R.nn.conv3d}[n]
     dtype = str(xs[0].ty.dtype)
-    y = fn(xs[0], xs[1], strides=strides, padding=pads, dilation=dils, groups=attrs["group"],
+    y = fn(xs[0], w, strides=strides, padding=pads, dilation=dils, groups=attrs["group"],
            data_layout=layout, kernel_layout=kernel_layout, out_dtype=_accumulator(dtype))
     y = _narrow(ctx, y, dtype)
     if len(xs) > 2:

@@ -1,38 +1,32 @@
 """edgec's default CPU schedules and the Relax pipeline that applies them.
 
-`cpu_pipeline(tvm_target, vector_bits)` is TVM's CPU pipeline (library dispatch, legalize, fold
-constants, fuse, lower to the VM) with these changes:
+`cpu_pipeline(tvm_target, vector_bits)` turns a module from `lower_graph` (one Primitive Relax
+function per IR node) into a VM module:
 
-1. before legalization: `clip` becomes minimum/maximum (ConvertLayout has no rule for clip), 2-D
-   convolutions go to NHWC with HWIO weights (`convert_layout`, TVM's ConvertLayout when there is
-   a convolution; pools and elementwise ops follow their input's layout), and the weight
-   transposes are folded into new constants with numpy;
-2. legalization: erf, GELU and softmax use TVM's `fast_erf` / `fast_exp` polynomials for float32
-   (vectorizable; the default ones are scalar libm calls per element); fusion puts at most
-   `MAX_FUSED_OPS` (64) ops into one kernel (`fuse_ops`; TVM's default is 256);
-3. every PrimFunc is scheduled by the rules of `rules.py` (`ApplySchedules`); a kernel whose
+1. `front_passes`: legalization, where erf, GELU and softmax use TVM's `fast_erf` / `fast_exp`
+   polynomials for float32 (vectorizable; the default ones are scalar libm calls per element);
+   constant folding inside the node functions; their constants become kernel arguments; FuseTIR
+   makes each node function one PrimFunc named after the node. No fusion or layout pass of
+   TVM's: the IR's nodes and layouts are the kernels';
+2. every PrimFunc is scheduled by the rules of `rules.py` (`ApplySchedules`); a kernel whose
    schedule vector-blocks a constant weight gets its constants repacked at compile time;
-4. with `tuning_db` (a directory written by `edgec tune`, see `tuning.py`): kernels the database
+3. with `tuning_db` (a directory written by `edgec tune`, see `tuning.py`): kernels the database
    has a record for, for this target, get the tiled rule with the best knob settings measured
-   (reported as "tuned"); the others keep the default settings.
+   (reported as "tuned"); the others keep the default settings;
+4. TVM's VM lowering, which turns a kernel that only reshapes contiguous data into a view.
 
 `schedule_func(func, target, vector_bits)` schedules one PrimFunc. `cpu_pipeline(...,
-schedule=False)` is the plain TVM pipeline, for comparisons.
+schedule=False)` leaves the kernels unscheduled, for comparisons.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import tvm
 from tvm import relax, tirx
 
 from edgec import interrupt
 
 from . import int8, rules
-
-# Relax ops that ConvertLayout moves to NHWC; the second entry is the weight layout. Pools and
-# elementwise ops take the layout of their input, so a chain of convs stays in NHWC.
-NHWC_LAYOUTS = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
 
 SCHEDULED = "tirx.is_scheduled"
 
@@ -71,58 +65,6 @@ def _legalize_softmax(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
 # Legalizations that differ from TVM's defaults on CPU targets.
 CPU_LEGALIZE = {"relax.erf": _legalize_erf, "relax.nn.gelu": _legalize_gelu,
                 "relax.nn.softmax": _legalize_softmax}
-
-
-@relax.expr_functor.mutator
-class _FoldConstantTransposes(relax.PyExprMutator):
-    """permute_dims of a constant -> the transposed constant, computed with numpy."""
-
-    def visit_call_(self, call):  # noqa: D102
-        call = super().visit_call_(call)
-        if (isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op)
-                and call.op.name == "relax.permute_dims" and isinstance(call.args[0], tvm.ir.expr.Constant)):
-            data = call.args[0].value.numpy()
-            axes = call.attrs.axes
-            axes = None if axes is None else [int(a) for a in axes]
-            return relax.const(np.ascontiguousarray(np.transpose(data, axes)), str(data.dtype))
-        return call
-
-
-@relax.expr_functor.mutator
-class _ClipToMinMax(relax.PyExprMutator):
-    """clip(x, lo, hi) -> minimum(maximum(x, lo), hi): ConvertLayout has no layout rule for clip
-    and would wrap every relu6 of an NHWC network in two transposes."""
-
-    def visit_call_(self, call):  # noqa: D102
-        call = super().visit_call_(call)
-        if not (isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.clip"):
-            return call
-        x, lo, hi = call.args
-        dtype = str(x.ty.dtype)
-        bounds = [getattr(b, "value", None) for b in (lo, hi)]
-        if not all(isinstance(b, (int, float)) for b in bounds):
-            return call
-        lo_c, hi_c = (relax.const(b, dtype) for b in bounds)
-        return relax.op.minimum(relax.op.maximum(x, lo_c), hi_c)
-
-
-@tvm.transform.module_pass(opt_level=0, name="edgec.ClipToMinMax")
-def clip_to_min_max(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-    """See `_ClipToMinMax`."""
-    for gv, func in list(mod.functions_items()):
-        if isinstance(func, relax.Function):
-            mod[gv] = _ClipToMinMax().visit_expr(func)
-    return mod
-
-
-@tvm.transform.module_pass(opt_level=0, name="edgec.FoldConstantTransposes")
-def fold_constant_transposes(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-    """Repack weights once, at compile time: the weight transposes ConvertLayout inserts become
-    new constants (numpy, instead of TVM's FoldConstant building a kernel for each)."""
-    for gv, func in list(mod.functions_items()):
-        if isinstance(func, relax.Function):
-            mod[gv] = _FoldConstantTransposes().visit_expr(func)
-    return mod
 
 
 def schedule_func(func: tirx.PrimFunc, target: tvm.target.Target, vector_bits: int,
@@ -245,6 +187,8 @@ class ApplySchedules:
             if func.attrs is not None and SCHEDULED in func.attrs and int(func.attrs[SCHEDULED]):
                 self.applied[gv.name_hint] = "prescheduled"
                 continue
+            if relax.analysis.has_reshape_pattern(func):
+                continue  # left as it is for TVM's RewriteDataflowReshape, which makes it a view
             constant = constant_params(sites, gv.name_hint)
             packs: list = []
             new, rule = self._schedule(func, constant, packs)
@@ -269,62 +213,28 @@ class ApplySchedules:
         return bb.get()
 
 
-MAX_FUSED_OPS = 64
-
-
-@tvm.transform.module_pass(opt_level=0, name="edgec.FuseOps")
-def fuse_ops(mod: tvm.IRModule, ctx) -> tvm.IRModule:
-    """TVM's FuseOps with at most MAX_FUSED_OPS ops in a kernel. Scheduling a kernel grows
-    faster than its op count (each op is inlined into the ones after it): with TVM's default of
-    256, scheduling a 2,000-op elementwise chain (-O1) took ten times as long (3.2 s against
-    0.34 s). The fusable groups of ordinary models are a handful of ops."""
-    config = {**dict(ctx.config), "relax.FuseOps.max_depth": MAX_FUSED_OPS}
-    with tvm.transform.PassContext(opt_level=ctx.opt_level, config=config):
-        return relax.transform.FuseOps()(mod)
-
-
-@tvm.transform.module_pass(opt_level=0, name="edgec.ConvertLayout")
-def convert_layout(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-    """TVM's ConvertLayout to NHWC_LAYOUTS, run only when the module has an op it converts: it
-    grows faster than quadratically with the bindings of a function (0.5 s at 1,000 elementwise
-    ops, 1.3 s at 2,000, 7.6 s at 4,000), and without such an op it changes nothing."""
-    found = []
-
-    def visit(expr):
-        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name in NHWC_LAYOUTS:
-            found.append(expr)
-
-    for _, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            relax.analysis.post_order_visit(func, visit)
-    return relax.transform.ConvertLayout(NHWC_LAYOUTS)(mod) if found else mod
-
-
-def front_passes(tvm_target: tvm.target.Target, layouts: bool = True) -> list:
-    """TVM's CPU passes up to fusion, with edgec's layout changes before legalization:
-    library dispatch, clip -> min/max, NHWC convolutions, weight transposes folded, legalize,
-    fold constants, fuse."""
+def front_passes(tvm_target: tvm.target.Target) -> list:
+    """TVM's CPU passes up to the kernels, for a module from `lower_graph`: legalize (with
+    CPU_LEGALIZE), fold constants inside the node functions, pass their constants as arguments
+    (`lift_constants`), and make each node function one PrimFunc (FuseTIR); no fusion or layout
+    pass of TVM's. Library dispatch stays TVM's (it offloads nothing for plain LLVM targets)."""
     from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
-    passes = list(cpu_generic.library_dispatch_passes(tvm_target))
-    if layouts:
-        passes += [clip_to_min_max, relax.transform.Normalize(), convert_layout, relax.transform.Normalize(),
-                   fold_constant_transposes]
-    if not layouts:
-        return passes + list(cpu_generic.legalize_passes(tvm_target))
-    return passes + [
-        relax.transform.LegalizeOps(customize_legalize_map=CPU_LEGALIZE),
-        relax.transform.AnnotateTIROpPattern(),
-        relax.transform.FoldConstant(),
-        fuse_ops,
-        relax.transform.FuseTIR(),
-    ]
+    from ..lower import lift_constants, name_kernels
+    return [*cpu_generic.library_dispatch_passes(tvm_target),
+            relax.transform.LegalizeOps(customize_legalize_map=CPU_LEGALIZE),
+            relax.transform.AnnotateTIROpPattern(),
+            relax.transform.FoldConstant(),
+            lift_constants,
+            relax.transform.FuseTIR(),
+            relax.transform.DeadCodeElimination(),
+            name_kernels]
 
 
 def cpu_pipeline(tvm_target: tvm.target.Target, vector_bits: int, schedule: bool = True,
                  tuning_db: str | None = None, report: dict | None = None):
-    """The Relax pipeline for a CPU target: layouts, legalize, fuse, schedule, lower to the VM.
+    """The Relax pipeline for a CPU target: a kernel per node, scheduled, lowered to the VM.
 
-    `schedule=False` is TVM's plain pipeline (no layout change, no schedule), for comparisons.
+    `schedule=False` leaves the kernels unscheduled, for comparisons.
     `tuning_db`: a directory written by `edgec tune` (`tuning.tune`); kernels it has records for
     (same target, same structural hash) get the best knobs measured, the others edgec's default
     settings. `report`, when given, receives {kernel name: rule} where rule is a rule name,
@@ -338,13 +248,15 @@ def cpu_pipeline(tvm_target: tvm.target.Target, vector_bits: int, schedule: bool
     @tvm.transform.module_pass(opt_level=0, name="edgec.CPUPipeline")
     def pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         with tvm_target:
-            mod = tvm.transform.Sequential(front_passes(tvm_target, layouts=schedule))(mod)
+            mod = tvm.transform.Sequential(front_passes(tvm_target))(mod)
             if schedule:
                 apply = ApplySchedules(tvm_target, vector_bits, tuned)
                 mod = apply(mod)
                 if report is not None:
                     report.update(apply.applied)
-            passes = list(cpu_generic.dataflow_lower_passes(tvm_target)) + list(cpu_generic.finalize_passes(tvm_target))
+            # DeadCodeElimination: the kernels that became views are no longer called
+            passes = [*cpu_generic.dataflow_lower_passes(tvm_target), relax.transform.DeadCodeElimination(),
+                      *cpu_generic.finalize_passes(tvm_target)]
             return tvm.transform.Sequential(passes)(mod)
 
     return pipeline

@@ -93,9 +93,11 @@ def target_key(tvm_target: tvm.target.Target) -> str:
 
 
 def kernel_hash(func: tirx.PrimFunc) -> str:
-    """The database key of a kernel: the structural hash of its unscheduled PrimFunc, in decimal."""
+    """The database key of a kernel: the structural hash of its unscheduled PrimFunc, in decimal
+    (without the kernel's name: nodes that compute the same thing share their record)."""
     import tvm_ffi
-    return str(tvm_ffi.structural_hash(func))
+    from edgec.targets.lower import KERNEL
+    return str(tvm_ffi.structural_hash(func.without_attr(KERNEL)))
 
 
 # ---- the kernels ------------------------------------------------------------------------------

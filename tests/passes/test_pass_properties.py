@@ -42,6 +42,7 @@ FOCUS = {
     "fuse-bias": (LINEAR, (S.gen_conv, S.gen_linear)),
     "fuse-activation": (LINEAR, (S.gen_conv, S.gen_linear)),
     "fuse-matmul-add": ("mlp", (S.gen_linear,)),
+    "fuse-epilogue": (LINEAR, (S.gen_conv, S.gen_linear)),
     "convert-layout": ("cnn", (S.gen_conv, S.gen_pool, S.gen_transpose_pair)),
 }
 RELAXED = settings(suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])

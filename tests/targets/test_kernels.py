@@ -1,0 +1,92 @@
+"""The IR decides the code: after the pipeline every computing node is one kernel of the built
+module, named after it (`k<N>_<op>`, N its `%N` in model.eir), and nothing else is.
+
+- for the models of tools/make_models.py (small) at -O2 on the host: the manifest's kernels are
+  exactly the nodes of model.eir that are not views, in order, each with its ONNX origins and
+  schedule rule; the nodes without a kernel are reshapes of contiguous data;
+- the fusion passes decide the kernels: -O2 without the `fuse-*` passes builds more;
+- a node that computes the same thing as another keeps its own kernel;
+- kernel names follow the printed IR and the ops fused into the node.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import edgec
+from edgec.passmanager import format_pipeline, parse_pipeline
+from edgec.targets import get_target
+from edgec.targets.build import build_graph
+from edgec.targets.lower import VIEW_OPS, kernel_names
+
+ROOT = Path(__file__).resolve().parents[2]
+MODELS = ["resnet18", "mobilenetv2", "transformer", "mlp"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    out = tmp_path_factory.mktemp("models")
+    subprocess.run([sys.executable, str(ROOT / "tools" / "make_models.py"), "--out", str(out), "--small", *MODELS],
+                   check=True, capture_output=True, timeout=300)
+    return out
+
+
+def _eir_nodes(text: str) -> list[tuple[str, str]]:
+    """(`%N`, op) of each node line of a printed graph, constants left out."""
+    return re.findall(r"^  (%\d+)(?:, %\d+)* = (\w+)\(", text, re.M)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_manifest_kernels_are_the_nodes_of_the_final_ir(models, name, tmp_path):
+    result = edgec.compile(models / f"{name}.onnx", target="host", output=tmp_path / "art")
+    manifest = json.loads((tmp_path / "art" / "manifest.json").read_text())
+    nodes = _eir_nodes((tmp_path / "art" / "model.eir").read_text())
+    kernels, views = manifest["kernels"], manifest["views"]
+    assert len(nodes) == len(result.graph.nodes) and len(kernels) + len(views) == len(nodes)
+    assert sorted(k["name"] for k in kernels) == result.kernels
+    by_node = {k["node"]: k for k in kernels}
+    for number, op in nodes:
+        if number in by_node:
+            k = by_node[number]
+            assert k["name"].startswith(f"k{number[1:]}_") and k["op"] == op, k
+            assert k["origins"] and k["schedule"] is not None, k
+        else:
+            assert op in VIEW_OPS, (number, op)
+    assert [k["node"] for k in kernels] == [n for n, _ in nodes if n in by_node]  # node order
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenetv2", "transformer"])
+def test_without_the_fusion_passes_there_are_more_kernels(models, name):
+    graph = edgec.import_onnx(models / f"{name}.onnx")
+    target = get_target("host")
+    o2 = parse_pipeline(target.pipeline(2))
+    unfused = format_pipeline([item for item in o2 if not item[0].startswith("fuse-")])
+    fused = build_graph(edgec.optimize(graph, passes=target.pipeline(2)), target).kernels
+    plain = build_graph(edgec.optimize(graph, passes=unfused), target).kernels
+    assert len(plain) > len(fused), (len(plain), len(fused))
+
+
+def test_nodes_that_compute_the_same_keep_their_own_kernels():
+    graph = edgec.parse_ir("""graph @main(%x: f32[2,8]) -> (%y: f32[2,8], %z: f32[2,8]) {
+      %0 = relu(%x) : f32[2,8]
+      %1 = relu(%x) : f32[2,8]
+      return %0, %1
+    }""")
+    assert build_graph(graph, get_target("host")).kernels == ["k0_relu", "k1_relu"]
+
+
+def test_kernel_names_follow_the_printed_ir():
+    graph = edgec.parse_ir(r"""graph @main(%x: f32[1,2,4,4]) -> (%y: f32[1,2,4,4], %a: f32[1,1,4,4], %b: f32[1,1,4,4]) {
+      %c0 = const f32[2,2,1,1] [1.0, 2.0, 3.0, 4.0]
+      %0 = conv(%x, %c0) {activation="relu"} : f32[1,2,4,4]
+      %1, %2 = split(%0) {axis=1, sizes=[1,1]} : (f32[1,1,4,4], f32[1,1,4,4])
+      %3 = fused(%x, %c0) {body="%2 = conv(%0, %1); %3 = add(%2, %0); %4 = sigmoid(%3)"} : f32[1,2,4,4]
+      return %3, %1, %2
+    }""")
+    assert list(kernel_names(graph).values()) == ["k0_conv_relu", "k1_split", "k3_conv_add_sigmoid"]
