@@ -2,6 +2,7 @@
 
     edgec compile MODEL [--target T] -o DIR [-O N] [--passes STR] [--input-shape NAME=DIMS] [instruments]
     edgec run DIR --input NAME=FILE.npy ... [-o OUTDIR]
+    edgec profile DIR [--runs N] [--threads N] [--json]
     edgec opt MODEL|IR (--passes STR | -O N) [-o OUT.eir] [--full-constants] [instruments]
     edgec tune MODEL [--target T] --db DIR [--trials N] [--rpc HOST:PORT [--key K]] [--threads N]
     edgec verify MODEL [--target T] [-O N] [--input NAME=FILE.npy] [--bisect]
@@ -253,6 +254,15 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_profile(args) -> int:
+    import json
+    from edgec.targets.profile import profile
+    from .driver import load
+    report = profile(load(args.artifact, threads=args.threads), runs=args.runs)
+    print(json.dumps(report.as_json(), indent=2) if args.json else report.format())
+    return 0
+
+
 def _load_graph(path: str, input_shapes):
     from .onnx_import import import_onnx
     from .text import parse_ir
@@ -436,6 +446,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="directory for a NAME.npy per output (names made unique file names; each line says which)")
     p.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
     p.set_defaults(func=cmd_run)
+
+    p = command("profile", "time each kernel of a compiled artifact (guest instructions under qemu on ARM)")
+    p.add_argument("artifact", help="an artifact directory written by `edgec compile`")
+    p.add_argument("--runs", type=int, default=None,
+                   help="inferences measured (default: 10 on host, medians; 1 on ARM, whose kernel "
+                        "instruction counts do not vary)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="worker threads on host (default: all cores); ARM counts run on one thread")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON (stable keys) instead of the table")
+    p.set_defaults(func=cmd_profile)
 
     p = command("tune", "tune the model's kernels (edgec's schedule parameters) into a database")
     p.add_argument("model", help="the ONNX model file")

@@ -6,8 +6,8 @@ the same qemu-aarch64 -cpu cortex-a72.
     python tools/arm_bench.py MODEL.onnx ... --target arm-a76 --json out.json
 
 Wall time under qemu means nothing, so the figure is the number of guest instructions executed,
-counted by a qemu TCG plugin (tools/qemu_insn_count/insn_count.c, built by
-tools/build_qemu_plugin.sh). Each program is run twice, once with 1 inference and once with
+counted by a qemu TCG plugin (targets/qemu/insn_count.c, built by
+edgec.targets.profile.build_plugin). Each program is run twice, once with 1 inference and once with
 1 + RUNS; the difference divided by RUNS is the count per inference, free of loading and set-up.
 Both sides use one thread (edgec: TVM_NUM_THREADS=1; ONNX Runtime: one intra- and inter-op
 thread), so the counts compare the work each does per inference, not a parallel speed-up.
@@ -18,8 +18,8 @@ thread), so the counts compare the work each does per inference, not a parallel 
   at start and crashes on the host's x86 one, so it runs in a private mount namespace
   (`unshare -m`, needs root) with a Cortex-A72 cpuinfo bind-mounted over /proc/cpuinfo.
 
-Where the instructions go, kernel by kernel: tools/arm_profile.py (same qemu, a per-block
-profiling plugin, symbols of model.so).
+Where the instructions go, kernel by kernel: `edgec profile DIR` and tools/arm_profile.py (same
+qemu, a per-block profiling plugin, symbols of model.so).
 
 Needs: qemu-user, an aarch64 cross compiler (g++-aarch64-linux-gnu or pip ziglang), a host C
 compiler, root for unshare. Prints a table; --json writes the numbers.
@@ -38,7 +38,6 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PLUGIN_SOURCE = ROOT / "tools" / "qemu_insn_count" / "insn_count.c"
 ORT_RUN_SOURCE = ROOT / "tools" / "qemu_insn_count" / "ort_run.c"
 DTYPE_CODES = {"f32": "f32", "i64": "i64"}
 
@@ -49,10 +48,9 @@ CPUINFO_A72 = "".join(
     for i in range(4))
 
 
-def build_plugin(work: Path) -> Path:
-    out = work / "libinsn_count.so"
-    subprocess.run([str(ROOT / "tools" / "build_qemu_plugin.sh"), str(out)], check=True, stdout=subprocess.DEVNULL)
-    return out
+def build_plugin() -> Path:
+    from edgec.targets.profile import build_plugin as build
+    return build("insn_count")
 
 
 def ort_library(work: Path) -> Path:
@@ -134,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.path.insert(0, str(ROOT / "tools"))
             from make_models import build_all
             models = list(build_all(work / "models", small=args.small).values())
-        plugin, ort_lib, ort_run = build_plugin(work), ort_library(work), build_ort_run(work)
+        plugin, ort_lib, ort_run = build_plugin(), ort_library(work), build_ort_run(work)
         cpuinfo = work / "cpuinfo"
         cpuinfo.write_text(CPUINFO_A72)
         results = []

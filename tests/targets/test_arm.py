@@ -257,7 +257,7 @@ def test_bundle_needs_an_arm_artifact(tmp_path):
         bundle.make_bundle(art)
 
 
-# ---- instruction counts (tools/arm_bench.py, tools/qemu_insn_count/) -----------------------------
+# ---- instruction counts (tools/arm_bench.py, targets/qemu/) -----------------------------------
 
 def _arm_bench():
     import importlib.util
@@ -282,7 +282,7 @@ def test_instruction_counts_edgec_and_onnxruntime(tmp_path):
     model, _ = conv_model()
     import onnx
     onnx.save(model, tmp_path / "conv.onnx")
-    plugin = bench.build_plugin(tmp_path)
+    plugin = bench.build_plugin()
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(bench.CPUINFO_A72)
     r = bench.bench_model(tmp_path / "conv.onnx", "arm-a72", 2, tmp_path, plugin, bench.ort_library(tmp_path),

@@ -1,5 +1,6 @@
 /* insn_profile: a qemu TCG plugin that counts the guest instructions executed per translated
- * block, for attributing a program's instructions to functions (tools/arm_profile.py).
+ * block, for attributing a program's instructions to functions (`edgec profile` on ARM artifacts,
+ * edgec.targets.profile; tools/arm_profile.py).
  *
  *   qemu-aarch64 -plugin ./libinsn_profile.so,out=PROFILE.txt PROGRAM ...
  *
@@ -7,7 +8,7 @@
  * (hex guest virtual address, decimal instructions executed in blocks starting there), to the
  * file named by the `out` argument (stdout when absent), and the total "insns: N" through qemu's
  * plugin log like insn_count.c. A block translated twice at the same address (after a flush)
- * adds to the same entry. Built by tools/build_qemu_plugin.sh.
+ * adds to the same entry. Built by edgec.targets.profile.build_plugin.
  *
  * qemu's plugin API declarations: qemu_plugin_api.h.
  */

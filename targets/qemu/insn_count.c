@@ -5,7 +5,7 @@
  * At exit it writes one line, "insns: N", through qemu's plugin log (stderr, or the -D file).
  * Every translated block gets an execution callback adding its instruction count, so the number
  * is exact and deterministic for a deterministic program (it counts every thread; the sum is kept
- * with an atomic add). Built by tools/build_qemu_plugin.sh.
+ * with an atomic add). Built by edgec.targets.profile.build_plugin (tools/arm_bench.py uses it).
  *
  * qemu's plugin API declarations: qemu_plugin_api.h.
  */

@@ -2,7 +2,7 @@
  *
  * qemu ships no plugin header in Debian, so these declarations are written out here; they match
  * qemu 4.2 and later (plugin API versions 0 to 4). The API version a plugin declares is
- * EDGEC_QEMU_PLUGIN_VERSION, set by tools/build_qemu_plugin.sh from `qemu-aarch64 --version`
+ * EDGEC_QEMU_PLUGIN_VERSION, set by edgec.targets.profile.build_plugin from `qemu-aarch64 --version`
  * (1 for qemu < 9, 2 after).
  */
 #ifndef EDGEC_QEMU_PLUGIN_API_H
