@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import edgec
+from edgec.ops.fused import parse_body
 from edgec.targets import level_pipelines
 
 from onnx_util import assert_close
@@ -44,9 +45,13 @@ def test_resnet_convs_absorb_batch_norm_and_relu():
     graph, ops = optimized("resnet18", 2)
     assert ops["batch_norm"] == 0 and ops["relu"] == 0
     convs = [n for n in graph.nodes if n.op == "conv"]
-    assert len(convs) == 20 and all(len(n.inputs) == 3 for n in convs)
-    assert sum(n.attrs["activation"] == "relu" for n in convs) == 9  # the others feed a residual add
-    assert ops["fused_elementwise"] == 8  # residual add + relu, one per block
+    assert len(convs) == 12 and all(len(n.inputs) == 3 for n in convs)
+    assert sum(n.attrs["activation"] == "relu" for n in convs) == 9  # the 3 others: downsampling
+    # the last conv of each of the 8 blocks, with the residual add and relu after it (fuse-epilogue)
+    fused = [n for n in graph.nodes if n.op == "fused"]
+    assert ops["fused_elementwise"] == 0 and len(fused) == 8
+    assert all([op for op, _, _ in parse_body(n.attrs["body"], len(n.inputs), True)] == ["conv", "add", "relu"]
+               for n in fused)
 
 
 def test_mobilenet_relu6_becomes_a_conv_activation():
