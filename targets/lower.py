@@ -25,6 +25,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from edgec import interrupt
 from edgec.errors import EdgecError, VerifyError
 from edgec.ir import DTYPES, Graph, Node, Value, gc_paused
 from edgec.ops import get_op
@@ -90,19 +91,22 @@ def kernel_table(graph: Graph, built: list[str], schedules: dict[str, str | None
     """What the manifest says of the kernels: {"kernels": [{"name", "node" (`%N` in model.eir),
     "op", "origins", "schedule"}], "views": [{"node", "op", "origins"}]}, in node order. `built`:
     the PrimFuncs of the built module; `schedules`: {kernel: rule} (ApplySchedules' report). A
-    node without a kernel is a view of its input (or computes nothing); every built kernel is a
-    node's, else a bug in the lowering is reported."""
+    node without a kernel is a view of its input (or computes nothing); a node whose ops FuseTIR
+    could not combine has kernels `<name>__0`, `<name>__1`, ... (`fuse_tir`); every built kernel
+    is a node's, else a bug in the lowering is reported."""
     names, counter = kernel_names(graph), 0
+    parts: dict[str, list[str]] = {}  # node kernel name -> its kernels (itself, or its parts)
+    for k in sorted(built, key=lambda k: (k.split("__")[0], int(k.split("__")[1]) if "__" in k else -1)):
+        parts.setdefault(k.split("__")[0], []).append(k)
     table: dict[str, list[dict]] = {"kernels": [], "views": []}
     for node in graph.nodes:
         entry = {"node": f"%{counter}", "op": node.op, "origins": list(node.origin)}
         counter += len(node.outputs)
-        name = names[id(node)]
-        if name in built:
+        for name in parts.pop(names[id(node)], []):
             table["kernels"].append({"name": name, **entry, "schedule": schedules.get(name)})
-        else:
+        if not any(k["node"] == entry["node"] for k in table["kernels"][-1:]):
             table["views"].append(entry)
-    stray = sorted(set(built) - set(names.values()))
+    stray = sorted(k for ks in parts.values() for k in ks)
     if stray:
         raise VerifyError(f"the built module has kernels that are no node's: {', '.join(stray)} "
                           "(a bug in edgec's lowering)")
@@ -279,3 +283,64 @@ def name_kernels(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         if isinstance(func, tvm.tirx.PrimFunc):
             mod[gv] = func.with_attr(KERNEL, gv.name_hint)
     return mod
+
+
+def _without_primitive(mod: tvm.IRModule, names: set[str]) -> tvm.IRModule:
+    """`mod` with the node functions in `names` no longer marked Primitive."""
+    mod = mod.clone() if hasattr(mod, "clone") else tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
+    for gv, func in list(mod.functions_items()):
+        if gv.name_hint in names and _is_primitive(func):
+            mod[gv] = func.without_attr(PRIMITIVE)
+    return mod
+
+
+def _split_kernels(mod: tvm.IRModule, names: set[str]) -> tvm.IRModule:
+    """The node functions in `names` call their PrimFuncs under names of their own,
+    `<kernel>__<i>` (each with the KERNEL attribute), and are inlined into their callers."""
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+    bb = relax.BlockBuilder(mod)
+    for gv, func in list(mod.functions_items()):
+        if gv.name_hint not in names:
+            continue
+        callees: dict[str, relax.GlobalVar] = {}
+
+        def visit(expr):
+            if isinstance(expr, relax.Call) and expr.op.same_as(call_tir):
+                callees.setdefault(expr.args[0].name_hint, expr.args[0])
+
+        relax.analysis.post_order_visit(func.body, visit)
+        renamed = {old: bb.add_func(mod[old_gv].with_attr(KERNEL, f"{gv.name_hint}__{i}"), f"{gv.name_hint}__{i}")
+                   for i, (old, old_gv) in enumerate(callees.items())}
+
+        @relax.expr_functor.mutator
+        class Rename(relax.PyExprMutator):
+            def visit_call_(self, call):  # noqa: D102
+                call = super().visit_call_(call)
+                if call.op.same_as(call_tir) and call.args[0].name_hint in renamed:
+                    return relax.Call(call.op, [renamed[call.args[0].name_hint], *call.args[1:]], call.attrs,
+                                      call.ty_args)
+                return call
+
+        bb.update_func(gv, Rename().visit_expr(func))
+    return relax.transform.InlinePrivateFunctions()(bb.get())
+
+
+@tvm.transform.module_pass(opt_level=0, name="edgec.FuseTIR")
+def fuse_tir(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+    """TVM's FuseTIR: each node function becomes one PrimFunc. Where FuseTIR cannot combine a
+    node's ops (a cumsum between two flips: their buffers do not match), that node's ops stay
+    separate kernels, `<kernel>__0`, `<kernel>__1`, ... (found by trying each node function
+    alone, only when the whole module fails)."""
+    try:
+        return relax.transform.FuseTIR()(mod)
+    except RuntimeError:  # TVM's errors
+        pass
+    nodes = {gv.name_hint for gv, func in mod.functions_items() if _is_primitive(func)}
+    bad = set()
+    for name in sorted(nodes):
+        interrupt.check()  # TVM reports a Ctrl-C as its own error
+        try:
+            relax.transform.FuseTIR()(_without_primitive(mod, nodes - {name}))
+        except RuntimeError:
+            bad.add(name)
+    return relax.transform.FuseTIR()(_split_kernels(_without_primitive(mod, bad), bad))

@@ -219,13 +219,13 @@ def front_passes(tvm_target: tvm.target.Target) -> list:
     (`lift_constants`), and make each node function one PrimFunc (FuseTIR); no fusion or layout
     pass of TVM's. Library dispatch stays TVM's (it offloads nothing for plain LLVM targets)."""
     from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
-    from ..lower import lift_constants, name_kernels
+    from ..lower import fuse_tir, lift_constants, name_kernels
     return [*cpu_generic.library_dispatch_passes(tvm_target),
             relax.transform.LegalizeOps(customize_legalize_map=CPU_LEGALIZE),
             relax.transform.AnnotateTIROpPattern(),
             relax.transform.FoldConstant(),
             lift_constants,
-            relax.transform.FuseTIR(),
+            fuse_tir,
             relax.transform.DeadCodeElimination(),
             name_kernels]
 

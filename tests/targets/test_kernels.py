@@ -90,3 +90,20 @@ def test_kernel_names_follow_the_printed_ir():
       return %3, %1, %2
     }""")
     assert list(kernel_names(graph).values()) == ["k0_conv_relu", "k1_split", "k3_conv_add_sigmoid"]
+
+
+def test_a_node_whose_ops_fusetir_cannot_combine_has_numbered_kernels(tmp_path):
+    """A reverse CumSum is flip, cumsum, flip; FuseTIR cannot make those one PrimFunc (their
+    buffers differ), so the node's ops are kernels `k0_cumsum__0..2`, all listed for %0."""
+    import numpy as np
+    from onnx import helper
+    from onnx_util import assert_close, make_model, run_ort
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    model = make_model([helper.make_node("CumSum", ["x", "axis"], ["y"], reverse=1)], {"x": x}, ["y"],
+                       {"axis": np.array(1, np.int64)})
+    result = edgec.compile(model, target="host", output=tmp_path / "art")
+    manifest = json.loads((tmp_path / "art" / "manifest.json").read_text())
+    names = [k["name"] for k in manifest["kernels"]]
+    assert len(names) > 1 and names == [f"k0_cumsum__{i}" for i in range(len(names))], names
+    assert {k["node"] for k in manifest["kernels"]} == {"%0"} and manifest["views"] == []
+    assert_close(result.artifact.run({"x": x}), run_ort(model, {"x": x}), what="reverse cumsum")
