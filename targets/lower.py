@@ -102,9 +102,9 @@ def kernel_table(graph: Graph, built: list[str], schedules: dict[str, str | None
     for node in graph.nodes:
         entry = {"node": f"%{counter}", "op": node.op, "origins": list(node.origin)}
         counter += len(node.outputs)
-        for name in parts.pop(names[id(node)], []):
-            table["kernels"].append({"name": name, **entry, "schedule": schedules.get(name)})
-        if not any(k["node"] == entry["node"] for k in table["kernels"][-1:]):
+        mine = parts.pop(names[id(node)], [])
+        table["kernels"].extend({"name": name, **entry, "schedule": schedules.get(name)} for name in mine)
+        if not mine:
             table["views"].append(entry)
     stray = sorted(k for ks in parts.values() for k in ks)
     if stray:
