@@ -22,6 +22,7 @@ from onnx import helper
 import edgec
 from edgec.cli import main as cli_main
 from edgec.errors import EdgecError
+from edgec.passmanager import PassManager
 from edgec.targets import get_target
 from edgec.targets.lower import lower_graph
 from edgec.targets.schedules import rules, schedule_func
@@ -45,9 +46,14 @@ def conv_model():
     return make_model(nodes, {"x": x}, ["y"], {"w": rand(32, 8, 3, 3), "b": rand(32)}), {"x": x}
 
 
+def optimized(model, target=HOST, level=2):
+    """The graph `edgec compile --target T -O level` builds (and `edgec tune` tunes): the kernels
+    of a tuning database are those of the optimized graph."""
+    return PassManager(target.pipeline(level)).run(edgec.import_onnx(model))
+
+
 def kernels_of(model, target=HOST):
-    graph = edgec.import_onnx(model)
-    mod = lower_graph(graph, target)
+    mod = lower_graph(optimized(model, target), target)
     return tuning.extract_kernels(mod, target.tvm_target(), target.vector_bits)
 
 
@@ -139,7 +145,7 @@ def test_tune_then_compile_matches_ort(tmp_path, capsys):
     tunable = {k.hash: k for k in kernels_of(model) if len(k.space) > 1}
     assert len(tunable) >= 2
     runner = quick_runner()
-    graph = edgec.import_onnx(model)
+    graph = optimized(model)
     report = tuning.tune_graph(graph, HOST, tmp_path / "db", trials=8, runner=runner, stream=io.StringIO())
     assert runner.count == report.measured == 8
     data = _db(tmp_path / "db")
@@ -235,14 +241,14 @@ def test_resume_does_not_measure_twice(tmp_path):
 
 def test_database_of_another_target_applies_to_nothing(tmp_path, capsys):
     model, feeds = conv_model()
-    graph = edgec.import_onnx(model)
+    graph = optimized(model)
     other = tvm.target.Target({"kind": "llvm", "mcpu": "x86-64"})  # runs on any x86 machine
     assert tuning.target_key(other) != tuning.target_key(HOST.tvm_target())
     mod = lower_graph(graph, HOST)
     tuning.tune(mod, other, HOST.vector_bits, tmp_path / "db", trials=3,
                 runner=tuning.LocalRunner(other, repeat=1, min_repeat_ms=0), stream=io.StringIO())
     hashes = set(_db(tmp_path / "db")["records"][tuning.target_key(other)])
-    assert hashes & {k.hash for k in kernels_of(model)}  # same kernels: only the target differs
+    assert hashes == {k.hash for k in kernels_of(model) if k.space}  # same kernels: only the target differs
     model_path = tmp_path / "m.onnx"
     model_path.write_bytes(model.SerializeToString())
     rc = cli_main(["compile", str(model_path), "--target", "host", "-o", str(tmp_path / "art"),
@@ -264,7 +270,7 @@ def test_matmul_tuned_and_softmax_falls_back(tmp_path):
     tuning.tune_graph(matmul_only, HOST, tmp_path / "db", trials=3, runner=quick_runner(), stream=io.StringIO())
     report: dict = {}
     built = build_graph(edgec.import_onnx(model), HOST, tuning_db=str(tmp_path / "db"), report=report)
-    assert report == {"matmul": "tuned", "softmax": "rowwise"}, report
+    assert report == {"k0_matmul": "tuned", "k1_softmax": "rowwise"}, report
     vm = relax.VirtualMachine(built.executable, tvm.cpu())
     got = vm["main"](tvm.runtime.tensor(x))[0].numpy()
     assert_close({"z": got}, run_ort(model, {"x": x}), what="tuned")
@@ -273,7 +279,7 @@ def test_matmul_tuned_and_softmax_falls_back(tmp_path):
 def test_arm_target_without_rpc_is_an_error(tmp_path, capsys):
     model, _ = conv_model()
     with pytest.raises(EdgecError, match="--rpc"):
-        tuning.tune_graph(edgec.import_onnx(model), get_target("arm-a72"), tmp_path / "db", trials=2)
+        tuning.tune_graph(optimized(model, get_target("arm-a72")), get_target("arm-a72"), tmp_path / "db", trials=2)
     model_path = tmp_path / "m.onnx"
     model_path.write_bytes(model.SerializeToString())
     rc = cli_main(["tune", str(model_path), "--target", "arm-a72", "--db", str(tmp_path / "db"), "--trials", "2"])
@@ -299,7 +305,7 @@ def test_tuning_over_loopback_rpc(server, tmp_path):
     model, feeds = conv_model()
     runner = tuning.RPCRunner(HOST.tvm_target(), HOST.arch, server, repeat=1, min_repeat_ms=0, timeout_s=60)
     assert runner.where == server
-    report = tuning.tune_graph(edgec.import_onnx(model), HOST, tmp_path / "db", trials=4, runner=runner,
+    report = tuning.tune_graph(optimized(model), HOST, tmp_path / "db", trials=4, runner=runner,
                                stream=io.StringIO())
     assert runner.count == report.measured == 4
     records = _db(tmp_path / "db")["records"][tuning.target_key(HOST.tvm_target())]
@@ -336,7 +342,7 @@ def test_arm_candidates_are_cross_linked_for_the_board(tmp_path, monkeypatch):
     model, _ = conv_model()
     a72 = get_target("arm-a72")
     with pytest.raises(ToolError, match="10.0.0.9:9090"):
-        tuning.tune_graph(edgec.import_onnx(model), a72, tmp_path / "db", trials=2, rpc="10.0.0.9:9090",
+        tuning.tune_graph(optimized(model, a72), a72, tmp_path / "db", trials=2, rpc="10.0.0.9:9090",
                           stream=io.StringIO())
     assert uploaded == ["aarch64"]
 
@@ -345,7 +351,7 @@ def test_records_of_other_schedule_rules_are_not_used(tmp_path, monkeypatch, cap
     """The database key holds the rules' fingerprint: once the rules change, old records (whose
     knob settings would now mean other schedules) apply to nothing."""
     model, _ = conv_model()
-    tuning.tune_graph(edgec.import_onnx(model), HOST, tmp_path / "db", trials=3,
+    tuning.tune_graph(optimized(model), HOST, tmp_path / "db", trials=3,
                       runner=tuning.LocalRunner(HOST.tvm_target(), repeat=1, min_repeat_ms=0), stream=io.StringIO())
     model_path = tmp_path / "m.onnx"
     model_path.write_bytes(model.SerializeToString())
@@ -363,6 +369,9 @@ def test_int8_dot_product_kernels_are_not_tuned():
     a = rng.integers(-128, 128, (8, 64)).astype(np.int8)
     b = rng.integers(-128, 128, (64, 32)).astype(np.int8)
     model = node_model("MatMulInteger", {"a": a}, {"b": b})
-    dot = [k for k in kernels_of(model, get_target("arm-a76")) if "sdot" in k.name]
-    assert dot and all(k.space == [] for k in dot)
+    a76 = get_target("arm-a76")
+    dot = kernels_of(model, a76)
+    assert [k.name for k in dot] == ["k0_matmul_integer"]
+    assert schedule_func(dot[0].func, a76.tvm_target(), a76.vector_bits)[1] == "int8_dot"
+    assert dot[0].space == []
     assert any(k.space for k in kernels_of(model, get_target("arm-a72")))
