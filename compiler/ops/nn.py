@@ -959,11 +959,24 @@ def _matmul_infer(types, attrs):
         raise VerifyError(f"matmul operands must have rank >= 1, got {a} and {b}")
     sa = _swap_last(a.shape) if attrs["transpose_a"] else a.shape
     sb = _swap_last(b.shape) if attrs["transpose_b"] else b.shape
-    try:
-        shape = np.matmul(np.empty(sa, np.int8), np.empty(sb, np.int8)).shape
-    except ValueError:
-        raise VerifyError(f"matmul shapes {list(sa)} and {list(sb)} do not agree") from None
+    shape = matmul_shape(tuple(sa), tuple(sb))
+    if shape is None:
+        raise VerifyError(f"matmul shapes {list(sa)} and {list(sb)} do not agree")
     return [TensorType(a.dtype, shape)]
+
+
+def matmul_shape(sa: tuple, sb: tuple) -> tuple | None:
+    """The shape of `np.matmul` of operands of shapes `sa` and `sb` (rank >= 1), or None where
+    they do not agree; computed from the shapes alone (no array is made)."""
+    a = (1, *sa) if len(sa) == 1 else sa
+    b = (*sb, 1) if len(sb) == 1 else sb
+    if a[-1] != b[-2]:
+        return None
+    try:
+        batch = np.broadcast_shapes(a[:-2], b[:-2])
+    except ValueError:
+        return None
+    return (*batch, *a[-2:-1][:len(sa) - 1], *b[-1:][:len(sb) - 1])
 
 
 def _matmul_ref(xs, attrs):

@@ -664,3 +664,17 @@ def test_lp_pool_ceil_mode_refused():
     x = randn(1, 1, 5, 5)
     with pytest.raises(EdgecError, match="ceil_mode"):
         edgec.import_onnx(node_model("LpPool", {"x": x}, kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1, opset=18))
+
+
+_dims = st.lists(st.sampled_from([0, 1, 2, 3]), min_size=1, max_size=4)
+
+
+@given(_dims, _dims)
+def test_matmul_shape_is_numpy_matmuls(sa, sb):
+    """matmul's shape inference works from shapes alone; it agrees with np.matmul, refusals too."""
+    from edgec.ops.nn import matmul_shape
+    try:
+        want = np.matmul(np.empty(sa), np.empty(sb)).shape
+    except ValueError:
+        want = None
+    assert matmul_shape(tuple(sa), tuple(sb)) == want

@@ -1,7 +1,8 @@
 """The IR decides the code: after the pipeline every computing node is one kernel of the built
 module, named after it (`k<N>_<op>`, N its `%N` in model.eir), and nothing else is.
 
-- for the models of tools/make_models.py (small) at -O2 on the host: the manifest's kernels are
+- for the models of tools/make_models.py (small), and ResNet-50 and SqueezeNet (the onnx package's
+  "light" test models: full-size graphs, small constant weights) at -O2 on the host: the manifest's kernels are
   exactly the nodes of model.eir that are not views, in order, each with its ONNX origins and
   schedule rule; the nodes without a kernel are reshapes of contiguous data;
 - the fusion passes decide the kernels: -O2 without the `fuse-*` passes builds more;
@@ -27,6 +28,7 @@ from edgec.targets.lower import VIEW_OPS, kernel_names
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ["resnet18", "mobilenetv2", "transformer", "mlp"]
+LIGHT = ["resnet50", "squeezenet"]  # onnx/backend/test/data/light/light_<name>.onnx
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +44,16 @@ def _eir_nodes(text: str) -> list[tuple[str, str]]:
     return re.findall(r"^  (%\d+)(?:, %\d+)* = (\w+)\(", text, re.M)
 
 
-@pytest.mark.parametrize("name", MODELS)
+def _model_path(models: Path, name: str) -> Path:
+    if name in LIGHT:
+        import onnx
+        return Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / f"light_{name}.onnx"
+    return models / f"{name}.onnx"
+
+
+@pytest.mark.parametrize("name", MODELS + LIGHT)
 def test_the_manifest_kernels_are_the_nodes_of_the_final_ir(models, name, tmp_path):
-    result = edgec.compile(models / f"{name}.onnx", target="host", output=tmp_path / "art")
+    result = edgec.compile(_model_path(models, name), target="host", output=tmp_path / "art")
     manifest = json.loads((tmp_path / "art" / "manifest.json").read_text())
     nodes = _eir_nodes((tmp_path / "art" / "model.eir").read_text())
     kernels, views = manifest["kernels"], manifest["views"]
@@ -61,9 +70,9 @@ def test_the_manifest_kernels_are_the_nodes_of_the_final_ir(models, name, tmp_pa
     assert [k["node"] for k in kernels] == [n for n, _ in nodes if n in by_node]  # node order
 
 
-@pytest.mark.parametrize("name", ["resnet18", "mobilenetv2", "transformer"])
+@pytest.mark.parametrize("name", ["resnet18", "mobilenetv2", "transformer", "squeezenet"])
 def test_without_the_fusion_passes_there_are_more_kernels(models, name):
-    graph = edgec.import_onnx(models / f"{name}.onnx")
+    graph = edgec.import_onnx(_model_path(models, name))
     target = get_target("host")
     o2 = parse_pipeline(target.pipeline(2))
     unfused = format_pipeline([item for item in o2 if not item[0].startswith("fuse-")])
