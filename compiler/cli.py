@@ -93,6 +93,16 @@ def _instruments(args: argparse.Namespace):
         out=lambda text: print(text, file=sys.stderr))
 
 
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return n
+
+
 def _input_shapes(args: argparse.Namespace) -> dict[str, tuple[int, ...]]:
     from .onnx_import import parse_shape
     return dict(parse_shape(s) for s in args.input_shape)
@@ -196,7 +206,7 @@ def cmd_compile(args) -> int:
     target = args.target or _default_target()
     result = compile(args.model, target=target, output=args.output, level=_level(args), passes=args.passes,
                      input_shapes=_input_shapes(args), instruments=_instruments(args), bundle=args.bundle,
-                     tuning_db=args.tuning_db, force=args.force)
+                     tuning_db=args.tuning_db, force=args.force, jobs=args.jobs, progress=sys.stderr)
     if args.tuning_db:
         tuned = sum(rule == "tuned" for rule in result.schedules.values())
         print(f"tuning database {args.tuning_db}: {tuned} of {len(result.schedules)} kernels tuned, "
@@ -433,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace the output directory even if it is not an edgec artifact (its files are lost)")
     p.add_argument("--bundle", action="store_true", help="add the runtime and a runner for the board")
     p.add_argument("--tuning-db", type=Path, default=None, metavar="DIR", help="schedules from `edgec tune`")
+    p.add_argument("-j", "--jobs", type=_positive_int, default=None, metavar="N",
+                   help="threads that generate the kernels' code (default: all cores)")
     _add_pipeline_options(p)
     _add_model_options(p)
     _add_instrument_options(p)

@@ -20,9 +20,10 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -31,6 +32,7 @@ from .errors import EdgecError
 from .files import make_dirs, os_error, remove_dirs
 from .ir import DTYPES, Graph, TensorType
 from .passmanager import Instruments, PassManager, format_pipeline
+from .progress import Progress
 
 LIBRARY, MANIFEST, FINAL_IR = "model.so", "manifest.json", "model.eir"
 ARTIFACT_FORMAT = 2  # 2: the manifest lists the artifact's files ("files")
@@ -111,13 +113,14 @@ def _source(model: Any) -> tuple[Any, str]:
 
 
 def _write_artifact(tmp: Path, built, tgt, graph: Graph, pm: PassManager, level: int | None, sha: str,
-                    bundle: bool, schedules: dict[str, str | None]) -> None:
+                    bundle: bool, schedules: dict[str, str | None], jobs: int | None = None,
+                    progress=None) -> None:
     """The artifact's files, into the temporary directory `tmp`."""
     import tvm
     from edgec.targets.build import export_library
     from edgec.targets.lower import kernel_table
     from .text import print_ir
-    export_library(built, tgt, tmp / LIBRARY)
+    export_library(built, tgt, tmp / LIBRARY, jobs, progress)
     (tmp / FINAL_IR).write_text(print_ir(graph))
     manifest = {
         "format": ARTIFACT_FORMAT,
@@ -139,10 +142,36 @@ def _write_artifact(tmp: Path, built, tgt, graph: Graph, pm: PassManager, level:
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
+COMPILE_PROGRESS_AFTER_S = 2.0
+
+
+class _CompileProgress:
+    """`progress(unit, done, total)` for build_graph and export_library: one bar per stage
+    ("kernels scheduled", "kernels built", "kernels written") on a terminal, after 2 s."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.start = time.monotonic()
+        self.bar: Progress | None = None
+
+    def __call__(self, unit: str, done: int, total: int) -> None:
+        if self.bar is None or self.bar.unit != unit:
+            drawn = self.bar is not None and self.bar.drawn  # the new bar redraws the same line
+            self.bar = Progress(total, unit, self.stream, since=self.start, after=COMPILE_PROGRESS_AFTER_S,
+                                lines=False)
+            self.bar.drawn = drawn
+        self.bar.update(done)
+
+    def clear(self) -> None:
+        if self.bar is not None:
+            self.bar.clear()
+
+
 def compile(model: Any, target: str = "host", output: str | Path | None = None, level: int = 2,
             passes: str | None = None, input_shapes: dict[str, tuple[int, ...]] | None = None,
             instruments: Instruments | None = None, bundle: bool = False,
-            tuning_db: str | Path | None = None, force: bool = False) -> CompileResult:
+            tuning_db: str | Path | None = None, force: bool = False, jobs: int | None = None,
+            progress: TextIO | None = None) -> CompileResult:
     """Import `model` (ONNX path or ModelProto), optimize, build for `target`, write `output`.
 
     `bundle` (ARM targets): also put the aarch64 TVM runtime and the `edgec-run` runner in the
@@ -150,6 +179,9 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
     `tuning_db`: a directory written by `edgec tune`; matching kernels use its schedules.
     `output` may name an existing directory only if it is empty or an edgec artifact holding
     nothing but its own files (see `check_output_dir`); `force` replaces any other directory.
+    `jobs`: threads that generate the kernels' code (default: every core). `progress`: a stream
+    (stderr) for a bar of the kernels scheduled, built and written, drawn only on a terminal and
+    only once the compile has taken 2 s (`COMPILE_PROGRESS_AFTER_S`).
     TVM is loaded only after the passes, so that a bad model or pipeline fails at once."""
     from edgec.targets import get_target
     from .onnx_import import import_onnx
@@ -166,6 +198,7 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
     if tuning_db is not None and not Path(tuning_db).is_dir():
         raise EdgecError(f"--tuning-db {tuning_db}: no such directory; make one with `edgec tune`")
     made, tmp = [], None  # the artifact's parent directories this call made, and its temporary directory
+    bar = _CompileProgress(progress) if progress is not None else None
     try:
         if out_dir is not None:  # first, so that an -o that cannot be written fails before the compile
             try:
@@ -179,13 +212,14 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
         from edgec.targets.build import build_graph
         tgt = get_target(target)
         schedule_report: dict[str, str] = {}
-        built = build_graph(graph, tgt, tuning_db=str(tuning_db) if tuning_db else None, report=schedule_report)
+        built = build_graph(graph, tgt, tuning_db=str(tuning_db) if tuning_db else None, report=schedule_report,
+                            jobs=jobs, progress=bar)
         interrupt.check()  # TVM may have turned a Ctrl-C into a failure it worked around
         artifact = None
         if tmp is not None:
             try:
                 _write_artifact(tmp, built, tgt, graph, pm, level if passes is None else None, sha, bundle,
-                                schedule_report)
+                                schedule_report, jobs, bar)
             except OSError as e:
                 if e.filename is not None and not str(e.filename).startswith(str(tmp)):
                     raise  # not the artifact's own file: a tool's
@@ -199,6 +233,8 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
                 made, tmp = [], None
             artifact = Artifact(out_dir)
     finally:
+        if bar is not None:
+            bar.clear()
         if tmp is not None:
             with interrupt.deferred():
                 shutil.rmtree(tmp, ignore_errors=True)

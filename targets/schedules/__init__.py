@@ -157,8 +157,10 @@ class ApplySchedules:
     kernels scheduled with knobs from the database, "prescheduled" for PrimFuncs that arrived
     already scheduled)."""
 
-    def __init__(self, target: tvm.target.Target, vector_bits: int, tuned: dict[str, dict] | None = None):
+    def __init__(self, target: tvm.target.Target, vector_bits: int, tuned: dict[str, dict] | None = None,
+                 progress=None):
         self.target = target
+        self.progress = progress  # progress("kernels scheduled", done, total), or None
         self.vector_bits = vector_bits
         self.tuned = tuned or {}
         self.applied: dict[str, str | None] = {}
@@ -180,10 +182,15 @@ class ApplySchedules:
         sites = _call_tir_sites(mod)
         updated = {}
         all_packs: dict[str, list[tuple[int, int]]] = {}
+        total = sum(isinstance(f, tirx.PrimFunc) for _, f in mod.functions_items())
+        done = 0
         for gv, func in mod.functions_items():
             interrupt.check()  # a Ctrl-C that an earlier pass (FoldConstant) worked around stops here
             if not isinstance(func, tirx.PrimFunc):
                 continue
+            done += 1
+            if self.progress is not None:
+                self.progress("kernels scheduled", done, total)
             if func.attrs is not None and SCHEDULED in func.attrs and int(func.attrs[SCHEDULED]):
                 self.applied[gv.name_hint] = "prescheduled"
                 continue
@@ -231,14 +238,15 @@ def front_passes(tvm_target: tvm.target.Target) -> list:
 
 
 def cpu_pipeline(tvm_target: tvm.target.Target, vector_bits: int, schedule: bool = True,
-                 tuning_db: str | None = None, report: dict | None = None):
+                 tuning_db: str | None = None, report: dict | None = None, progress=None):
     """The Relax pipeline for a CPU target: a kernel per node, scheduled, lowered to the VM.
 
     `schedule=False` leaves the kernels unscheduled, for comparisons.
     `tuning_db`: a directory written by `edgec tune` (`tuning.tune`); kernels it has records for
     (same target, same structural hash) get the best knobs measured, the others edgec's default
     settings. `report`, when given, receives {kernel name: rule} where rule is a rule name,
-    "tuned", or None (left unscheduled)."""
+    "tuned", or None (left unscheduled). `progress(unit, done, total)`: called as kernels are
+    scheduled."""
     from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
     tuned = None
     if tuning_db is not None and schedule:
@@ -250,7 +258,7 @@ def cpu_pipeline(tvm_target: tvm.target.Target, vector_bits: int, schedule: bool
         with tvm_target:
             mod = tvm.transform.Sequential(front_passes(tvm_target))(mod)
             if schedule:
-                apply = ApplySchedules(tvm_target, vector_bits, tuned)
+                apply = ApplySchedules(tvm_target, vector_bits, tuned, progress)
                 mod = apply(mod)
                 if report is not None:
                     report.update(apply.applied)

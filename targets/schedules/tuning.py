@@ -70,6 +70,7 @@ from tvm import tirx
 
 from edgec.driver import set_threads
 from edgec.errors import EdgecError, ToolError
+from edgec.progress import Progress, duration
 
 DB_FILE = "tuning.json"
 CONFIRM = 3  # best settings measured again with the default, when the budget allows
@@ -342,59 +343,6 @@ class RPCRunner:
         self._tmp.cleanup()
 
 
-# ---- progress ---------------------------------------------------------------------------------
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-class Progress:
-    """A progress bar with an ETA on `stream`: one line redrawn with \\r when it is a terminal,
-    plain lines (one per kernel) otherwise."""
-
-    def __init__(self, total: int, stream: TextIO | None = None, width: int = 24):
-        self.total = max(0, total)
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.width = width
-        self.done = 0
-        self.start = time.monotonic()
-
-    def line(self, what: str) -> str:
-        elapsed = time.monotonic() - self.start
-        eta = elapsed / self.done * (self.total - self.done) if self.done else None
-        frac = self.done / self.total if self.total else 1.0
-        filled = int(round(frac * self.width))
-        bar = "#" * filled + "." * (self.width - filled)
-        return (f"[{bar}] {self.done}/{self.total} measurements, {_duration(elapsed)} elapsed, "
-                f"ETA {'?' if eta is None else _duration(eta)}  {what}")
-
-    def step(self, what: str) -> None:
-        """One more measurement done (redraws the bar on a terminal)."""
-        self.done += 1
-        if self.tty:
-            self.stream.write("\r" + self.line(what)[:150].ljust(150))
-            self.stream.flush()
-
-    def kernel_done(self, what: str) -> None:
-        """A kernel is finished (a line of its own when not on a terminal)."""
-        if not self.tty:
-            self.stream.write(self.line(what) + "\n")
-            self.stream.flush()
-
-    def finish(self, what: str) -> None:
-        if self.tty:
-            self.stream.write("\r" + self.line(what)[:150].ljust(150) + "\n")
-        else:
-            self.stream.write(self.line(what) + "\n")
-        self.stream.flush()
-
-
 # ---- tuning -----------------------------------------------------------------------------------
 
 def _ms(ms: float | None) -> str:
@@ -468,7 +416,7 @@ class TuneReport:
         gain = ", ".join(f"{k} {v:.2f}x" for k, v in sorted(self.speedups.items(), key=lambda kv: -kv[1])[:5]
                          if v > 1.005)
         return (f"{self.tunable} of {self.kernels} kernels tunable; {self.measured} measurements made, "
-                f"{self.reused} reused from the database, {_duration(self.seconds)}"
+                f"{self.reused} reused from the database, {duration(self.seconds)}"
                 + (f"; best gains: {gain}" if gain else ""))
 
 
@@ -502,7 +450,7 @@ def tune(mod: tvm.IRModule, tvm_target: tvm.target.Target, vector_bits: int, db_
     # on a loaded machine does not decide.
     with_default = tunable[:trials]
     missing_defaults = sum(not already(k, orders[k.hash][0]) for k in with_default)
-    progress = Progress(missing_defaults, stream)
+    progress = Progress(missing_defaults, "measurements", stream)
     measured = 0
 
     def measure(k: Kernel, knobs: dict) -> None:
@@ -534,7 +482,7 @@ def tune(mod: tvm.IRModule, tvm_target: tvm.target.Target, vector_bits: int, db_
             if not already(k, orders[k.hash][0]):
                 measure(k, orders[k.hash][0])
         db.save()
-        progress.kernel_done("default schedules measured")
+        progress.note("default schedules measured")
         # The budget is shared by the defaults' first rounds, which confirmation rounds leave as they
         # are (they lower "ms"): a rerun plans what the first run planned, and so measures nothing.
         default_ms = {k.hash: next(iter(db.measured(tkey, k.hash)[_knobs_id(orders[k.hash][0])]["runs"]), None)
@@ -566,7 +514,7 @@ def tune(mod: tvm.IRModule, tvm_target: tvm.target.Target, vector_bits: int, db_
                 best = db.record(tkey, k.hash, k.name)["best"]
                 best_ms = db.measured(tkey, k.hash)[_knobs_id(best)]["ms"] if best is not None else None
                 default_now = db.measured(tkey, k.hash)[_knobs_id(orders[k.hash][0])]["ms"]
-                progress.kernel_done(f"{k.name}: default {_ms(default_now)}, best {_ms(best_ms)}")
+                progress.note(f"{k.name}: default {_ms(default_now)}, best {_ms(best_ms)}")
     finally:
         db.save()
         runner.close()

@@ -112,30 +112,6 @@ def test_candidate_order_and_allocation():
     assert tuning.allocate([1.0], [5], 0) == [0]
 
 
-def test_progress_plain_lines_have_an_eta():
-    out = io.StringIO()
-    p = tuning.Progress(4, out)
-    for _ in range(2):
-        p.step("k")
-    p.kernel_done("kernel k")
-    text = out.getvalue()
-    assert "\r" not in text and "2/4 measurements" in text and "ETA" in text and "kernel k" in text
-
-
-def test_progress_on_a_terminal_redraws_one_line():
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
-
-    out = Terminal()
-    p = tuning.Progress(3, out)
-    for _ in range(3):
-        p.step("k")
-    p.finish("done")
-    text = out.getvalue()
-    assert text.count("\r") == 4 and text.count("\n") == 1 and "3/3 measurements" in text and "ETA" in text
-
-
 def _db(path):
     return json.loads((path / tuning.DB_FILE).read_text())
 
