@@ -35,10 +35,8 @@ def _compile(model: Any, bound: dict[str, np.ndarray], input_shapes: Any, target
     """Import (with the `bound` graph inputs turned into initializers), optimize, build."""
     import onnx
     from onnx import numpy_helper
+    from .driver import build
     from .onnx_import import import_onnx
-    from .passmanager import PassManager
-    from edgec.targets import get_target
-    from edgec.targets.build import build_graph
 
     if bound:
         model = onnx.ModelProto.FromString(model.SerializeToString())
@@ -46,10 +44,8 @@ def _compile(model: Any, bound: dict[str, np.ndarray], input_shapes: Any, target
         del model.graph.input[:]
         model.graph.input.extend(kept)
         model.graph.initializer.extend(numpy_helper.from_array(a, name) for name, a in bound.items())
-    target = get_target(target_name)
-    graph = import_onnx(model, input_shapes)
-    graph = PassManager(target.pipeline(level)).run(graph)
-    return graph, build_graph(graph, target).executable
+    result = build(import_onnx(model, input_shapes), target_name, level)
+    return result.graph, result.built.executable
 
 
 def _empty_inputs(model: Any) -> list[str]:

@@ -296,15 +296,10 @@ def _load_graph(path: str, input_shapes):
 
 def cmd_opt(args) -> int:
     from .files import write_text
-    from .passmanager import PassManager
+    from .passmanager import PassManager, resolve_pipeline
     from .text import print_ir
     _load_passes(args.load_pass)
-    if args.passes is not None:
-        pipeline = args.passes
-    else:
-        from edgec.targets import get_target
-        pipeline = get_target(args.target or _default_target(), detect=False).pipeline(_level(args))
-    pm = PassManager(pipeline, _instruments(args))
+    pm = PassManager(resolve_pipeline(args.target or _default_target(), _level(args), args.passes), _instruments(args))
     graph = pm.run(_load_graph(args.model, _input_shapes(args)))
     text = print_ir(graph, full_constants=args.full_constants)
     if args.timing:
@@ -376,7 +371,7 @@ def cmd_tune(args) -> int:
     from edgec.targets import get_target
     from edgec.targets.schedules.tuning import tune_graph
     from .onnx_import import import_onnx
-    from .passmanager import PassManager
+    from .passmanager import optimize
     _load_passes(args.load_pass)
     target = get_target(args.target or _default_target())
     if target.kind != "cpu":
@@ -385,8 +380,7 @@ def cmd_tune(args) -> int:
         raise EdgecError(f"--trials must be at least 1, got {args.trials}")
     if args.key and not args.rpc:
         raise EdgecError("--key needs --rpc HOST:PORT (the RPC tracker's address)")
-    pipeline = args.passes if args.passes is not None else target.pipeline(_level(args))
-    graph = PassManager(pipeline).run(import_onnx(args.model, _input_shapes(args)))
+    graph = optimize(import_onnx(args.model, _input_shapes(args)), target.name, _level(args), args.passes)
     report = tune_graph(graph, target, args.db, args.trials, rpc=args.rpc, key=args.key, threads=args.threads)
     print(f"tuned {args.model} for {target.name}: {report.format()}")
     print(f"tuning records in {args.db}; use them with `edgec compile ... --tuning-db {args.db}` "

@@ -31,7 +31,7 @@ from . import interrupt
 from .errors import EdgecError
 from .files import make_dirs, os_error, remove_dirs
 from .ir import DTYPES, Graph, TensorType
-from .passmanager import Instruments, PassManager, format_pipeline
+from .passmanager import Instruments, PassManager, format_pipeline, resolve_pipeline
 from .progress import Progress
 
 LIBRARY, MANIFEST, FINAL_IR = "model.so", "manifest.json", "model.eir"
@@ -99,6 +99,7 @@ class CompileResult:
     kernels: list[str]
     artifact: "Artifact | None"
     schedules: dict[str, str]  # kernel -> schedule rule ("tuned" when from the tuning database)
+    built: Any = None  # edgec.targets.build.BuildResult: the executable, in this process
 
 
 def _source(model: Any) -> tuple[Any, str]:
@@ -187,8 +188,7 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
     from .onnx_import import import_onnx
 
     tgt = get_target(target, detect=False)
-    pipeline = passes if passes is not None else tgt.pipeline(level)
-    pm = PassManager(pipeline, instruments)
+    pm = PassManager(resolve_pipeline(target, level, passes), instruments)
     out_dir = Path(output) if output is not None else None
     if out_dir is not None:
         check_output_dir(out_dir, force)
@@ -208,12 +208,9 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
             except OSError as e:
                 raise os_error("compile -o", out_dir, e) from None
         source, sha = _source(model)
-        graph = pm.run(import_onnx(source, input_shapes))
-        from edgec.targets.build import build_graph
-        tgt = get_target(target)
-        schedule_report: dict[str, str] = {}
-        built = build_graph(graph, tgt, tuning_db=str(tuning_db) if tuning_db else None, report=schedule_report,
-                            jobs=jobs, progress=bar)
+        result = build(import_onnx(source, input_shapes), target, pass_manager=pm, tuning_db=tuning_db,
+                       jobs=jobs, progress=bar)
+        graph, built, schedule_report, tgt = result.graph, result.built, result.schedules, get_target(target)
         interrupt.check()  # TVM may have turned a Ctrl-C into a failure it worked around
         artifact = None
         if tmp is not None:
@@ -239,7 +236,26 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
             with interrupt.deferred():
                 shutil.rmtree(tmp, ignore_errors=True)
         remove_dirs(made)
-    return CompileResult(graph, pm, built.kernels, artifact, schedule_report)
+    return CompileResult(graph, pm, built.kernels, artifact, schedule_report, built)
+
+
+def build(graph: Graph, target: str = "host", level: int | None = 2, passes: str | None = None, *,
+          pass_manager: PassManager | None = None, tuning_db: str | Path | None = None,
+          jobs: int | None = None, progress=None) -> CompileResult:
+    """The one compile path: optimize `graph` with the pipeline of `target` at `level` (or the
+    explicit `passes`; see `resolve_pipeline`), or with `pass_manager`, then lower every
+    computing node to one kernel, schedule the kernels (records of `tuning_db` first) and
+    generate their code. `compile` adds the artifact; the ONNX backend runs `built.executable` in
+    this process; `verify` and the benchmark go through `compile`; `edgec tune` tunes the kernels
+    of the same optimized graph. `jobs`, `progress`: see `targets.build.build_graph`."""
+    from edgec.targets import get_target
+    from edgec.targets.build import build_graph
+    pm = pass_manager or PassManager(resolve_pipeline(target, level, passes))
+    graph = pm.run(graph)
+    schedules: dict[str, str] = {}
+    built = build_graph(graph, get_target(target), tuning_db=str(tuning_db) if tuning_db else None,
+                        report=schedules, jobs=jobs, progress=progress)
+    return CompileResult(graph, pm, built.kernels, None, schedules, built)
 
 
 ARCHES = ("x86_64", "aarch64")

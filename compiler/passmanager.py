@@ -288,10 +288,17 @@ class PassManager:
         return "\n".join(rows)
 
 
+def resolve_pipeline(target: str = "host", level: int | None = None, passes: str | None = None) -> str:
+    """The pipeline a compile runs: `passes` when given, else the target's pipeline for `level`
+    (default 2). The one place where a level becomes passes: compile, optimize, verify, tune, opt
+    and the ONNX backend all ask here."""
+    if passes is not None:
+        return passes
+    from edgec.targets import get_target
+    return get_target(target, detect=False).pipeline(2 if level is None else level)
+
+
 def optimize(graph: Graph, target: str = "host", level: int | None = 2, passes: str | None = None,
              instruments: Instruments | None = None) -> Graph:
     """Run the target's pipeline for `level` (or the explicit `passes`) on a copy of `graph`."""
-    if passes is None:
-        from edgec.targets import get_target
-        passes = get_target(target, detect=False).pipeline(level if level is not None else 2)
-    return PassManager(passes, instruments).run(graph.copy())
+    return PassManager(resolve_pipeline(target, level, passes), instruments).run(graph.copy())

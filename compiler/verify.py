@@ -237,13 +237,6 @@ class VerifyReport:
         return self.format()
 
 
-def _pipeline(target: str, level: int | None, passes: str | None) -> str:
-    if passes is not None:
-        return passes
-    from edgec.targets import get_target
-    return get_target(target).pipeline(2 if level is None else level)
-
-
 def _model_label(model: Any) -> str:
     return str(model) if isinstance(model, (str, Path)) else (getattr(model.graph, "name", "") or "<model>")
 
@@ -261,10 +254,10 @@ def verify_model(model: Any, target: str = "host", level: int | None = 2, passes
     """
     from .interpreter import check_inputs, interpret
     from .onnx_import import import_onnx
-    from .passmanager import optimize
+    from .passmanager import optimize, resolve_pipeline
 
     seconds: dict[str, float] = {}
-    pipeline = _pipeline(target, level, passes)
+    pipeline = resolve_pipeline(target, level, passes)
     graph = import_onnx(model, input_shapes)
     feeds = check_inputs(graph, inputs) if inputs is not None else random_inputs(graph, seed)
 
@@ -453,9 +446,9 @@ def bisect(model: Any, target: str = "host", level: int | None = 2, passes: str 
     """
     from .interpreter import interpret
     from .onnx_import import import_onnx
-    from .passmanager import PassManager, format_pipeline, parse_pipeline
+    from .passmanager import PassManager, format_pipeline, parse_pipeline, resolve_pipeline
 
-    pipeline = _pipeline(target, level, passes)
+    pipeline = resolve_pipeline(target, level, passes)
     items = parse_pipeline(pipeline)
     graph = import_onnx(model, input_shapes)
     feeds = dict(inputs) if inputs is not None else random_inputs(graph, seed)

@@ -219,3 +219,15 @@ def test_hidden_changes_of_attributes_and_constants_are_caught(liar):
             PassManager(liar.name).run(g)
     finally:
         PASSES.pop(liar.name)
+
+
+def test_the_pipeline_is_resolved_in_one_place():
+    """`resolve_pipeline`: explicit passes win, the level picks the target's pipeline (default
+    -O2), a level that does not exist is an error; `optimize` runs what it resolves."""
+    from edgec.passmanager import resolve_pipeline
+    from edgec.targets import get_target
+    assert resolve_pipeline("host", 1, "dce") == "dce"
+    assert resolve_pipeline("host") == resolve_pipeline("host", 2) == get_target("host", detect=False).pipeline(2)
+    assert resolve_pipeline("arm-a72", 0) == get_target("arm-a72").pipeline(0)
+    with pytest.raises(EdgecError, match="-O7"):
+        resolve_pipeline("host", 7)

@@ -935,8 +935,8 @@ class FuzzWorker:
         elif kind == "onnx-fuzz":
             self.bases = [small_cnn(), mixed_model()]
         elif kind == "eir-fuzz":
-            from edgec.targets import get_target
-            self.pipeline = get_target("host").pipeline(2)
+            from edgec.passmanager import resolve_pipeline
+            self.pipeline = resolve_pipeline("host", 2)
             self.bases = [edgec.print_ir(edgec.import_onnx(small_cnn()), full_constants=True),
                           edgec.print_ir(edgec.import_onnx(mixed_model()), full_constants=True), VALID_EIR]
         else:

@@ -116,3 +116,17 @@ def test_a_node_whose_ops_fusetir_cannot_combine_has_numbered_kernels(tmp_path):
     assert len(names) > 1 and names == [f"k0_cumsum__{i}" for i in range(len(names))], names
     assert {k["node"] for k in manifest["kernels"]} == {"%0"} and manifest["views"] == []
     assert_close(result.artifact.run({"x": x}), run_ort(model, {"x": x}), what="reverse cumsum")
+
+
+def test_compile_and_the_onnx_backend_take_the_same_path(models, tmp_path):
+    """One compile path (`edgec.driver.build`): `edgec compile` and the ONNX backend build the
+    same optimized graph and the same kernels."""
+    import onnx
+    from edgec.backend import EdgecBackend
+    from edgec.text import print_ir
+    model = onnx.load(str(models / "mlp.onnx"))
+    result = edgec.compile(model, target="host", output=tmp_path / "art")
+    rep = EdgecBackend.prepare(model)
+    graph, _vm = rep._compiled[()]
+    assert print_ir(graph) == print_ir(result.graph)
+    assert edgec.driver.build(edgec.import_onnx(model), "host").kernels == result.kernels

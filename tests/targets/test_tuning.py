@@ -22,7 +22,6 @@ from onnx import helper
 import edgec
 from edgec.cli import main as cli_main
 from edgec.errors import EdgecError
-from edgec.passmanager import PassManager
 from edgec.targets import get_target
 from edgec.targets.lower import lower_graph
 from edgec.targets.schedules import rules, schedule_func
@@ -49,7 +48,7 @@ def conv_model():
 def optimized(model, target=HOST, level=2):
     """The graph `edgec compile --target T -O level` builds (and `edgec tune` tunes): the kernels
     of a tuning database are those of the optimized graph."""
-    return PassManager(target.pipeline(level)).run(edgec.import_onnx(model))
+    return edgec.optimize(edgec.import_onnx(model), target=target.name, level=level)
 
 
 def kernels_of(model, target=HOST):
