@@ -43,6 +43,7 @@ class Target:
     dotprod: bool = False  # int8 dot-product instructions allowed
     aliases: tuple[str, ...] = ()
     pipelines: dict[int, str] | None = None  # None: level_pipelines(layout)
+    qemu_cpus: tuple[str, ...] = ()  # qemu-aarch64 -cpu models that run exactly its instructions, best first
 
     def __post_init__(self):
         if self.pipelines is None:

@@ -75,8 +75,7 @@ def relax_pipeline(target: Any, tuning_db: str | None = None, report: dict | Non
     being "tuned" for kernels scheduled from the database. `progress`: see build_graph."""
     if target.kind == "cpu":
         from .schedules import cpu_pipeline
-        return cpu_pipeline(target.tvm_target(), target.vector_bits, tuning_db=tuning_db, report=report,
-                            progress=progress)
+        return cpu_pipeline(target, tuning_db=tuning_db, report=report, progress=progress)
     return relax.get_default_pipeline(target.tvm_target())
 
 

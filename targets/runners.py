@@ -26,7 +26,6 @@ import numpy as np
 from edgec.driver import output_files
 from edgec.errors import EdgecError, ToolError
 
-from .arm import QEMU_CPUS
 from .bundle import RUNNER, is_bundle, runtime_dir
 
 QEMU = "qemu-aarch64"
@@ -61,13 +60,15 @@ def qemu_cpu_models() -> tuple[str, ...]:
 
 def qemu_cpu(target_name: str) -> str:
     """The qemu CPU model that runs exactly the instructions of the target's core."""
-    if target_name not in QEMU_CPUS:
+    from . import TARGETS
+    wanted = TARGETS[target_name].qemu_cpus if target_name in TARGETS else ()
+    if not wanted:
         raise EdgecError(f"target '{target_name}' is not an ARM target; qemu cannot run it")
     models = qemu_cpu_models()
-    for model in QEMU_CPUS[target_name]:
+    for model in wanted:
         if model in models:
             return model
-    raise ToolError(f"this qemu-aarch64 has none of the CPU models {QEMU_CPUS[target_name]} for '{target_name}' "
+    raise ToolError(f"this qemu-aarch64 has none of the CPU models {list(wanted)} for '{target_name}' "
                     f"(it has {', '.join(models)}); install a newer qemu-user")
 
 

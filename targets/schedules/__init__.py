@@ -1,6 +1,7 @@
 """edgec's default CPU schedules and the Relax pipeline that applies them.
 
-`cpu_pipeline(tvm_target, vector_bits)` turns a module from `lower_graph` (one Primitive Relax
+`cpu_pipeline(target)` (an edgec Target, whole: its TVM target, vector width and dot-product
+flag are its fields) turns a module from `lower_graph` (one Primitive Relax
 function per IR node) into a VM module:
 
 1. `front_passes`: legalization, where erf, GELU and softmax use TVM's `fast_erf` / `fast_exp`
@@ -15,7 +16,7 @@ function per IR node) into a VM module:
    (reported as "tuned"); the others keep the default settings;
 4. TVM's VM lowering, which turns a kernel that only reshapes contiguous data into a view.
 
-`schedule_func(func, target, vector_bits)` schedules one PrimFunc. `cpu_pipeline(...,
+`schedule_func(func, target)` schedules one PrimFunc. `cpu_pipeline(...,
 schedule=False)` leaves the kernels unscheduled, for comparisons.
 """
 
@@ -67,8 +68,8 @@ CPU_LEGALIZE = {"relax.erf": _legalize_erf, "relax.nn.gelu": _legalize_gelu,
                 "relax.nn.softmax": _legalize_softmax}
 
 
-def schedule_func(func: tirx.PrimFunc, target: tvm.target.Target, vector_bits: int,
-                  constant_params=frozenset(), packs: list | None = None, knobs: dict | None = None):
+def schedule_func(func: tirx.PrimFunc, target, constant_params=frozenset(), packs: list | None = None,
+                  knobs: dict | None = None):
     """The scheduled version of `func` and the name of the rule that scheduled it
     (`(func, None)` when no rule applies). Parameters in `constant_params` (indices) are
     constants at every call site; the tiled rule may repack those and lists them in `packs`.
@@ -76,9 +77,9 @@ def schedule_func(func: tirx.PrimFunc, target: tvm.target.Target, vector_bits: i
     its defaults)."""
     tries = [
         ("int8_dot", lambda f, p: int8.dot_product(f, target)),
-        ("tiled_reduction", lambda f, p: rules.tiled_reduction(f, vector_bits, constant_params, p, knobs)),
-        ("injective", lambda f, p: rules.injective(f, vector_bits)),
-        ("rowwise", lambda f, p: rules.rowwise(f, vector_bits)),
+        ("tiled_reduction", lambda f, p: rules.tiled_reduction(f, target.vector_bits, constant_params, p, knobs)),
+        ("injective", lambda f, p: rules.injective(f, target.vector_bits)),
+        ("rowwise", lambda f, p: rules.rowwise(f, target.vector_bits)),
     ]
     for name, rule in tries:
         attempt: list = []
@@ -157,11 +158,9 @@ class ApplySchedules:
     kernels scheduled with knobs from the database, "prescheduled" for PrimFuncs that arrived
     already scheduled)."""
 
-    def __init__(self, target: tvm.target.Target, vector_bits: int, tuned: dict[str, dict] | None = None,
-                 progress=None):
-        self.target = target
+    def __init__(self, target, tuned: dict[str, dict] | None = None, progress=None):
+        self.target = target  # the edgec Target
         self.progress = progress  # progress("kernels scheduled", done, total), or None
-        self.vector_bits = vector_bits
         self.tuned = tuned or {}
         self.applied: dict[str, str | None] = {}
 
@@ -172,11 +171,11 @@ class ApplySchedules:
             knobs = self.tuned.get(kernel_hash(func))
             if knobs is not None:
                 tuned_packs: list = []
-                new, rule = schedule_func(func, self.target, self.vector_bits, constant, tuned_packs, knobs)
+                new, rule = schedule_func(func, self.target, constant, tuned_packs, knobs)
                 if rule == "tiled_reduction":
                     packs.extend(tuned_packs)
                     return new, "tuned"
-        return schedule_func(func, self.target, self.vector_bits, constant, packs)
+        return schedule_func(func, self.target, constant, packs)
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         sites = _call_tir_sites(mod)
@@ -237,8 +236,8 @@ def front_passes(tvm_target: tvm.target.Target) -> list:
             name_kernels]
 
 
-def cpu_pipeline(tvm_target: tvm.target.Target, vector_bits: int, schedule: bool = True,
-                 tuning_db: str | None = None, report: dict | None = None, progress=None):
+def cpu_pipeline(target, schedule: bool = True, tuning_db: str | None = None, report: dict | None = None,
+                 progress=None):
     """The Relax pipeline for a CPU target: a kernel per node, scheduled, lowered to the VM.
 
     `schedule=False` leaves the kernels unscheduled, for comparisons.
@@ -248,6 +247,7 @@ def cpu_pipeline(tvm_target: tvm.target.Target, vector_bits: int, schedule: bool
     "tuned", or None (left unscheduled). `progress(unit, done, total)`: called as kernels are
     scheduled."""
     from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
+    tvm_target = target.tvm_target()
     tuned = None
     if tuning_db is not None and schedule:
         from .tuning import best_knobs
@@ -258,7 +258,7 @@ def cpu_pipeline(tvm_target: tvm.target.Target, vector_bits: int, schedule: bool
         with tvm_target:
             mod = tvm.transform.Sequential(front_passes(tvm_target))(mod)
             if schedule:
-                apply = ApplySchedules(tvm_target, vector_bits, tuned, progress)
+                apply = ApplySchedules(target, tuned, progress)
                 mod = apply(mod)
                 if report is not None:
                     report.update(apply.applied)

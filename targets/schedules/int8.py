@@ -87,13 +87,6 @@ def _register_intrin() -> None:
     s_tir.TensorIntrin.register(SDOT_INTRIN, _sdot_desc, _sdot_impl)
 
 
-def has_dotprod(target: tvm.target.Target) -> bool:
-    """Whether the TVM target may use the ARMv8.2 dot-product instructions."""
-    if str(target.kind.name) != "llvm" or "aarch64" not in str(target.attrs.get("mtriple", "")):
-        return False
-    return "+dotprod" in [str(m) for m in target.attrs.get("mattr", [])]
-
-
 # ---- compile-time weight packing (numpy) -----------------------------------------------------
 
 def round_up4(n: int) -> int:
@@ -209,10 +202,10 @@ def _find_dot_block(sch: s_tir.Schedule):
     return None
 
 
-def dot_product(func: tirx.PrimFunc, target: tvm.target.Target) -> s_tir.Schedule | None:
-    """The sdot schedule (module doc) for a kernel holding a `DOT_BLOCK` product, on targets
-    with the dot-product extension; None otherwise."""
-    if not has_dotprod(target):
+def dot_product(func: tirx.PrimFunc, target) -> s_tir.Schedule | None:
+    """The sdot schedule (module doc) for a kernel holding a `DOT_BLOCK` product, on edgec
+    targets with the dot-product extension (`target.dotprod`); None otherwise."""
+    if not target.dotprod:
         return None
     sch = s_tir.Schedule(func)
     main = _find_dot_block(sch)

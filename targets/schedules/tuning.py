@@ -1,7 +1,7 @@
 """Tuning the parameters of edgec's own schedule rules, into a reusable database.
 
     report = tune_graph(graph, target, "tuning_db", trials=2000)             # resumable
-    pipeline = cpu_pipeline(tvm_target, vector_bits, tuning_db="tuning_db")   # tuned + default rules
+    pipeline = cpu_pipeline(target, tuning_db="tuning_db")   # tuned + default rules
 
 What is tuned: the knobs of the `tiled_reduction` rule (`rules.tiled_reduction_space`: register
 tile sizes and whatever else the space offers), kernel by kernel. The default setting is always
@@ -125,12 +125,12 @@ def fused_module(mod: tvm.IRModule, tvm_target: tvm.target.Target) -> tvm.IRModu
         return tvm.transform.Sequential(front_passes(tvm_target))(mod)
 
 
-def extract_kernels(mod: tvm.IRModule, tvm_target: tvm.target.Target, vector_bits: int) -> list[Kernel]:
+def extract_kernels(mod: tvm.IRModule, target) -> list[Kernel]:
     """The kernels of the lowered Relax module `mod` as `cpu_pipeline` schedules them, with their
     tuning spaces (kernels with an empty space are included, with `space == []`)."""
     from . import _call_tir_sites, constant_params, schedule_func
     from .rules import tiled_reduction_space
-    fused = fused_module(mod, tvm_target)
+    fused = fused_module(mod, target.tvm_target())
     sites = _call_tir_sites(fused)
     kernels = []
     for gv, func in fused.functions_items():
@@ -138,20 +138,20 @@ def extract_kernels(mod: tvm.IRModule, tvm_target: tvm.target.Target, vector_bit
             continue
         constant = constant_params(sites, gv.name_hint)
         try:
-            space = tiled_reduction_space(func, vector_bits)
+            space = tiled_reduction_space(func, target.vector_bits)
         except Exception:  # noqa: BLE001 - the rule does not understand this kernel: not tunable
             space = []
-        if space and schedule_func(func, tvm_target, vector_bits, constant, [])[1] != "tiled_reduction":
+        if space and schedule_func(func, target, constant, [])[1] != "tiled_reduction":
             space = []  # a rule tried before the tiled one (int8 dot product) schedules it
         kernels.append(Kernel(gv.name_hint, func, constant, max(1, len(sites.get(gv.name_hint, []))), space))
     return kernels
 
 
-def scheduled(kernel: Kernel, tvm_target: tvm.target.Target, vector_bits: int, knobs: dict) -> tirx.PrimFunc:
+def scheduled(kernel: Kernel, target, knobs: dict) -> tirx.PrimFunc:
     """The kernel scheduled with `knobs` (as ApplySchedules would, weights repacked), ready to
     build alone; an EdgecError if the rule refuses the setting."""
     from . import schedule_func
-    func, rule = schedule_func(kernel.func, tvm_target, vector_bits, kernel.constant_params, [], knobs)
+    func, rule = schedule_func(kernel.func, target, kernel.constant_params, [], knobs)
     if rule != "tiled_reduction":
         raise EdgecError(f"{kernel.name}: the tiled rule refused the setting {knobs}")
     return func.with_attr("global_symbol", "main")
@@ -420,16 +420,17 @@ class TuneReport:
                 + (f"; best gains: {gain}" if gain else ""))
 
 
-def tune(mod: tvm.IRModule, tvm_target: tvm.target.Target, vector_bits: int, db_dir: str | Path, trials: int,
-         runner=None, stream: TextIO | None = None) -> TuneReport:
+def tune(mod: tvm.IRModule, target, db_dir: str | Path, trials: int, runner=None,
+         stream: TextIO | None = None) -> TuneReport:
     """Tune the kernels of the lowered Relax module `mod` with at most `trials` measurements in
     all (see the module docstring), recording them in the database in `db_dir`. `runner`: a
     LocalRunner (default) or RPCRunner. Progress goes to `stream` (default stderr)."""
     start = time.monotonic()
+    tvm_target = target.tvm_target()
     runner = runner or LocalRunner(tvm_target)
     db = Database(db_dir)
     tkey = target_key(tvm_target)
-    kernels = extract_kernels(mod, tvm_target, vector_bits)
+    kernels = extract_kernels(mod, target)
     # One entry per distinct kernel (identical kernels share a hash and a record).
     by_hash: dict[str, Kernel] = {}
     calls: dict[str, int] = {}
@@ -456,7 +457,7 @@ def tune(mod: tvm.IRModule, tvm_target: tvm.target.Target, vector_bits: int, db_
     def measure(k: Kernel, knobs: dict) -> None:
         nonlocal measured
         try:
-            ms, error = runner.measure(scheduled(k, tvm_target, vector_bits, knobs)), None
+            ms, error = runner.measure(scheduled(k, target, knobs)), None
         except ToolError:
             raise
         except Exception as e:  # noqa: BLE001 - a candidate that fails to build or run is skipped
@@ -553,5 +554,5 @@ def tune_graph(graph, target, db_dir: str | Path, trials: int, rpc: str | None =
     if target.kind != "cpu":
         raise EdgecError(f"edgec tune supports CPU targets; '{target.name}' is {target.kind}")
     runner = runner or make_runner(target, rpc, key, threads)
-    return tune(lower_graph(graph, target), target.tvm_target(), target.vector_bits, db_dir, trials,
+    return tune(lower_graph(graph, target), target, db_dir, trials,
                 runner=runner, stream=stream)

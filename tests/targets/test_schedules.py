@@ -9,6 +9,7 @@ the module and compares with ONNX Runtime. No timing here: speed is tools/bench.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -248,7 +249,7 @@ def test_same_results_as_the_unscheduled_build(what):
     for schedule in (True, False):
         mod = lower_graph(edgec.import_onnx(model), target)
         with target.tvm_target():
-            mod = cpu_pipeline(target.tvm_target(), target.vector_bits, schedule=schedule)(mod)
+            mod = cpu_pipeline(target, schedule=schedule)(mod)
         outs.append(run_module(mod, feeds))
     for a, b in zip(*outs):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
@@ -336,7 +337,7 @@ def test_schedule_func_on_a_hand_written_kernel():
                 b[vi] = a[vi]
 
     target = get_target("host")
-    func, rule = schedule_func(copy, target.tvm_target(), target.vector_bits)
+    func, rule = schedule_func(copy, target)
     assert rule == "injective"
     assert "T.vectorized" in func.script()
 
@@ -350,7 +351,7 @@ def neon_module(model):
     target = get_target("host")
     mod = lower_graph(optimized(model), target)
     with target.tvm_target():
-        return cpu_pipeline(target.tvm_target(), 128)(mod)
+        return cpu_pipeline(dataclasses.replace(target, vector_bits=128))(mod)
 
 
 NEON_CASES = {
@@ -490,7 +491,7 @@ def _host_kernels(model):
     from edgec.targets.schedules import tuning
     target = get_target("host")
     mod = lower_graph(optimized(model), target)
-    return tuning.extract_kernels(mod, target.tvm_target(), target.vector_bits)
+    return tuning.extract_kernels(mod, target)
 
 
 def _run_alone(func, arrays):
@@ -532,8 +533,7 @@ def test_loop_order_and_padding_knobs_match_the_unscheduled_kernel(case):
                 continue  # one tile per setting beyond the first and single-row ones: keeps it fast
             seen.add(key)
             packs: list = []
-            func, rule = schedule_func(k.func, target.tvm_target(), target.vector_bits, k.constant_params,
-                                       packs, knobs)
+            func, rule = schedule_func(k.func, target, k.constant_params, packs, knobs)
             assert rule == "tiled_reduction", (k.name, knobs)
             packed = list(args)
             for index, vf in packs:
@@ -631,8 +631,7 @@ def test_many_channel_depthwise_unrolls_only_the_register_tile():
     k = tunable[0]
     assert k.space[0]["order"] == 1, k.space[0]
     for knobs in k.space:
-        func, rule = schedule_func(k.func, target.tvm_target(), target.vector_bits, k.constant_params,
-                                   [], knobs)
+        func, rule = schedule_func(k.func, target, k.constant_params, [], knobs)
         assert rule == "tiled_reduction", knobs
         text = func.script()
         assert "T.parallel" in text and "T.vectorized" in text, (knobs, text)

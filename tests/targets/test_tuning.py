@@ -11,6 +11,7 @@ Measurements use one short repeat each: these tests check behaviour, not speed.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
@@ -53,7 +54,7 @@ def optimized(model, target=HOST, level=2):
 
 def kernels_of(model, target=HOST):
     mod = lower_graph(optimized(model, target), target)
-    return tuning.extract_kernels(mod, target.tvm_target(), target.vector_bits)
+    return tuning.extract_kernels(mod, target)
 
 
 def quick_runner(**kw):
@@ -85,7 +86,7 @@ def test_every_setting_matches_the_unscheduled_kernel(case):
         expected = run_kernel(k.func, args)
         for knobs in k.space:
             packs: list = []
-            func, rule = schedule_func(k.func, HOST.tvm_target(), HOST.vector_bits, k.constant_params, packs, knobs)
+            func, rule = schedule_func(k.func, HOST, k.constant_params, packs, knobs)
             assert rule == "tiled_reduction", (k.name, knobs)
             packed = list(args)
             for index, vf in packs:
@@ -217,12 +218,12 @@ def test_resume_does_not_measure_twice(tmp_path):
 def test_database_of_another_target_applies_to_nothing(tmp_path, capsys):
     model, feeds = conv_model()
     graph = optimized(model)
-    other = tvm.target.Target({"kind": "llvm", "mcpu": "x86-64"})  # runs on any x86 machine
-    assert tuning.target_key(other) != tuning.target_key(HOST.tvm_target())
+    other = dataclasses.replace(HOST, tvm={"kind": "llvm", "mcpu": "x86-64"})  # runs on any x86 machine
+    assert tuning.target_key(other.tvm_target()) != tuning.target_key(HOST.tvm_target())
     mod = lower_graph(graph, HOST)
-    tuning.tune(mod, other, HOST.vector_bits, tmp_path / "db", trials=3,
-                runner=tuning.LocalRunner(other, repeat=1, min_repeat_ms=0), stream=io.StringIO())
-    hashes = set(_db(tmp_path / "db")["records"][tuning.target_key(other)])
+    tuning.tune(mod, other, tmp_path / "db", trials=3,
+                runner=tuning.LocalRunner(other.tvm_target(), repeat=1, min_repeat_ms=0), stream=io.StringIO())
+    hashes = set(_db(tmp_path / "db")["records"][tuning.target_key(other.tvm_target())])
     assert hashes == {k.hash for k in kernels_of(model) if k.space}  # same kernels: only the target differs
     model_path = tmp_path / "m.onnx"
     model_path.write_bytes(model.SerializeToString())
@@ -347,6 +348,6 @@ def test_int8_dot_product_kernels_are_not_tuned():
     a76 = get_target("arm-a76")
     dot = kernels_of(model, a76)
     assert [k.name for k in dot] == ["k0_matmul_integer"]
-    assert schedule_func(dot[0].func, a76.tvm_target(), a76.vector_bits)[1] == "int8_dot"
+    assert schedule_func(dot[0].func, a76)[1] == "int8_dot"
     assert dot[0].space == []
     assert any(k.space for k in kernels_of(model, get_target("arm-a72")))
