@@ -20,9 +20,10 @@ Pipelines are strings, `fold-constants{max-size=1024},dce`, which round-trip thr
 `parse_pipeline` and `format_pipeline`; an unknown pass or option, or a value an option does not
 take, is refused there, before anything runs.
 
-Instruments (`Instruments`, the CLI's flags) print or dump the IR around passes, time them,
-verify after each, and write a reproducer when a pass fails. Files are written whole or not at
-all (`edgec.files`); the reproducer's directory is made only when a pass fails.
+Instruments (`Instrument`: before/after-pass hooks) print or dump the IR around passes, time
+them, verify after each, and write a reproducer when a pass fails; `Instruments` holds the CLI's
+flags and makes them. No IR is printed unless an instrument asks. Files are written whole or not
+at all (`edgec.files`); the reproducer's directory is made only when a pass fails.
 """
 
 from __future__ import annotations
@@ -176,9 +177,133 @@ class PassRecord:
     stats: dict[str, int]
 
 
+class Instrument:
+    """Hooks the pass manager calls around each pass, as TVM's PassInstrument and MLIR's
+    PassInstrumentation: override what you need. Printing, dumping, timing, verifying and the
+    reproducer are instruments (below); `edgec verify --bisect` runs the passes one at a time.
+
+    `checks = True`: an exception from `after_pass` is the pass's failure (the verifier);
+    otherwise it is the instrument's own (a dump that cannot be written)."""
+
+    checks = False
+
+    def enter(self, graph: Graph) -> None:
+        """Before the first pass."""
+
+    def before_pass(self, step: int, label: str, graph: Graph) -> None:
+        """Before pass number `step` (from 1), `label` its pipeline text (`name{options}`)."""
+
+    def after_pass(self, step: int, label: str, graph: Graph, record: PassRecord) -> None:
+        """After the pass ran (and returned), with what the manager recorded of the run."""
+
+    def failed(self, step: int, label: str, error: Exception) -> str | None:
+        """The pass failed with `error`: a line to add to the error message, or None."""
+        return None
+
+
+class Timing(Instrument):
+    """Keeps a `PassRecord` per pass run (`--timing`'s table). Always on: it costs a clock read."""
+
+    def __init__(self):
+        self.records: list[PassRecord] = []
+
+    def after_pass(self, step, label, graph, record):
+        self.records.append(record)
+
+
+class VerifyIR(Instrument):
+    """Verifies the graph after each pass (types, uses, the IR's invariants)."""
+
+    checks = True
+
+    def after_pass(self, step, label, graph, record):
+        from .verifier import verify
+        verify(graph)
+
+
+class PrintIR(Instrument):
+    """Prints the IR before or after the passes named (or after all, or after those that changed it)."""
+
+    def __init__(self, before=(), after=(), after_all: bool = False, after_change: bool = False,
+                 out: Callable[[str], None] = print):
+        self.before, self.after = set(before), set(after)
+        self.after_all, self.after_change, self.out = after_all, after_change, out
+
+    def before_pass(self, step, label, graph):
+        from .text import print_ir
+        if label.split("{")[0] in self.before:
+            self.out(f"// -----// IR before {label} //----- //\n{print_ir(graph)}")
+
+    def after_pass(self, step, label, graph, record):
+        from .text import print_ir
+        if record.name in self.after or self.after_all or (self.after_change and record.changed):
+            self.out(f"// -----// IR after {label} //----- //\n{print_ir(graph)}")
+
+
+class DumpIR(Instrument):
+    """Writes the input IR and the IR after each pass into a directory, numbered."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        check_dir(self.folder, "--dump-ir")
+
+    def enter(self, graph):
+        from .text import print_ir
+        try:
+            make_dirs(self.folder)
+        except OSError as e:
+            raise os_error("--dump-ir", self.folder, e) from None
+        write_text(self.folder / "00-input.eir", print_ir(graph), "--dump-ir")
+
+    def after_pass(self, step, label, graph, record):
+        from .text import print_ir
+        write_text(self.folder / f"{step:02d}-{record.name}.eir", print_ir(graph), "--dump-ir")
+
+
+class Reproducer(Instrument):
+    """When a pass fails, writes its input IR (whole constants) and the pass into `folder`, or
+    (True) into a new temporary directory: the directory is made only then. It keeps the
+    pass's input as a fingerprint and its constants (`text.fingerprint`), not as printed text."""
+
+    def __init__(self, folder: bool | Path = True):
+        self.folder = folder
+        if not isinstance(folder, bool):
+            check_dir(Path(folder), "--reproducer-dir")
+        self.snapshot: tuple | None = None
+
+    def before_pass(self, step, label, graph):
+        from .text import fingerprint
+        payloads: list = []
+        self.snapshot = (fingerprint(graph, payloads), payloads)
+
+    def failed(self, step, label, error):
+        from .text import from_fingerprint, print_ir
+        try:
+            text = print_ir(from_fingerprint(*self.snapshot), full_constants=True)
+        except VerifyError as e:
+            return f"no reproducer: the pass's input IR was not well-formed ({e})"
+        try:
+            return f"reproducer (input IR and pipeline): {self._write(step, label, text)}"
+        except EdgecError as e:  # the pass's failure is the news: say why there is no reproducer
+            return f"no reproducer: {e}"
+
+    def _write(self, step: int, label: str, text: str) -> Path:
+        folder = Path(tempfile.gettempdir()) if self.folder is True else Path(self.folder)
+        try:
+            if self.folder is True:
+                folder = Path(tempfile.mkdtemp(prefix="edgec-reproducer-"))
+            make_dirs(folder)
+        except OSError as e:
+            raise os_error("--reproducer-dir", folder, e) from None
+        path = folder / f"edgec-reproducer-{step:02d}-{label.split('{')[0]}.eir"
+        write_text(path, f"// edgec reproducer: run with `edgec opt {path.name} --passes '{label}'`\n"
+                         f"// pipeline: {label}\n" + text, "--reproducer-dir")
+        return path
+
+
 @dataclass
 class Instruments:
-    """What the pass manager does around each pass (the CLI's instrument flags).
+    """The CLI's instrument flags, made into instruments by `build()`.
 
     `reproducer`: when a pass fails, write its input IR and the pipeline into this directory, or
     (True) into a new temporary directory, made only then; False: no reproducer."""
@@ -191,93 +316,74 @@ class Instruments:
     reproducer: bool | Path = False
     out: Callable[[str], None] = print
 
+    def build(self) -> list[Instrument]:
+        made: list[Instrument] = [VerifyIR()] if self.verify else []
+        if self.print_before or self.print_after or self.print_after_all or self.print_after_change:
+            made.append(PrintIR(self.print_before, self.print_after, self.print_after_all,
+                                self.print_after_change, self.out))
+        if self.dump_dir is not None:
+            made.append(DumpIR(self.dump_dir))
+        if self.reproducer is not False:
+            made.append(Reproducer(self.reproducer))
+        return made
+
 
 class PassManager:
-    def __init__(self, pipeline: str, instruments: Instruments | None = None):
+    """Runs a pipeline on a graph with instruments: an `Instruments` (the CLI's flags; default:
+    verify after each pass) or a list of `Instrument`s. A `Timing` instrument is always first
+    (`records`, `timing_table`)."""
+
+    def __init__(self, pipeline: str, instruments: Instruments | list[Instrument] | None = None):
         self.items = parse_pipeline(pipeline)
-        self.instruments = instruments or Instruments()
-        self.records: list[PassRecord] = []
-        if self.instruments.dump_dir is not None:
-            check_dir(Path(self.instruments.dump_dir), "--dump-ir")
-        if not isinstance(self.instruments.reproducer, bool):
-            check_dir(Path(self.instruments.reproducer), "--reproducer-dir")
+        chosen = (instruments or Instruments())
+        self.timing = Timing()
+        self.instruments: list[Instrument] = [self.timing, *(chosen.build() if isinstance(chosen, Instruments)
+                                                             else chosen)]
+
+    @property
+    def records(self) -> list[PassRecord]:
+        return self.timing.records
 
     @gc_paused()
     def run(self, graph: Graph) -> Graph:
         """Run the pipeline in place on `graph` and return it. A pass that returns False must
         leave what the printed IR shows unchanged: the manager compares `text.fingerprint`
         before and after it (linear in the graph, far cheaper than printing)."""
-        from .verifier import verify
-        from .text import fingerprint, print_ir
-        ins = self.instruments
-        if ins.dump_dir is not None:
-            try:
-                make_dirs(Path(ins.dump_dir))
-            except OSError as e:
-                raise os_error("--dump-ir", Path(ins.dump_dir), e) from None
-            write_text(Path(ins.dump_dir) / "00-input.eir", print_ir(graph), "--dump-ir")
+        from .text import fingerprint
+        for ins in self.instruments:
+            ins.enter(graph)
         for step, (name, opts) in enumerate(self.items, start=1):
             p = get_pass(name)(**opts)
             label = format_pipeline([(name, opts)])
-            payloads: list | None = [] if ins.reproducer is not False else None
-            before = fingerprint(graph, payloads)  # what the printed IR shows, without printing it
-            snapshot = (before, payloads) if payloads is not None else None  # for the reproducer
-            if name in ins.print_before:
-                ins.out(f"// -----// IR before {label} //----- //\n{print_ir(graph)}")
+            for ins in self.instruments:
+                ins.before_pass(step, label, graph)
+            before = fingerprint(graph)  # what the printed IR shows, without printing it
             nodes_before = len(graph.nodes)
             start = time.perf_counter()
             try:
                 changed = p.run(graph)
                 if not isinstance(changed, bool):
                     raise TypeError(f"pass '{name}' returned {changed!r}; run() must return True or False")
-                if ins.verify:
-                    verify(graph)
+                record = PassRecord(name, time.perf_counter() - start, changed, nodes_before, len(graph.nodes),
+                                    p.stats)
+                if changed is False and fingerprint(graph) != before:
+                    raise PassError(f"pass '{name}' changed the graph but returned False")
+                for ins in self.instruments:
+                    if ins.checks:
+                        ins.after_pass(step, label, graph, record)
             except Exception as e:  # noqa: BLE001 - any failure in a pass is reported the same way
-                raise self._failure(step, label, snapshot, e) from e
-            seconds = time.perf_counter() - start
-            if changed is False and fingerprint(graph) != before:
-                raise self._failure(step, label, snapshot, PassError(
-                    f"pass '{name}' changed the graph but returned False"))
-            self.records.append(PassRecord(name, seconds, changed, nodes_before, len(graph.nodes), p.stats))
-            shown = name in ins.print_after or ins.print_after_all or (ins.print_after_change and changed)
-            after = print_ir(graph) if shown or ins.dump_dir is not None else ""
-            if shown:
-                ins.out(f"// -----// IR after {label} //----- //\n{after}")
-            if ins.dump_dir is not None:
-                write_text(Path(ins.dump_dir) / f"{step:02d}-{name}.eir", after, "--dump-ir")
+                raise self._failure(step, label, e) from e
+            for ins in self.instruments:
+                if not ins.checks:
+                    ins.after_pass(step, label, graph, record)
         return graph
 
-    def _failure(self, step: int, label: str, snapshot: tuple | None, error: Exception) -> PassError:
-        """The error naming the pass and its predecessors; with a snapshot (the pass's input as a
-        fingerprint and its constants), the reproducer is rebuilt from it and written."""
-        from .text import from_fingerprint, print_ir
+    def _failure(self, step: int, label: str, error: Exception) -> PassError:
+        """The error naming the pass and its predecessors, with what the instruments add."""
         done = format_pipeline(self.items[:step - 1]) or "(none)"
-        message = f"pass '{label}' (step {step}) failed: {error}\n  passes before it: {done}"
-        if snapshot is not None:
-            try:
-                text = print_ir(from_fingerprint(*snapshot), full_constants=True)
-            except VerifyError as e:
-                return PassError(message + f"\n  no reproducer: the pass's input IR was not well-formed ({e})")
-            try:
-                message += f"\n  reproducer (input IR and pipeline): {self._write_reproducer(step, label, text)}"
-            except EdgecError as e:  # the pass's failure is the news: say why there is no reproducer
-                message += f"\n  no reproducer: {e}"
-        return PassError(message)
-
-    def _write_reproducer(self, step: int, label: str, text: str) -> Path:
-        """Write the failing pass's input IR `text` and pipeline; the directory is made now."""
-        where = self.instruments.reproducer
-        folder = Path(tempfile.gettempdir()) if where is True else Path(where)
-        try:
-            if where is True:
-                folder = Path(tempfile.mkdtemp(prefix="edgec-reproducer-"))
-            make_dirs(folder)
-        except OSError as e:
-            raise os_error("--reproducer-dir", folder, e) from None
-        path = folder / f"edgec-reproducer-{step:02d}-{label.split('{')[0]}.eir"
-        write_text(path, f"// edgec reproducer: run with `edgec opt {path.name} --passes '{label}'`\n"
-                         f"// pipeline: {label}\n" + text, "--reproducer-dir")
-        return path
+        lines = [f"pass '{label}' (step {step}) failed: {error}", f"passes before it: {done}"]
+        lines += [line for ins in self.instruments if (line := ins.failed(step, label, error))]
+        return PassError("\n  ".join(lines))
 
     def timing_table(self) -> str:
         rows = ["| pass | wall ms | changed | nodes | statistics |", "|---|---:|---|---|---|"]

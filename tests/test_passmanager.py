@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import edgec
-from edgec.errors import EdgecError, PassError
+from edgec.errors import EdgecError, PassError, VerifyError
 from edgec.ir import Graph, TensorType
 from edgec.passmanager import (PASSES, Instruments, Pass, PassManager, format_pipeline, parse_pipeline,
                                register_pass)
@@ -231,3 +231,48 @@ def test_the_pipeline_is_resolved_in_one_place():
     assert resolve_pipeline("arm-a72", 0) == get_target("arm-a72").pipeline(0)
     with pytest.raises(EdgecError, match="-O7"):
         resolve_pipeline("host", 7)
+
+
+def test_instruments_are_before_and_after_pass_hooks(test_passes):
+    """A user's instrument sees every pass, in order, with the manager's record of each run; an
+    exception from a checking instrument (`checks = True`) is the pass's failure."""
+    from edgec.passmanager import Instrument
+
+    class Log(Instrument):
+        def __init__(self):
+            self.calls = []
+
+        def enter(self, graph):
+            self.calls.append(("enter", len(graph.nodes)))
+
+        def before_pass(self, step, label, graph):
+            self.calls.append(("before", step, label))
+
+        def after_pass(self, step, label, graph, record):
+            self.calls.append(("after", step, record.name, record.changed))
+
+    log = Log()
+    PassManager("fold-constants{max-size=2},dce", [log]).run(graph_with_foldable_chain())
+    assert log.calls[0][0] == "enter"
+    assert log.calls[1:] == [("before", 1, "fold-constants{max-size=2}"), ("after", 1, "fold-constants", False),
+                             ("before", 2, "dce"), ("after", 2, "dce", log.calls[4][3])]
+
+    class NoAdds(Instrument):
+        checks = True
+
+        def after_pass(self, step, label, graph, record):
+            if any(n.op == "add" for n in graph.nodes):
+                raise VerifyError("an add is left")
+
+    with pytest.raises(PassError, match=r"pass 'dce' \(step 1\) failed: an add is left"):
+        PassManager("dce", [NoAdds()]).run(graph_with_foldable_chain())
+
+
+def test_no_ir_is_printed_unless_an_instrument_asks(monkeypatch):
+    """The default instruments (verify) and a reproducer print nothing while the passes succeed."""
+    import edgec.text
+
+    def refuse(*a, **k):
+        raise AssertionError("the IR was printed")
+    monkeypatch.setattr(edgec.text, "print_ir", refuse)
+    PassManager("fold-constants,cse,dce", Instruments(reproducer=True)).run(graph_with_foldable_chain())
