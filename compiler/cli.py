@@ -362,8 +362,10 @@ def cmd_targets(args) -> int:
 def cmd_ops(args) -> int:
     from .ops import ONNX_CONVERTERS, OPS
     print(f"{len(OPS)} edgec ops, {len(ONNX_CONVERTERS)} ONNX op types imported")
+    traits = ("commutative", "activation", "anchor", "layout_sensitive", "macs")
     for name in sorted(OPS):
-        print(f"  {name:<24} {OPS[name].kind}")
+        has = [t.replace("_", "-") for t in traits if getattr(OPS[name], t)]
+        print(f"  {name:<24} {OPS[name].kind:<12} {' '.join(has)}".rstrip())
     return 0
 
 

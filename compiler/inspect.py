@@ -17,23 +17,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from .errors import ShapeError, UnsupportedError
 from .ir import Graph, Node
 
 
 def node_macs(node: Node) -> int:
-    """Multiply-accumulates of one node (0 for ops that are not conv/matmul-like)."""
-    out = node.outputs[0].type
-    if node.op == "conv":  # weight [Cout, Cin/group, k...]: each output sums Cin/group * k... products
-        return out.size * int(np.prod(node.inputs[1].type.shape[1:]))
-    if node.op == "conv_transpose":  # weight [Cin, Cout/group, k...]: each input scatters that many
-        return node.inputs[0].type.size * int(np.prod(node.inputs[1].type.shape[1:]))
-    if node.op in ("matmul", "dense"):
-        a = node.inputs[0].type.shape
-        return out.size * (a[-1] if a else 1)
-    return 0
+    """Multiply-accumulates of one node (its OpDef's `macs`; 0 for ops without one)."""
+    from .ops import get_op
+    macs = get_op(node.op).macs
+    return macs(node) if macs is not None else 0
 
 
 @dataclass

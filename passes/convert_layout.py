@@ -30,13 +30,13 @@ from __future__ import annotations
 import numpy as np
 
 from edgec.ir import Graph, Node
-from edgec.ops import OPS
+from edgec.ops import OPS, ops_with
 from edgec.passmanager import Option, register_pass
 from edgec.rewrite import Op, Rule, RewritePass, Var, apply_rules
 
 from .simplify_shapes import CANCEL_TRANSPOSES, MERGE_RESHAPES, TRANSPOSE_AS_RESHAPE
 
-SENSITIVE = ("conv", "max_pool", "avg_pool", "global_avg_pool", "global_max_pool", "batch_norm")
+SENSITIVE = ops_with("layout_sensitive")  # conv, batch_norm, the pools
 
 
 def to_last(rank: int) -> list[int]:

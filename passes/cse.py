@@ -13,11 +13,11 @@ Cases:
 """
 
 from edgec.ir import Graph, Value
+from edgec.ops import get_op
 from edgec.passmanager import Pass, register_pass
 from edgec.rewrite import merged_origin
 from edgec.text import const_hash
 
-COMMUTATIVE = {"add", "mul", "min", "max"}
 
 
 def _attr_key(value):
@@ -51,7 +51,7 @@ class CommonSubexpressionElimination(Pass):
                     self.count("constants-merged")
                     changed = True
             ids = [id(v) for v in node.inputs]
-            if node.op in COMMUTATIVE and len(ids) == 2:
+            if get_op(node.op).commutative and len(ids) == 2:
                 ids.sort()
             key = (node.op, tuple(ids), tuple(sorted((k, _attr_key(v)) for k, v in node.attrs.items())),
                    tuple(o.type for o in node.outputs))

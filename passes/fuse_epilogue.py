@@ -3,7 +3,7 @@
 Cases:
 - an elementwise node E (a fusable op, `edgec.ops.fused.fusable`, or a `fused_elementwise`) with
   a float result, one of whose operands is the result of a linear node A (`conv`, `dense`,
-  `matmul`: `edgec.ops.fused.ANCHORS`, any layout, with or without a fused activation) that is
+  `matmul`: the ops with the `anchor` trait, any layout, with or without a fused activation) that is
   used only by E and is not a graph output, becomes `fused(A's inputs, E's other operands)` whose
   body is A's step then E's steps (a `fused_elementwise` is inlined): the residual add after a
   conv or dense, the scale after an attention matmul, an activation a linear op has no
@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from edgec.ir import Graph, Node, is_float
 from edgec.ops import MAX_FAN_IN
-from edgec.ops.fused import ANCHORS, format_body, fusable, parse_body
+from edgec.ops import get_op
+from edgec.ops.fused import format_body, fusable, parse_body
 from edgec.passmanager import Pass, register_pass
 from edgec.rewrite import merged_origin
 
@@ -40,7 +41,7 @@ def _anchor(node: Node, outputs: set[int]) -> int | None:
     """The operand index of `node` whose producer can take it as its epilogue, or None."""
     for i, v in enumerate(node.inputs):
         p = v.producer()
-        if p is None or p.op not in ANCHORS or len(p.outputs) != 1 or not is_float(v.type.dtype):
+        if p is None or not get_op(p.op).anchor or len(p.outputs) != 1 or not is_float(v.type.dtype):
             continue
         if v.num_uses() != 1 or id(v) in outputs or v.type.shape != node.output.type.shape:
             continue

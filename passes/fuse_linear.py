@@ -42,10 +42,11 @@ from __future__ import annotations
 import numpy as np
 
 from edgec.ir import Graph, is_float
+from edgec.ops import ops_with
 from edgec.passmanager import register_pass
 from edgec.rewrite import Any, Const, Op, Rule, RewritePass, Var
 
-LINEAR = ("conv", "dense", "matmul")
+LINEAR = ops_with("anchor")  # conv, dense, matmul
 
 
 def _const_inputs(node, indices, what):
@@ -248,7 +249,7 @@ def _activation_of(act) -> tuple[str, list[float]] | str:
     return act.op, []
 
 
-ACTIVATION_OPS = ("relu", "clip", "sigmoid", "hard_sigmoid", "hard_swish", "silu", "leaky_relu", "gelu", "tanh")
+ACTIVATION_OPS = ops_with("activation")
 
 
 def _activation_check(m):

@@ -69,6 +69,12 @@ class OpDef:
     kind: str = "opaque"
     num_inputs: tuple[int, int] = (1, 1)  # (min, max); max -1 for variadic
     summary: str = ""
+    # Traits, which passes and tools read here rather than keep lists of op names:
+    commutative: bool = False  # op(a, b) == op(b, a) (CSE matches both orders)
+    activation: bool = False  # fuse-activation may fold it into a conv, dense or matmul
+    anchor: bool = False  # takes a fused bias and activation, and anchors a `fused` epilogue
+    layout_sensitive: bool = False  # has a `layout` attribute that convert-layout rewrites
+    macs: Callable[[Any], int] | None = None  # multiply-accumulates of a node of this op
 
     def complete_attrs(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """Check attributes against the schema and fill in defaults."""
@@ -100,6 +106,12 @@ def register_op(opdef: OpDef) -> OpDef:
         raise ValueError(f"op {opdef.name!r} is defined twice")
     OPS[opdef.name] = opdef
     return opdef
+
+
+def ops_with(trait: str) -> tuple[str, ...]:
+    """The names of the registered ops that have `trait` (an OpDef field: "commutative",
+    "activation", "anchor", "layout_sensitive", "macs"), sorted."""
+    return tuple(sorted(name for name, op in OPS.items() if getattr(op, trait)))
 
 
 def get_op(name: str) -> OpDef:

@@ -255,6 +255,7 @@ def _unary_reference(ref):
 def _unary_op(name: str, ref, low, attrs) -> OpDef:
     return OpDef(
         name=name, kind="elementwise", attrs=attrs, infer=_unary_infer(name),
+        activation=name in ("relu", "sigmoid", "hard_sigmoid", "hard_swish", "silu", "leaky_relu", "gelu", "tanh"),
         reference=_unary_reference(ref),
         lower=lambda ctx, xs, a, out, low=low: low(xs[0], a),
         summary=f"elementwise {name}")
@@ -383,7 +384,7 @@ def _binary_op(name, ref, low, allowed) -> OpDef:
         with np.errstate(all="ignore"):  # integer overflow wraps, as in ONNX Runtime
             return np.asarray(ref(xs[0], xs[1])).astype(xs[0].dtype)
     return OpDef(name=name, kind="elementwise", num_inputs=(2, 2), infer=_binary_infer(name, allowed),
-                 reference=reference,
+                 reference=reference, commutative=name in ("add", "mul", "min", "max"),
                  lower=lambda ctx, xs, a, out, low=low: low(xs[0], xs[1]),
                  summary=f"broadcasting {name}")
 
@@ -629,7 +630,7 @@ def _clip_relax(ctx, xs, a, out):
     return R.minimum(R.maximum(x, _c(lo.item(), dt)), _c(hi.item(), dt))
 
 
-register_op(OpDef(name="clip", kind="elementwise", infer=_clip_infer, reference=_clip_np, lower=_clip_relax,
+register_op(OpDef(name="clip", kind="elementwise", activation=True, infer=_clip_infer, reference=_clip_np, lower=_clip_relax,
                   attrs={"min": Attr("float", -math.inf), "max": Attr("float", math.inf)},
                   summary="min(max(x, min), max); integer tensors too (bounds saturate to the dtype)"))
 

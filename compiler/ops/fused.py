@@ -1,7 +1,7 @@
 """`fused_elementwise` and `fused`: a body of ops evaluated as one kernel.
 
 `fused_elementwise` is a chain of elementwise/broadcast ops; `fused` is a linear op (conv, dense
-or matmul: `ANCHORS`) followed by elementwise steps on its result (its epilogue: a residual add,
+or matmul: the ops with the `anchor` trait) followed by elementwise steps on its result (its epilogue: a residual add,
 a scale, an activation the op has no attribute for), made by `fuse-epilogue`.
 
 The node's inputs are the chain's external operands; its `body` attribute is a small sub-graph
@@ -14,7 +14,7 @@ Inputs of the body are `%0 .. %{n-1}` (the node's inputs in order); each step is
 step. Type inference, the reference and the lowering run the body step by step through the op
 registry; the node is one kernel (targets/lower.py), in which the schedules inline the steps
 after the first. Only registered elementwise ops with a lowering can be steps (`fusable`), but
-for the first step of a `fused` body, which is one of `ANCHORS`.
+for the first step of a `fused` body, which is an `anchor` op.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ import numpy as np
 
 from ..errors import VerifyError
 from ..ir import TensorType, dtype_name
-from .base import MAX_FAN_IN, Attr, OpDef, get_op, register_op
+from .base import MAX_FAN_IN, OPS, Attr, OpDef, get_op, ops_with, register_op
 
 
-ANCHORS = ("conv", "dense", "matmul")  # the first step of a `fused` body
+
 
 
 def fusable(op: str) -> bool:
@@ -54,7 +54,7 @@ def format_body(steps: list[tuple[str, list[int], dict]], num_inputs: int) -> st
 
 def parse_body(body: str, num_inputs: int, anchored: bool = False) -> list[tuple[str, list[int], dict]]:
     """The `body` text -> [(op, [operand numbers], complete attrs)], checked; `anchored`: the body
-    of a `fused` node, whose first step is one of ANCHORS. Parsed once per distinct body (the
+    of a `fused` node, whose first step is an `anchor` op. Parsed once per distinct body (the
     verifier infers every node after every pass); each call gets its own lists."""
     return [(op, list(args), dict(attrs)) for op, args, attrs in _parse_body(body, num_inputs, anchored)]
 
@@ -85,8 +85,9 @@ def _parse_body(body: str, num_inputs: int, anchored: bool) -> tuple[tuple[str, 
         except VerifyError as e:
             raise VerifyError(f"{what} body {body!r}: {str(e).replace('IR text line 0: ', '')}") from None
         if anchored and k == 0:
-            if op not in ANCHORS:
-                raise VerifyError(f"fused body {body!r}: the first step must be one of {', '.join(ANCHORS)}, not '{op}'")
+            if op not in OPS or not OPS[op].anchor:
+                raise VerifyError(f"fused body {body!r}: the first step must be one of {', '.join(ops_with('anchor'))}, "
+                                  f"not '{op}'")
         elif not fusable(op):
             raise VerifyError(f"{what} body {body!r}: op '{op}' cannot be fused")
         opdef = get_op(op)

@@ -250,8 +250,14 @@ def _conv_lower(ctx, xs, attrs, out):
     return apply_activation_relax(y if attrs["activation"] == "" else ctx.bb.emit(y), attrs)
 
 
+def _conv_macs(node) -> int:
+    """Each output sums Cin/group * k... products (weight [Cout, Cin/group, k...])."""
+    return node.outputs[0].type.size * int(np.prod(node.inputs[1].type.shape[1:]))
+
+
 register_op(OpDef("conv", _conv_infer, _conv_ref, _conv_lower, CONV_ATTRS, kind="complex", num_inputs=(2, 3),
-                  summary="N-d convolution (groups, dilations, pads), optional bias and fused activation"))
+                  summary="N-d convolution (groups, dilations, pads), optional bias and fused activation",
+                  anchor=True, layout_sensitive=True, macs=_conv_macs))
 
 
 @_importer("Conv")
@@ -341,7 +347,9 @@ def _convt_lower(ctx, xs, attrs, out):
 
 
 register_op(OpDef("conv_transpose", _convt_infer, _convt_ref, _convt_lower, CONVT_ATTRS, kind="complex",
-                  num_inputs=(2, 3), summary="1-D/2-D/3-D transposed convolution, weight [C, O/group, k...]"))
+                  num_inputs=(2, 3), summary="1-D/2-D/3-D transposed convolution, weight [C, O/group, k...]",
+                  # each input scatters Cout/group * k... products (weight [Cin, Cout/group, k...])
+                  macs=lambda node: node.inputs[0].type.size * int(np.prod(node.inputs[1].type.shape[1:]))))
 
 
 @_importer("ConvTranspose")
@@ -424,7 +432,8 @@ def _bn_lower(ctx, xs, attrs, out):
 
 register_op(OpDef("batch_norm", _bn_infer, _bn_ref, _bn_lower,
                   {"epsilon": Attr("float", 1e-5), "layout": Attr("str", "NCHW")}, kind="opaque",
-                  num_inputs=(5, 5), summary="inference batch normalization: (x - mean) / sqrt(var + eps) * scale + bias"))
+                  num_inputs=(5, 5), summary="inference batch normalization: (x - mean) / sqrt(var + eps) * scale + bias",
+                  layout_sensitive=True))
 
 
 @_importer("BatchNormalization")
@@ -563,10 +572,11 @@ def _pool_lower(kind):
 
 
 register_op(OpDef("max_pool", _pool_infer, _pool_ref("max"), _pool_lower("max"), POOL_ATTRS, kind="complex",
-                  summary="max pooling (1-D to 3-D; pads, dilations, ceil_mode, layout)"))
+                  summary="max pooling (1-D to 3-D; pads, dilations, ceil_mode, layout)", layout_sensitive=True))
 register_op(OpDef("avg_pool", _pool_infer, _pool_ref("avg"), _pool_lower("avg"),
                   {**POOL_ATTRS, "count_include_pad": Attr("int", 0)}, kind="complex",
-                  summary="average pooling (1-D to 3-D; pads, dilations, ceil_mode, count_include_pad, layout)"))
+                  summary="average pooling (1-D to 3-D; pads, dilations, ceil_mode, count_include_pad, layout)",
+                  layout_sensitive=True))
 
 
 def _import_pool(op):
@@ -645,9 +655,11 @@ def _global_lower(relax_op: str):
 
 
 register_op(OpDef("global_avg_pool", _global_infer, _global_ref(np.mean), _global_lower("mean"),
-                  {"layout": Attr("str", "NCHW")}, kind="reduction", summary="mean over the spatial axes"))
+                  {"layout": Attr("str", "NCHW")}, kind="reduction", summary="mean over the spatial axes",
+                  layout_sensitive=True))
 register_op(OpDef("global_max_pool", _global_infer, _global_ref(np.max), _global_lower("max"),
-                  {"layout": Attr("str", "NCHW")}, kind="reduction", summary="max over the spatial axes"))
+                  {"layout": Attr("str", "NCHW")}, kind="reduction", summary="max over the spatial axes",
+                  layout_sensitive=True))
 _importer("GlobalAveragePool")(lambda ctx, node, inputs, attrs: ctx.emit("global_avg_pool", [inputs[0]]))
 _importer("GlobalMaxPool")(lambda ctx, node, inputs, attrs: ctx.emit("global_max_pool", [inputs[0]]))
 
@@ -1025,8 +1037,15 @@ def _transposed_const(c):
     return relax.const(np.ascontiguousarray(np.swapaxes(arr, -1, -2)), str(c.ty.dtype))
 
 
+def _matmul_macs(node) -> int:
+    """Each output sums K products (K: the last axis of the first operand)."""
+    a = node.inputs[0].type.shape
+    return node.outputs[0].type.size * (a[-1] if a else 1)
+
+
 register_op(OpDef("matmul", _matmul_infer, _matmul_ref, _matmul_lower, MATMUL_ATTRS, kind="complex",
-                  num_inputs=(2, 2), summary="numpy matmul (optional transposes of the last two axes), fused activation"))
+                  num_inputs=(2, 2), summary="numpy matmul (optional transposes of the last two axes), fused activation",
+                  anchor=True, macs=_matmul_macs))
 
 
 def _dense_infer(types, attrs):
@@ -1062,7 +1081,8 @@ def _dense_lower(ctx, xs, attrs, out):
 
 
 register_op(OpDef("dense", _dense_infer, _dense_ref, _dense_lower, dict(ACTIVATION_ATTRS), kind="complex",
-                  num_inputs=(2, 3), summary="x @ w^T + b with w [N, K], fused activation"))
+                  num_inputs=(2, 3), summary="x @ w^T + b with w [N, K], fused activation", anchor=True,
+                  macs=_matmul_macs))
 
 
 @_importer("MatMul")
