@@ -19,7 +19,8 @@ Cases:
   becomes a `reshape` (after a global pool, the transpose back to NCHW is just a reshape), and
   `reshape(reshape(x))` one reshape (or `x`), so a CNN converted end to end keeps transposes only
   at the graph boundaries;
-Statistics: `transposes-inserted`, `transposes-removed`, `transposes-left`, `weights-transformed`,
+Statistics: `transposes-before` (in the pass's input), `transposes-inserted`, `transposes-removed`,
+`transposes-left`, `weights-transformed`,
 `converted-<op>`. Refused (reason given): sinking through an op whose other operands are neither
 constants nor the same transpose, or whose transposed operand has other uses; an op whose
 result would broadcast beyond the transposed operand.
@@ -78,6 +79,7 @@ class ConvertLayout(RewritePass):
         after = sum(n.op == "transpose" for n in graph.nodes)
         if changed:
             inserted = self.stats.get("transposes-inserted", 0)
+            self.count("transposes-before", before)
             self.count("transposes-removed", before + inserted - after)
             self.count("transposes-left", after)
         return changed

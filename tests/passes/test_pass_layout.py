@@ -43,7 +43,8 @@ def test_convert_to_nhwc_sinks_and_cancels_transposes():
       return %6
     }""")
     stats = pm.records[0].stats
-    assert (stats["transposes-inserted"], stats["transposes-removed"], stats["transposes-left"]) == (6, 5, 1)
+    assert (stats["transposes-before"], stats["transposes-inserted"], stats["transposes-removed"],
+            stats["transposes-left"]) == (0, 6, 5, 1)
     assert stats["weights-transformed"] == 2
 
 
