@@ -58,6 +58,18 @@ class Target:
         import tvm
         return tvm.target.Target(self.tvm)
 
+    def int8_accumulator(self, ctx, kind: str, x, w, x_zero_points: list[int], w_zero_points: list[int],
+                         attrs: dict | None = None):
+        """A hook of the quantized lowering (compiler/ops/quant.py): the target's own int32
+        accumulator for an integer matmul (`kind` "matmul") or 2-D conv ("conv") of the Relax
+        operands `x`, `w` and their zero points, padded on its last axis, as (acc, padded size);
+        None: the generic lowering. Targets with `dotprod` use the sdot kernels
+        (targets/schedules/int8.py) for constant weights."""
+        if not self.dotprod:
+            return None
+        from .schedules import int8
+        return int8.accumulator(ctx, kind, x, w, x_zero_points, w_zero_points, attrs)
+
     @property
     def runs_here(self) -> bool:
         """Whether a compiled library loads in this Python process."""

@@ -21,9 +21,10 @@ names a dimension, so passes must not sink transposes through them or treat them
 Lowering: int32 arithmetic in Relax (`conv2d` / `matmul` with out_dtype="int32" on zero-point
 shifted int32 operands), then the float32 requantize step with an explicit round-half-to-even.
 
-On targets with int8 dot-product instructions (`target.dotprod`: ARM `sdot`) and a constant
-weight, the integer product is instead an int8 x int8 -> int32 kernel (targets/schedules/int8.py)
-plus zero-point corrections, exact in wrapping int32 arithmetic:
+A target may lower the integer product itself (`Target.int8_accumulator`, a hook): on targets with
+int8 dot-product instructions (`target.dotprod`: ARM `sdot`) and a constant weight, it is an
+int8 x int8 -> int32 kernel (targets/schedules/int8.py) plus zero-point corrections, exact in
+wrapping int32 arithmetic:
 
     (a - azp)(b - bzp) summed over k = a.b - azp * colsum(b) - bzp * rowsum(a - azp)
 
@@ -51,7 +52,6 @@ from .base import Attr, OpDef, REQUIRED, broadcast_shapes, normalize_axis, onnx_
 from .elementwise import nearbyint_te
 from .nn import conv_nchw_np, resolve_auto_pad
 
-tvm = LazyModule("tvm")
 relax = LazyModule("tvm.relax")
 R = LazyModule("tvm.relax.op")
 
@@ -108,7 +108,7 @@ def _requantize_relax(ctx, acc, multiplier: np.ndarray, zero_point: int, dtype: 
     return R.astype(y, DTYPES[dtype].name)
 
 
-def _shifted_int32(x, zero_points: list[int], shape: list[int]):
+def shifted_int32(x, zero_points: list[int], shape: list[int]):
     """int32(x) - zero point(s) as a Relax expression."""
     xi = R.astype(x, "int32")
     if not any(zero_points):
@@ -223,35 +223,12 @@ def _int_matmul_np(a, b, azp: list[int], bzp: list[int]) -> np.ndarray:
 
 
 def _int_matmul_relax(a, b, azp: list[int], bzp: list[int]):
-    return R.matmul(_shifted_int32(a, azp, [-1, 1]), _shifted_int32(b, bzp, [1, -1]), out_dtype="int32")
+    return R.matmul(shifted_int32(a, azp, [-1, 1]), shifted_int32(b, bzp, [1, -1]), out_dtype="int32")
 
 
-# ---- the int8 dot-product path (targets with `dotprod`) -----------------------------------------
+# ---- the target's own int8 accumulator (a hook: `Target.int8_accumulator`) ------------------
 
-def _use_dot(ctx, weight) -> bool:
-    return bool(getattr(ctx.target, "dotprod", False)) and isinstance(weight, tvm.ir.expr.Constant)
-
-
-def _wrap_int32(values: np.ndarray) -> np.ndarray:
-    """int64 values reduced modulo 2**32 into int32 (what int32 arithmetic would give)."""
-    return ((values.astype(np.int64) + 2**31) % 2**32 - 2**31).astype(np.int32)
-
-
-def _as_int8(values: np.ndarray, zero_points: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """(int8 values, int64 zero points) with x - zp unchanged: uint8 x becomes x - 128."""
-    zps = np.asarray(zero_points, np.int64)
-    if values.dtype == np.uint8:
-        return (values.astype(np.int16) - 128).astype(np.int8), zps - 128
-    return values.astype(np.int8), zps
-
-
-def _shift8(x, zero_points: list[int]) -> np.ndarray:
-    """The zero points of operand `x` (a Relax u8/i8 tensor) after its conversion to int8."""
-    zps = np.asarray(zero_points, np.int64)
-    return zps - 128 if str(x.ty.dtype) == "uint8" else zps
-
-
-def _pad_last(values: np.ndarray, n: int, fill) -> np.ndarray:
+def pad_last(values: np.ndarray, n: int, fill) -> np.ndarray:
     """A per-column vector of 1 or n0 <= n values, padded to n (a single value is kept)."""
     values = np.asarray(values)
     if values.size == 1 or values.shape[-1] == n:
@@ -260,65 +237,14 @@ def _pad_last(values: np.ndarray, n: int, fill) -> np.ndarray:
     return np.concatenate([values, pad], axis=-1)
 
 
-def _dot_matmul_acc(ctx, a, b, azp: list[int], bzp: list[int]):
-    """int32 (a - azp) @ (b - bzp) padded to [..., M, N4] with sdot-shaped int8 arithmetic, or None
-    when this path does not apply (b not 2-D). Returns (acc, N4)."""
-    from ..targets.schedules import int8 as dot
-    bdata = b.value.numpy()
-    if bdata.ndim != 2:
-        return None
-    k, n = bdata.shape
-    b8, bzp8 = _as_int8(bdata, bzp)
-    azp8 = _shift8(a, azp)
-    packed = dot.pack_matmul_weight(b8)
-    n4 = packed.shape[0] * 4
-    acc = ctx.bb.emit_te(dot.matmul_te, a, relax.const(packed), primfunc_name_hint="edgec_sdot_matmul")
-    # - azp * colsum(b): a constant, [1 or M, N4]
-    colsum = _pad_last(b8.astype(np.int64).sum(axis=0), n4, 0)
-    bias = -azp8.reshape(-1, 1) * colsum.reshape(1, -1)
-    if np.any(bias):
-        acc = ctx.bb.emit(R.add(acc, relax.const(_wrap_int32(bias))))
-    # - bzp * rowsum(a - azp): only for nonzero (converted) weight zero points
-    if np.any(bzp8):
-        rows = ctx.bb.emit(R.sum(_shifted_int32(a, azp, [-1, 1]), axis=[-1], keepdims=True))
-        neg_bzp = _pad_last(-bzp8.reshape(1, -1), n4, 0)
-        acc = ctx.bb.emit(R.add(acc, R.multiply(rows, relax.const(_wrap_int32(neg_bzp)))))
-    return acc, n4
+def _target_acc(ctx, kind: str, x, w, x_zero_points: list[int], w_zero_points: list[int], attrs=None):
+    """The target's own int32 accumulator for an integer matmul ("matmul") or 2-D conv ("conv"),
+    padded on its last axis: (acc, padded size), or None for the generic lowering below."""
+    return ctx.target.int8_accumulator(ctx, kind, x, w, x_zero_points, w_zero_points, attrs)
 
 
 def _slice_last(x, n: int, n4: int):
     return x if n == n4 else R.strided_slice(x, axes=[-1], begin=[0], end=[n])
-
-
-def _dot_conv_acc(ctx, x, w, xzp: int, wzp: list[int], attrs):
-    """int32 conv2d of (x - xzp) and (w - wzp) as NHWC [N, OH, OW, O4] with sdot-shaped int8
-    arithmetic, or None when this path does not apply (group > 1). Returns (acc, O4)."""
-    from ..targets.schedules import int8 as dot
-    if attrs["group"] != 1:
-        return None
-    wdata = w.value.numpy()
-    w8, wzp8 = _as_int8(wdata, wzp)
-    xzp8 = int(_shift8(x, [xzp])[0])
-    packed = dot.pack_conv_weight(w8)
-    o4 = packed.shape[0] * 4
-    geometry = (attrs["strides"], attrs["pads"], attrs["dilations"])
-    acc = ctx.bb.emit_te(lambda xt, wt: dot.conv_te(xt, wt, xzp8, *geometry), x, relax.const(packed),
-                         primfunc_name_hint="edgec_sdot_conv2d")
-    # - xzp * sum(w) per output channel: a constant
-    wsum = _pad_last(w8.astype(np.int64).sum(axis=(1, 2, 3)), o4, 0)
-    bias = -xzp8 * wsum
-    if np.any(bias):
-        acc = ctx.bb.emit(R.add(acc, relax.const(_wrap_int32(bias))))
-    # - wzp * (window sum of x - xzp, zero padded): only for nonzero (converted) weight zero points
-    if np.any(wzp8):
-        channels = ctx.bb.emit(R.sum(_shifted_int32(x, [xzp], [1]), axis=[1], keepdims=True))
-        ones = relax.const(np.ones((1, 1, *wdata.shape[2:]), np.int32))
-        window = ctx.bb.emit(R.nn.conv2d(channels, ones, strides=attrs["strides"], padding=attrs["pads"],
-                                         dilation=attrs["dilations"], out_dtype="int32"))
-        window = ctx.bb.emit(R.permute_dims(window, [0, 2, 3, 1]))
-        neg_wzp = _pad_last(-wzp8.reshape(-1), o4, 0)
-        acc = ctx.bb.emit(R.add(acc, R.multiply(window, relax.const(_wrap_int32(neg_wzp)))))
-    return acc, o4
 
 
 def _nhwc_to_nchw(ctx, y, o: int, o4: int):
@@ -327,11 +253,10 @@ def _nhwc_to_nchw(ctx, y, o: int, o4: int):
 
 def _matmul_integer_lower(ctx, xs, attrs, out):
     a, b = xs
-    if _use_dot(ctx, b):
-        found = _dot_matmul_acc(ctx, a, b, attrs["a_zero_point"], attrs["b_zero_point"])
-        if found is not None:
-            acc, n4 = found
-            return _slice_last(acc, out[0].shape[-1], n4)
+    found = _target_acc(ctx, "matmul", a, b, attrs["a_zero_point"], attrs["b_zero_point"])
+    if found is not None:
+        acc, n4 = found
+        return _slice_last(acc, out[0].shape[-1], n4)
     return _int_matmul_relax(a, b, attrs["a_zero_point"], attrs["b_zero_point"])
 
 
@@ -387,12 +312,11 @@ def _qlinear_matmul_np(xs, attrs):
 
 def _qlinear_matmul_lower(ctx, xs, attrs, out):
     m = _multiplier(attrs["a_scale"], attrs["b_scale"], attrs["y_scale"])
-    if _use_dot(ctx, xs[1]):
-        found = _dot_matmul_acc(ctx, xs[0], xs[1], [attrs["a_zero_point"]], attrs["b_zero_point"])
-        if found is not None:
-            acc, n4 = found
-            y = _requantize_relax(ctx, acc, _pad_last(m, n4, 1.0), attrs["y_zero_point"], attrs["dtype"])
-            return _slice_last(ctx.bb.emit(y), out[0].shape[-1], n4)
+    found = _target_acc(ctx, "matmul", xs[0], xs[1], [attrs["a_zero_point"]], attrs["b_zero_point"])
+    if found is not None:
+        acc, n4 = found
+        y = _requantize_relax(ctx, acc, pad_last(m, n4, 1.0), attrs["y_zero_point"], attrs["dtype"])
+        return _slice_last(ctx.bb.emit(y), out[0].shape[-1], n4)
     acc = ctx.bb.emit(_int_matmul_relax(xs[0], xs[1], [attrs["a_zero_point"]], attrs["b_zero_point"]))
     return _requantize_relax(ctx, acc, m, attrs["y_zero_point"], attrs["dtype"])
 
@@ -434,18 +358,17 @@ def _int_conv_np(x, w, xzp: int, wzp: list[int], attrs) -> np.ndarray:
 
 
 def _int_conv_relax(x, w, xzp: int, wzp: list[int], attrs):
-    return R.nn.conv2d(_shifted_int32(x, [xzp], [1]), _shifted_int32(w, wzp, [-1, 1, 1, 1]),
+    return R.nn.conv2d(shifted_int32(x, [xzp], [1]), shifted_int32(w, wzp, [-1, 1, 1, 1]),
                        strides=attrs["strides"], padding=attrs["pads"], dilation=attrs["dilations"],
                        groups=attrs["group"], out_dtype="int32")
 
 
 def _conv_integer_lower(ctx, xs, attrs, out):
     x, w = xs
-    if _use_dot(ctx, w):
-        found = _dot_conv_acc(ctx, x, w, attrs["x_zero_point"], attrs["w_zero_point"], attrs)
-        if found is not None:
-            acc, o4 = found
-            return _nhwc_to_nchw(ctx, acc, out[0].shape[1], o4)
+    found = _target_acc(ctx, "conv", x, w, [attrs["x_zero_point"]], attrs["w_zero_point"], attrs)
+    if found is not None:
+        acc, o4 = found
+        return _nhwc_to_nchw(ctx, acc, out[0].shape[1], o4)
     return _int_conv_relax(x, w, attrs["x_zero_point"], attrs["w_zero_point"], attrs)
 
 
@@ -499,9 +422,9 @@ def _qlinear_conv_np(xs, attrs):
 
 
 def _qlinear_conv_dot(ctx, xs, attrs, out):
-    """qlinear_conv on the dot-product path (None when it does not apply): NHWC accumulator,
+    """qlinear_conv on the target's own accumulator (None when the target has none): NHWC accumulator,
     bias and requantization per output channel on the last axis, then back to NCHW."""
-    found = _dot_conv_acc(ctx, xs[0], xs[1], attrs["x_zero_point"], attrs["w_zero_point"], attrs)
+    found = _target_acc(ctx, "conv", xs[0], xs[1], [attrs["x_zero_point"]], attrs["w_zero_point"], attrs)
     if found is None:
         return None
     acc, o4 = found
@@ -511,16 +434,15 @@ def _qlinear_conv_dot(ctx, xs, attrs, out):
         if o4 != o:
             bias = R.concat([bias, relax.const(np.zeros(o4 - o, np.int32))], axis=0)
         acc = ctx.bb.emit(R.add(acc, bias))
-    m = _pad_last(_multiplier(attrs["x_scale"], attrs["w_scale"], attrs["y_scale"]), o4, 1.0)
+    m = pad_last(_multiplier(attrs["x_scale"], attrs["w_scale"], attrs["y_scale"]), o4, 1.0)
     y = ctx.bb.emit(_requantize_relax(ctx, acc, m, attrs["y_zero_point"], attrs["dtype"]))
     return _nhwc_to_nchw(ctx, y, o, o4)
 
 
 def _qlinear_conv_lower(ctx, xs, attrs, out):
-    if _use_dot(ctx, xs[1]):
-        y = _qlinear_conv_dot(ctx, xs, attrs, out)
-        if y is not None:
-            return y
+    y = _qlinear_conv_dot(ctx, xs, attrs, out)
+    if y is not None:
+        return y
     acc = ctx.bb.emit(_int_conv_relax(xs[0], xs[1], attrs["x_zero_point"], attrs["w_zero_point"], attrs))
     if len(xs) > 2:
         acc = ctx.bb.emit(R.add(acc, R.reshape(xs[2], [1, -1, 1, 1])))

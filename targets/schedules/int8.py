@@ -1,7 +1,8 @@
 """int8 dot-product kernels for ARM cores with the dot-product extension (`sdot`).
 
-The quantized matmul / conv lowering (compiler/ops/quant.py) emits, for targets with
-`dotprod=True` and a constant weight, one of the kernels below: an int8 x int8 -> int32 product
+For targets with `dotprod=True` and a constant weight, the quantized matmul / conv lowering
+(compiler/ops/quant.py) asks the target for its accumulator (`Target.int8_accumulator`, which
+calls `accumulator` below) and gets one of the kernels below: an int8 x int8 -> int32 product
 whose inner 4 x 4 step is exactly what one `sdot v.4s, v.16b, v.4b` computes (four int32 lanes,
 each the dot product of four int8 pairs). The rule `dot_product` schedules it with that
 instruction (`tensorize`); on any other target, or when the rule is not applied, the same
@@ -29,8 +30,11 @@ from __future__ import annotations
 
 import numpy as np
 import tvm
-from tvm import s_tir, te, tirx
+from tvm import relax, s_tir, te, tirx
+from tvm.relax import op as R
 from tvm.script import tirx as T
+
+from edgec.ops.quant import pad_last, shifted_int32
 
 from . import rules
 
@@ -281,3 +285,89 @@ def dot_product(func: tirx.PrimFunc, target) -> s_tir.Schedule | None:
                 pass
     return sch
 
+
+# ---- lowering: the int8 accumulator of an integer matmul / conv (Target.int8_accumulator) --------
+
+def accumulator(ctx, kind: str, x, w, x_zero_points: list[int], w_zero_points: list[int], attrs=None):
+    """`Target.int8_accumulator` for dot-product targets: with a constant weight, the int32
+    accumulator of `kind` ("matmul", "conv") as the kernels above plus zero-point corrections,
+    padded on its last axis: (acc, padded size); None where this path does not apply."""
+    if not isinstance(w, tvm.ir.expr.Constant):
+        return None
+    if kind == "matmul":
+        return _matmul_acc(ctx, x, w, x_zero_points, w_zero_points)
+    return _conv_acc(ctx, x, w, x_zero_points[0], w_zero_points, attrs)
+
+
+def _wrap_int32(values: np.ndarray) -> np.ndarray:
+    """int64 values reduced modulo 2**32 into int32 (what int32 arithmetic would give)."""
+    return ((values.astype(np.int64) + 2**31) % 2**32 - 2**31).astype(np.int32)
+
+
+def _as_int8(values: np.ndarray, zero_points: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 values, int64 zero points) with x - zp unchanged: uint8 x becomes x - 128."""
+    zps = np.asarray(zero_points, np.int64)
+    if values.dtype == np.uint8:
+        return (values.astype(np.int16) - 128).astype(np.int8), zps - 128
+    return values.astype(np.int8), zps
+
+
+def _shift8(x, zero_points: list[int]) -> np.ndarray:
+    """The zero points of operand `x` (a Relax u8/i8 tensor) after its conversion to int8."""
+    zps = np.asarray(zero_points, np.int64)
+    return zps - 128 if str(x.ty.dtype) == "uint8" else zps
+
+
+def _matmul_acc(ctx, a, b, azp: list[int], bzp: list[int]):
+    """int32 (a - azp) @ (b - bzp) padded to [..., M, N4] with sdot-shaped int8 arithmetic, or None
+    when this path does not apply (b not 2-D). Returns (acc, N4)."""
+    bdata = b.value.numpy()
+    if bdata.ndim != 2:
+        return None
+    k, n = bdata.shape
+    b8, bzp8 = _as_int8(bdata, bzp)
+    azp8 = _shift8(a, azp)
+    packed = pack_matmul_weight(b8)
+    n4 = packed.shape[0] * 4
+    acc = ctx.bb.emit_te(matmul_te, a, relax.const(packed), primfunc_name_hint="edgec_sdot_matmul")
+    # - azp * colsum(b): a constant, [1 or M, N4]
+    colsum = pad_last(b8.astype(np.int64).sum(axis=0), n4, 0)
+    bias = -azp8.reshape(-1, 1) * colsum.reshape(1, -1)
+    if np.any(bias):
+        acc = ctx.bb.emit(R.add(acc, relax.const(_wrap_int32(bias))))
+    # - bzp * rowsum(a - azp): only for nonzero (converted) weight zero points
+    if np.any(bzp8):
+        rows = ctx.bb.emit(R.sum(shifted_int32(a, azp, [-1, 1]), axis=[-1], keepdims=True))
+        neg_bzp = pad_last(-bzp8.reshape(1, -1), n4, 0)
+        acc = ctx.bb.emit(R.add(acc, R.multiply(rows, relax.const(_wrap_int32(neg_bzp)))))
+    return acc, n4
+
+
+def _conv_acc(ctx, x, w, xzp: int, wzp: list[int], attrs):
+    """int32 conv2d of (x - xzp) and (w - wzp) as NHWC [N, OH, OW, O4] with sdot-shaped int8
+    arithmetic, or None when this path does not apply (group > 1). Returns (acc, O4)."""
+    if attrs["group"] != 1:
+        return None
+    wdata = w.value.numpy()
+    w8, wzp8 = _as_int8(wdata, wzp)
+    xzp8 = int(_shift8(x, [xzp])[0])
+    packed = pack_conv_weight(w8)
+    o4 = packed.shape[0] * 4
+    geometry = (attrs["strides"], attrs["pads"], attrs["dilations"])
+    acc = ctx.bb.emit_te(lambda xt, wt: conv_te(xt, wt, xzp8, *geometry), x, relax.const(packed),
+                         primfunc_name_hint="edgec_sdot_conv2d")
+    # - xzp * sum(w) per output channel: a constant
+    wsum = pad_last(w8.astype(np.int64).sum(axis=(1, 2, 3)), o4, 0)
+    bias = -xzp8 * wsum
+    if np.any(bias):
+        acc = ctx.bb.emit(R.add(acc, relax.const(_wrap_int32(bias))))
+    # - wzp * (window sum of x - xzp, zero padded): only for nonzero (converted) weight zero points
+    if np.any(wzp8):
+        channels = ctx.bb.emit(R.sum(shifted_int32(x, [xzp], [1]), axis=[1], keepdims=True))
+        ones = relax.const(np.ones((1, 1, *wdata.shape[2:]), np.int32))
+        window = ctx.bb.emit(R.nn.conv2d(channels, ones, strides=attrs["strides"], padding=attrs["pads"],
+                                         dilation=attrs["dilations"], out_dtype="int32"))
+        window = ctx.bb.emit(R.permute_dims(window, [0, 2, 3, 1]))
+        neg_wzp = pad_last(-wzp8.reshape(-1), o4, 0)
+        acc = ctx.bb.emit(R.add(acc, R.multiply(window, relax.const(_wrap_int32(neg_wzp)))))
+    return acc, o4
