@@ -15,6 +15,10 @@ Cases:
   (pads permuted) and `concat` (axis remapped, all operands transposed alike) sink the same way,
   and so do the layout-sensitive nodes already in the target layout: a transpose into them is
   swallowed by converting them back to the source layout and re-wrapping is not needed;
+- reductions (`reduce_*` with axes), `softmax`, `log_softmax`, `hardmax` (coerce_2d=0) and
+  `slice` sink a transpose by permuting their axes; a reduction without keepdims is followed by
+  the permutation of the axes it keeps (none when they keep their order, as after reducing the
+  spatial axes of NHWC);
 - then, once nothing cancels or sinks any more: a transpose that moves only axes of size 1
   becomes a `reshape` (after a global pool, the transpose back to NCHW is just a reshape), and
   `reshape(reshape(x))` one reshape (or `x`), so a CNN converted end to end keeps transposes only
@@ -52,6 +56,13 @@ def to_first(rank: int) -> list[int]:
 
 def inverse(perm: list[int]) -> list[int]:
     return [int(i) for i in np.argsort(perm)]
+
+
+# Ops whose axes attribute follows a transpose sunk through them (`sink-axes`).
+REDUCE_OPS = tuple(sorted(n for n, d in OPS.items() if d.kind == "reduction" and "axes" in d.attrs
+                          and "keepdims" in d.attrs))
+SOFTMAX_OPS = ("hardmax", "log_softmax", "softmax")
+AXES_OPS = (*REDUCE_OPS, *SOFTMAX_OPS, "slice")
 
 
 def _transposed_input(v):
@@ -99,6 +110,7 @@ class ConvertLayout(RewritePass):
                  self._check_sink_single),
             Rule("sink-concat", Op("concat", any_inputs=True, where=_reads_a_transpose), self._sink_concat,
                  self._check_sink_concat),
+            Rule("sink-axes", Op(AXES_OPS, x, where=_reads_a_transpose), self._sink_axes, self._check_sink_axes),
         ]
         return rules
 
@@ -213,6 +225,44 @@ class ConvertLayout(RewritePass):
             attrs["pads"] = [begins[inv[j]] for j in range(r)] + [ends[inv[j]] for j in range(r)]
         moved = graph.add(node.op, [t.inputs[0]], attrs, origin=node.origin)
         return [graph.add("transpose", [moved.output], {"perm": perm}, origin=node.origin).output]
+
+    def _check_sink_axes(self, m):
+        reason = self._check_sink_single(m)
+        if reason:
+            return reason
+        node = m.root
+        if node.op in SOFTMAX_OPS and node.attrs["coerce_2d"]:
+            return f"{node.op} with coerce_2d normalizes a run of axes"
+        if node.op in REDUCE_OPS and not node.attrs["axes"]:
+            return "a reduction with empty axes"
+        return None
+
+    def _sink_axes(self, graph, m):
+        """A reduction, softmax or slice of `transpose(x, p)` on axes A: the op on `x` along
+        axes p[A], then the transpose (for a reduction without keepdims, by the permutation of
+        the axes left, or none when they keep their order)."""
+        node = m.root
+        t = _transposed_input(m["x"])
+        m.nodes.append(t)
+        perm = t.attrs["perm"]
+        rank = len(perm)
+        attrs = dict(node.attrs)
+        after = perm
+        if node.op in SOFTMAX_OPS:
+            attrs["axis"] = perm[node.attrs["axis"] % rank]
+        else:
+            axes = [a % rank for a in node.attrs["axes"]]
+            attrs["axes"] = [perm[a] for a in axes]
+            if node.op in REDUCE_OPS:
+                attrs["axes"] = sorted(attrs["axes"])
+                if not node.attrs["keepdims"]:
+                    kept = [perm[a] for a in range(rank) if a not in axes]  # x axes, in the output's order
+                    order = sorted(kept)
+                    after = [order.index(k) for k in kept]
+        moved = graph.add(node.op, [t.inputs[0]], attrs, origin=node.origin)
+        if after == list(range(len(after))):
+            return [moved.output]
+        return [graph.add("transpose", [moved.output], {"perm": after}, origin=node.origin).output]
 
     def _check_sink_concat(self, m):
         node = m.root

@@ -123,3 +123,34 @@ def test_transposes_sink_through_resize_and_concat():
       %5 = transpose(%4) {perm=[0,3,1,2]} : f32[1,4,4,4]  @"cat"
       return %5
     }""")
+
+
+def _conv_then(tail: str, out_type: str) -> str:
+    return f"""graph @main(%x: f32[1,2,3,4]) -> (%y: {out_type}) {{
+  %c0 = const f32[3,2,1,1] [1.0, 2.0, 3.0, 4.0, -1.0, 0.5]
+  %0 = conv(%x, %c0) : f32[1,3,3,4]  @"conv"
+  %1 = {tail} : {out_type}  @"tail"
+  return %1
+}}"""
+
+
+@pytest.mark.parametrize("tail,out_type,ops_after", [
+    # spatial mean without keepdims: NHWC axes [1,2], the channels stay last: no transpose after
+    ("reduce_mean(%0) {axes=[2,3], keepdims=0}", "f32[1,3]", ["transpose", "conv", "reduce_mean"]),
+    ("reduce_max(%0) {axes=[-1], keepdims=1}", "f32[1,3,3,1]", ["transpose", "conv", "reduce_max", "transpose"]),
+    ("reduce_sum(%0) {axes=[1], keepdims=0}", "f32[1,3,4]", ["transpose", "conv", "reduce_sum"]),
+    ("softmax(%0) {axis=1}", "f32[1,3,3,4]", ["transpose", "conv", "softmax", "transpose"]),
+    ("slice(%0) {starts=[1], ends=[3], axes=[1], steps=[1]}", "f32[1,2,3,4]",
+     ["transpose", "conv", "slice", "transpose"]),
+])
+def test_transposes_sink_through_reductions_softmax_and_slice(tail, out_type, ops_after):
+    before, after, pm = run_pass(_conv_then(tail, out_type), "convert-layout{to=NHWC},dce")
+    assert [n.op for n in after.nodes] == ops_after
+    feeds = random_inputs(before, 5)
+    assert_close(edgec.interpret(after, feeds), edgec.interpret(before, feeds))
+
+
+def test_softmax_over_a_run_of_axes_is_not_sunk():
+    text = _conv_then("softmax(%0) {axis=1, coerce_2d=1}", "f32[1,3,3,4]")
+    _, after, _ = run_pass(text, "convert-layout{to=NHWC},dce")
+    assert [n.op for n in after.nodes] == ["transpose", "conv", "transpose", "softmax"]
