@@ -1,4 +1,11 @@
-"""Fusion into the linear ops (conv, dense, matmul): batch norm, bias, activation, matmul + add.
+"""Fusion into the linear ops (conv, dense, matmul): padding, batch norm, bias, activation, matmul + add.
+
+fuse-pad (an injective producer folded into its consumer):
+- `conv(pad(x, pads, mode="constant", value=0), w[, b])` -> `conv(x, w[, b])` with the pad's
+  spatial pads added to the conv's, when the pad leaves the batch and channel axes alone (NCHW:
+  axes 0, 1; NHWC: axes 0 and the last) and pads by zero or more (no cropping);
+Refused: another mode or a non-zero value, padding of the batch or channel axis, negative pads, a
+pad whose result has other uses.
 
 fuse-conv-bn (`batch_norm` after a linear op with constant weights, folded at compile time):
 - `batch_norm(conv(x, w[, b]))` -> `conv(x, w * s, (b - mean) * s + beta)` with
@@ -142,6 +149,57 @@ class FuseConvBn(RewritePass):
 
     def rules(self):
         return [CONV_BN]
+
+
+# ---- fuse-pad ------------------------------------------------------------------------------------
+
+def _padded_input(conv):
+    p = conv.inputs[0].producer()
+    return p if p is not None and p.op == "pad" else None
+
+
+def _pad_check(m):
+    conv = m.root
+    pad = _padded_input(conv)
+    if len(conv.inputs[0].uses()) != 1 or any(v is conv.inputs[0] for v in conv.graph.outputs):
+        return "the pad's result has other uses"
+    if pad.attrs["mode"] != "constant" or pad.attrs["value"] != 0.0:
+        return f"the pad is mode '{pad.attrs['mode']}' with value {pad.attrs['value']}, not zeros"
+    r = conv.inputs[0].type.rank
+    begins, ends = pad.attrs["pads"][:r], pad.attrs["pads"][r:]
+    if min(begins + ends) < 0:
+        return "the pad crops (negative pads)"
+    channel = r - 1 if conv.attrs.get("layout") == "NHWC" else 1
+    if any(begins[a] or ends[a] for a in (0, channel)):
+        return "the pad pads the batch or channel axis"
+    return None
+
+
+def _pad_rewrite(graph, m):
+    conv = m.root
+    pad = _padded_input(conv)
+    m.nodes.append(pad)
+    r = conv.inputs[0].type.rank
+    spatial = list(range(1, r - 1)) if conv.attrs.get("layout") == "NHWC" else list(range(2, r))
+    begins, ends = pad.attrs["pads"][:r], pad.attrs["pads"][r:]
+    n = len(spatial)
+    own = conv.attrs["pads"] or [0] * (2 * n)  # [] is no padding
+    pads = [own[i] + begins[a] for i, a in enumerate(spatial)]
+    pads += [own[n + i] + ends[a] for i, a in enumerate(spatial)]
+    inputs = [pad.inputs[0], *conv.inputs[1:]]
+    return [graph.add("conv", inputs, {**conv.attrs, "pads": pads}, origin=m.origin()).output]
+
+
+PAD = Rule("pad", Op("conv", any_inputs=True, where=lambda n: _padded_input(n) is not None), _pad_rewrite, _pad_check)
+
+
+@register_pass
+class FusePad(RewritePass):
+    name = "fuse-pad"
+    summary = "a zero pad of the spatial axes before a conv becomes the conv's own pads"
+
+    def rules(self):
+        return [PAD]
 
 
 # ---- fuse-bias / fuse-matmul-add -----------------------------------------------------------------

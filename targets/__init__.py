@@ -19,7 +19,7 @@ from edgec.errors import EdgecError, did_you_mean
 # layout is the kernels': below -O2 convolutions run in the model's own layout.
 CLEANUP = "fold-constants,eliminate-noop,simplify-shapes,cse,dce"
 RECOGNIZE = "recognize-layernorm,recognize-gelu,recognize-silu,recognize-hardswish"
-FUSE = "fuse-conv-bn,fuse-matmul-add,fuse-bias,fuse-activation"
+FUSE = "fuse-pad,fuse-conv-bn,fuse-matmul-add,fuse-bias,fuse-activation"
 
 
 def level_pipelines(layout: str) -> dict[int, str]:

@@ -328,6 +328,26 @@ def gen_conv(b: Builder) -> Value | None:
     return y
 
 
+def gen_padded_conv(b: Builder) -> Value | None:
+    """A pad before a conv (what fuse-pad folds): zero spatial pads mostly, sometimes a mode,
+    value or channel pad the pass must refuse."""
+    x = b.pick(lambda v: v.type.rank == 4)
+    if x is None:
+        return None
+    spatial = [b.choice([0, 1, 2]) for _ in range(4)]  # h0, w0, h1, w1
+    channel = b.choice([0, 0, 0, 1])
+    pads = [0, channel, spatial[0], spatial[1], 0, 0, spatial[2], spatial[3]]
+    mode = b.choice(["constant", "constant", "constant", "edge"])
+    value = b.choice([0.0, 0.0, 0.0, 1.5]) if mode == "constant" else 0.0
+    conv_pad = b.choice([0, 1])
+    h, w = x.type.shape[2] + spatial[0] + spatial[2], x.type.shape[3] + spatial[1] + spatial[3]
+    if min(h, w) + 2 * conv_pad < 3:
+        return None
+    padded = b.add("pad", [x], {"pads": pads, "mode": mode, "value": value})
+    c = padded.type.shape[1]
+    return b.add("conv", [padded, b.const((2, c, 3, 3), -1, 1)], {"pads": [conv_pad] * 4})
+
+
 def gen_pool(b: Builder) -> Value | None:
     x = b.pick(lambda v: v.type.rank == 4)
     if x is None:

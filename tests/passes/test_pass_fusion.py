@@ -1,5 +1,6 @@
 """Golden and negative tests of the fusion passes, and kernel counts of fused graphs."""
 
+import numpy as np
 import pytest
 
 import edgec
@@ -384,3 +385,55 @@ def test_conv_bn_relu_and_residual_add_build_to_one_kernel_per_conv():
     assert [op for op, _, _ in parse_body(optimized.nodes[1].attrs["body"], 4, True)] == ["conv", "add", "relu"]
     # one kernel per node: the residual add and relu inside the second conv's
     assert build_graph(optimized, get_target("host")).kernels == ["k0_conv_relu", "k1_conv_add_relu"]
+
+
+# ---- fuse-pad: a zero pad of the spatial axes becomes the conv's pads ------------------------------
+
+def test_pad_folds_into_conv_pads_nchw_and_nhwc():
+    golden("""graph @main(%x: f32[1,1,3,3]) -> (%y: f32[1,1,5,4]) {
+      %c0 = const f32[1,1,1,1] [2.0]
+      %0 = pad(%x) {pads=[0,0,1,0,0,0,1,1]} : f32[1,1,5,4]  @"pad"
+      %1 = conv(%0, %c0) : f32[1,1,5,4]  @"conv"
+      return %1
+    }""", "fuse-pad", """graph @main(%x: f32[1,1,3,3]) -> (%y: f32[1,1,5,4]) {
+      %c0 = const f32[1,1,1,1] [2.0]
+      %0 = conv(%x, %c0) {pads=[1,0,1,1]} : f32[1,1,5,4]  @"pad","conv"
+      return %0
+    }""")
+    golden("""graph @main(%x: f32[1,3,3,1]) -> (%y: f32[1,3,3,1]) {
+      %c0 = const f32[1,3,3,1] [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
+      %0 = pad(%x) {pads=[0,1,0,0,0,0,1,0]} : f32[1,4,4,1]  @"pad"
+      %1 = conv(%0, %c0) {layout="NHWC", pads=[1,0,0,1]} : f32[1,3,3,1]  @"conv"
+      return %1
+    }""", "fuse-pad", """graph @main(%x: f32[1,3,3,1]) -> (%y: f32[1,3,3,1]) {
+      %c0 = const f32[1,3,3,1] [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
+      %0 = conv(%x, %c0) {layout="NHWC", pads=[2,0,0,2]} : f32[1,3,3,1]  @"pad","conv"
+      return %0
+    }""")
+
+
+@pytest.mark.parametrize("attrs,reason", [
+    ({"pads": [0, 0, 1, 1, 0, 0, 1, 1], "mode": "edge"}, "not zeros"),
+    ({"pads": [0, 0, 1, 1, 0, 0, 1, 1], "value": 1.0}, "not zeros"),
+    ({"pads": [0, 1, 1, 1, 0, 0, 1, 1]}, "batch or channel"),
+    ({"pads": [0, 0, 1, -1, 0, 0, 1, 1]}, "crops"),
+])
+def test_pad_refusals(attrs, reason):
+    from edgec.ir import Graph, TensorType
+    g = Graph("g")
+    x = g.add_input("x", TensorType("f32", (1, 1, 3, 3)))
+    padded = g.add("pad", [x], attrs).output
+    y = g.add("conv", [padded, Graph.const(np.ones((1, padded.type.shape[1], 1, 1), np.float32))]).output
+    g.set_outputs([y], ["y"])
+    reasons = unchanged(str(g), "fuse-pad")
+    assert any(reason in r for r in reasons), reasons
+
+
+def test_a_pad_with_other_uses_stays():
+    reasons = unchanged("""graph @main(%x: f32[1,1,3,3]) -> (%y: f32[1,1,5,5], %p: f32[1,1,5,5]) {
+      %c0 = const f32[1,1,1,1] [2.0]
+      %0 = pad(%x) {pads=[0,0,1,1,0,0,1,1]} : f32[1,1,5,5]
+      %1 = conv(%0, %c0) : f32[1,1,5,5]
+      return %1, %0
+    }""", "fuse-pad")
+    assert any("other uses" in r for r in reasons), reasons

@@ -38,6 +38,7 @@ FOCUS = {
     "recognize-silu": (None, (S.gen_silu,)),
     "recognize-hardswish": (None, (S.gen_hardswish,)),
     "recognize-layernorm": (None, (S.gen_layernorm,)),
+    "fuse-pad": ("cnn", (S.gen_padded_conv,)),
     "fuse-conv-bn": (LINEAR, (S.gen_conv, S.gen_linear)),
     "fuse-bias": (LINEAR, (S.gen_conv, S.gen_linear)),
     "fuse-activation": (LINEAR, (S.gen_conv, S.gen_linear)),
