@@ -323,6 +323,9 @@ def test_register_tile():
     assert rules.register_tile(256, 13, 16, 24) == (16, 13)  # 13 rows rather than 32 x 1
     assert rules.register_tile(512, 7, 16, 24) == (32, 7)
     assert rules.register_tile(48, 1, 16, 24) == (16, 1)    # 48 columns: one register wide
+    # AVX2 (8 lanes), a 13-wide output: 13 rows of one vector, not 1 row of two (SqueezeNet)
+    assert rules.register_tile(256, 13, 8, rules.ACCUMULATORS[256]) == (8, 13)
+    assert rules.register_tile(1000, 13, 8, rules.ACCUMULATORS[256]) == (8, 13)
 
 
 def test_schedule_func_on_a_hand_written_kernel():
