@@ -217,6 +217,11 @@ def cmd_compile(args) -> int:
     if args.timing:
         print(result.pass_manager.timing_table(), file=sys.stderr)
         print(f"kernels in the built module: {len(result.kernels)}", file=sys.stderr)
+        sized = [k for k in result.artifact.manifest["kernels"] if "code_bytes" in k] if result.artifact else []
+        if sized:
+            largest = sorted(sized, key=lambda k: (-k["code_bytes"], k["name"]))[:3]
+            print(f"machine code: {sum(k['code_bytes'] for k in sized):,} bytes; largest kernels: "
+                  + ", ".join(f"{k['name']} {k['code_bytes']:,}" for k in largest), file=sys.stderr)
     how = f"passes {args.passes or 'none'}" if args.passes is not None else f"-O{_level(args)}"
     print(f"compiled {args.model} for {target} ({how}): "
           f"{len(result.graph.nodes)} nodes, {len(result.kernels)} kernels -> {args.output}")

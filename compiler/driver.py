@@ -121,7 +121,7 @@ def _write_artifact(tmp: Path, built, tgt, graph: Graph, pm: PassManager, level:
     from edgec.targets.build import export_library
     from edgec.targets.lower import kernel_table
     from .text import print_ir
-    export_library(built, tgt, tmp / LIBRARY, jobs, progress)
+    code = export_library(built, tgt, tmp / LIBRARY, jobs, progress)
     (tmp / FINAL_IR).write_text(print_ir(graph))
     manifest = {
         "format": ARTIFACT_FORMAT,
@@ -132,7 +132,7 @@ def _write_artifact(tmp: Path, built, tgt, graph: Graph, pm: PassManager, level:
         "level": level,
         "source_sha256": sha,
         "library": LIBRARY,
-        **kernel_table(graph, built.kernels, schedules),
+        **kernel_table(graph, built.kernels, schedules, code),
         "edgec_version": edgec_version(), "tvm_version": tvm.__version__,
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

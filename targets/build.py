@@ -112,10 +112,11 @@ def build_graph(graph: Graph, target: Any, tuning_db: str | None = None,
 
 
 def export_library(result: BuildResult, target: Any, path: Path, jobs: int | None = None,
-                   progress: Callable[[str, int, int], None] | None = None) -> None:
+                   progress: Callable[[str, int, int], None] | None = None) -> dict[str, int]:
     """Write the compiled module as a shared library for the target's machine
     (aarch64 targets are cross-linked, see targets/crosslink.py). CPU kernels' objects are
-    written on `jobs` threads (default: every core); `progress("kernels written", done, total)`."""
+    written on `jobs` threads (default: every core); `progress("kernels written", done, total)`.
+    Returns {kernel: bytes of machine code in its object} (CPU; {} otherwise)."""
     if getattr(target, "arch", "x86_64") == "aarch64":
         from .crosslink import shared_library_fcompile
         fcompile = shared_library_fcompile()
@@ -124,7 +125,7 @@ def export_library(result: BuildResult, target: Any, path: Path, jobs: int | Non
         fcompile = cc.create_shared
     if not result.libraries:
         result.executable.export_library(str(path), fcompile=fcompile)
-        return
+        return {}
     # As tvm.runtime.Module.export_library does for LLVM modules, with the objects written in
     # parallel: one object per kernel, then the executable and its import tree packed in one more.
     from tvm.runtime import _ffi_api
@@ -136,8 +137,11 @@ def export_library(result: BuildResult, target: Any, path: Path, jobs: int | Non
             return obj
 
         objects = _map(write, list(enumerate(result.libraries)), jobs, progress, "kernels written")
+        from .crosslink import code_bytes
+        sizes = {name: code_bytes(obj) for name, obj in zip(result.kernels, objects)}
         llvm_target = result.libraries[0].get_function("_get_target_string")()
         packed = _ffi_api.ModulePackImportsToLLVM(result.executable.mod, False, llvm_target, "")
         objects.append(os.path.join(work, "devc.o"))
         packed.write_to_file(objects[-1])
         fcompile(str(path), objects)
+    return sizes

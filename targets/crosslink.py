@@ -94,6 +94,20 @@ def elf_machine(path: str | Path) -> str:
     return ELF_MACHINES.get(int.from_bytes(head[18:20], "little"), "unknown")
 
 
+def code_bytes(path: str | Path) -> int:
+    """Bytes of machine code in an ELF object file (64-bit little-endian): the sizes of its
+    sections that hold instructions (SHF_EXECINSTR), read from its section headers."""
+    data = Path(path).read_bytes()
+    (shoff,) = struct.unpack_from("<Q", data, 40)
+    shentsize, shnum = struct.unpack_from("<HH", data, 58)
+    total = 0
+    for i in range(shnum):
+        flags, size = struct.unpack_from("<8xQ16xQ", data, shoff + i * shentsize)
+        if flags & 0x4:  # SHF_EXECINSTR
+            total += size
+    return total
+
+
 def elf_library_problem(path: str | Path, arch: str) -> str | None:
     """What keeps the file at `path` from being a shared library that the dynamic loader can map
     for `arch` ('x86_64' or 'aarch64'), or None. Read from the ELF header and program headers only:

@@ -87,9 +87,11 @@ def kernel_names(graph: Graph) -> dict[int, str]:
 VIEW_OPS = ("reshape", "flatten", "squeeze", "unsqueeze")  # the ops that may cost no kernel
 
 
-def kernel_table(graph: Graph, built: list[str], schedules: dict[str, str | None]) -> dict[str, list[dict]]:
+def kernel_table(graph: Graph, built: list[str], schedules: dict[str, str | None],
+                 code: dict[str, int] | None = None) -> dict[str, list[dict]]:
     """What the manifest says of the kernels: {"kernels": [{"name", "node" (`%N` in model.eir),
-    "op", "origins", "schedule"}], "views": [{"node", "op", "origins"}]}, in node order. `built`:
+    "op", "origins", "schedule", "code_bytes" (with `code`: {kernel: bytes of machine code})}],
+    "views": [{"node", "op", "origins"}]}, in node order. `built`:
     the PrimFuncs of the built module; `schedules`: {kernel: rule} (ApplySchedules' report). A
     node without a kernel is a view of its input (or computes nothing); a node whose ops FuseTIR
     could not combine has kernels `<name>__0`, `<name>__1`, ... (`fuse_tir`); every built kernel
@@ -103,7 +105,9 @@ def kernel_table(graph: Graph, built: list[str], schedules: dict[str, str | None
         entry = {"node": f"%{counter}", "op": node.op, "origins": list(node.origin)}
         counter += len(node.outputs)
         mine = parts.pop(names[id(node)], [])
-        table["kernels"].extend({"name": name, **entry, "schedule": schedules.get(name)} for name in mine)
+        table["kernels"].extend({"name": name, **entry, "schedule": schedules.get(name),
+                                 **({"code_bytes": code[name]} if code and name in code else {})}
+                                for name in mine)
         if not mine:
             table["views"].append(entry)
     stray = sorted(k for ks in parts.values() for k in ks)

@@ -130,3 +130,35 @@ def test_compile_and_the_onnx_backend_take_the_same_path(models, tmp_path):
     graph, _vm = rep._compiled[()]
     assert print_ir(graph) == print_ir(result.graph)
     assert edgec.driver.build(edgec.import_onnx(model), "host").kernels == result.kernels
+
+
+def test_the_manifest_gives_each_kernel_its_machine_code_size(models, tmp_path):
+    """`code_bytes`: the instructions of each kernel's object file (its executable sections),
+    checked against binutils' readelf on an object of the same kind."""
+    import shutil
+    import subprocess as sp
+    from edgec.targets.crosslink import code_bytes
+    edgec.compile(models / "mlp.onnx", target="host", output=tmp_path / "art")
+    kernels = json.loads((tmp_path / "art" / "manifest.json").read_text())["kernels"]
+    assert kernels and all(k["code_bytes"] > 0 for k in kernels)
+    readelf = shutil.which("readelf") or shutil.which("aarch64-linux-gnu-readelf")
+    if readelf is None:
+        pytest.skip("no readelf to check code_bytes against")
+    import tvm
+    from tvm.script import tirx as T
+
+    @T.prim_func
+    def add_one(a: T.Buffer((64,), "float32"), b: T.Buffer((64,), "float32")):
+        for i in range(64):
+            b[i] = a[i] + T.float32(1)
+
+    obj = tmp_path / "k.o"
+    tvm.tirx.build(tvm.IRModule({"main": add_one}), target="llvm").write_to_file(str(obj))
+    out = sp.run([readelf, "-SW", str(obj)], capture_output=True, text=True, check=True).stdout
+    # [Nr] Name Type Address Off Size ES Flg ...: the sizes of the sections flagged X
+    want = 0
+    for line in out.splitlines():
+        m = re.match(r"\s*\[\s*\d+\]\s+(\S+)\s+\S+\s+[0-9a-f]+\s+[0-9a-f]+\s+([0-9a-f]+)\s+[0-9a-f]+\s+(\S*)", line)
+        if m and "X" in m.group(3):
+            want += int(m.group(2), 16)
+    assert want > 0 and code_bytes(obj) == want
