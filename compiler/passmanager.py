@@ -180,7 +180,8 @@ class PassRecord:
 class Instrument:
     """Hooks the pass manager calls around each pass, as TVM's PassInstrument and MLIR's
     PassInstrumentation: override what you need. Printing, dumping, timing, verifying and the
-    reproducer are instruments (below); `edgec verify --bisect` runs the passes one at a time.
+    reproducer are instruments (below), and so is `edgec verify --bisect`'s check of the outputs
+    after each pass (`edgec.verify._Bisect`).
 
     `checks = True`: an exception from `after_pass` is the pass's failure (the verifier);
     otherwise it is the instrument's own (a dump that cannot be written)."""

@@ -31,6 +31,7 @@ import numpy as np
 
 from .errors import EdgecError, PassError, ToolError
 from .ir import Graph, Value
+from .passmanager import Instrument
 
 # Tolerances by dtype: an output passes when max abs error <= max(atol, rtol * max|expected|).
 DEFAULT_RTOL = {"f16": 1e-2, "f32": 1e-4, "f64": 1e-9}
@@ -431,14 +432,39 @@ def _compare_outputs(got: dict[str, np.ndarray], expected: dict[str, np.ndarray]
     return ok, errors
 
 
+class _Diverged(Exception):
+    """Raised by `_Bisect` at the first pass after which the outputs diverge:
+    args (errors per output, changed origins, first divergence)."""
+
+
+class _Bisect(Instrument):
+    """After each pass, the interpreter's outputs against the unoptimized graph's; at the first
+    divergence it raises `_Diverged` with what the report needs. `step`: the pass running."""
+
+    def __init__(self, feeds, reference, graph, rtol, atol):
+        self.feeds, self.reference, self.graph, self.rtol, self.atol = feeds, reference, graph, rtol, atol
+        self.step, self.before = 0, None
+
+    def before_pass(self, step, label, graph):
+        self.step, self.before = step, graph.copy()
+
+    def after_pass(self, step, label, graph, record):
+        from .interpreter import interpret
+        ok, errors = _compare_outputs(interpret(graph, self.feeds), self.reference, self.graph, self.rtol, self.atol)
+        if not ok:
+            raise _Diverged(errors, changed_nodes(self.before, graph),
+                            first_divergence(self.before, graph, self.feeds, self.rtol, self.atol))
+
+
 def bisect(model: Any, target: str = "host", level: int | None = 2, passes: str | None = None,
            inputs: dict[str, np.ndarray] | None = None, input_shapes: dict[str, tuple[int, ...]] | None = None,
            seed: int = 0, rtol: float | dict[str, float] | None = None,
            atol: float | dict[str, float] | None = None, check_import: bool = True) -> BisectReport:
     """Find the first pass after which the interpreter's outputs leave the unoptimized graph's.
 
-    The pipeline (`passes`, or the target's for `level`) runs one pass at a time on a copy of the
-    graph; after each, the interpreter's outputs are compared with the unoptimized graph's. At the
+    The pipeline (`passes`, or the target's for `level`) runs on a copy of the graph with a
+    bisecting instrument: after each pass, the interpreter's outputs are compared with the
+    unoptimized graph's. At the
     first divergence the report names the pass, the ONNX origins of the nodes it added or removed,
     and the first intermediate value (matched by producer op and origin) that differs. A pass that
     raises is reported the same way, with its error. With `check_import`, the unoptimized graph is
@@ -446,7 +472,7 @@ def bisect(model: Any, target: str = "host", level: int | None = 2, passes: str 
     """
     from .interpreter import interpret
     from .onnx_import import import_onnx
-    from .passmanager import PassManager, format_pipeline, parse_pipeline, resolve_pipeline
+    from .passmanager import PassManager, VerifyIR, format_pipeline, parse_pipeline, resolve_pipeline
 
     pipeline = resolve_pipeline(target, level, passes)
     items = parse_pipeline(pipeline)
@@ -460,21 +486,16 @@ def bisect(model: Any, target: str = "host", level: int | None = 2, passes: str 
         if not ok:
             return BisectReport(label, target, pipeline, "import", 0, outputs=errors)
 
-    current = graph.copy()
-    for step, item in enumerate(items, start=1):
-        before = current.copy()
-        step_label = format_pipeline([item])
-        report = BisectReport(label, target, pipeline, step_label, step, format_pipeline(items[:step - 1]))
-        try:
-            PassManager(step_label).run(current)
-        except PassError as e:
+    watch = _Bisect(feeds, reference, graph, rtol, atol)
+    try:
+        PassManager(pipeline, [VerifyIR(), watch]).run(graph.copy())
+    except (PassError, _Diverged) as e:
+        step = watch.step
+        report = BisectReport(label, target, pipeline, format_pipeline([items[step - 1]]), step,
+                              format_pipeline(items[:step - 1]))
+        if isinstance(e, PassError):
             report.error = str(e)
-            return report
-        got = interpret(current, feeds)
-        ok, errors = _compare_outputs(got, reference, graph, rtol, atol)
-        if not ok:
-            report.outputs = errors
-            report.changed_origins = changed_nodes(before, current)
-            report.first_divergence = first_divergence(before, current, feeds, rtol, atol)
-            return report
+        else:
+            report.outputs, report.changed_origins, report.first_divergence = e.args
+        return report
     return BisectReport(label, target, pipeline, None, None)
