@@ -197,8 +197,9 @@ class Instrument:
     def after_pass(self, step: int, label: str, graph: Graph, record: PassRecord) -> None:
         """After the pass ran (and returned), with what the manager recorded of the run."""
 
-    def failed(self, step: int, label: str, error: Exception) -> str | None:
-        """The pass failed with `error`: a line to add to the error message, or None."""
+    def failed(self, step: int, label: str, error: Exception, pass_input: Callable[[], Graph]) -> str | None:
+        """The pass failed with `error`; `pass_input()` rebuilds the graph the pass was given
+        (from the manager's fingerprint of it). A line to add to the error message, or None."""
         return None
 
 
@@ -264,23 +265,17 @@ class DumpIR(Instrument):
 class Reproducer(Instrument):
     """When a pass fails, writes its input IR (whole constants) and the pass into `folder`, or
     (True) into a new temporary directory: the directory is made only then. It keeps the
-    pass's input as a fingerprint and its constants (`text.fingerprint`), not as printed text."""
+    pass's input from the manager's fingerprint of it (`text.fingerprint`), not as printed text."""
 
     def __init__(self, folder: bool | Path = True):
         self.folder = folder
         if not isinstance(folder, bool):
             check_dir(Path(folder), "--reproducer-dir")
-        self.snapshot: tuple | None = None
 
-    def before_pass(self, step, label, graph):
-        from .text import fingerprint
-        payloads: list = []
-        self.snapshot = (fingerprint(graph, payloads), payloads)
-
-    def failed(self, step, label, error):
-        from .text import from_fingerprint, print_ir
+    def failed(self, step, label, error, pass_input):
+        from .text import print_ir
         try:
-            text = print_ir(from_fingerprint(*self.snapshot), full_constants=True)
+            text = print_ir(pass_input(), full_constants=True)
         except VerifyError as e:
             return f"no reproducer: the pass's input IR was not well-formed ({e})"
         try:
@@ -350,7 +345,7 @@ class PassManager:
         """Run the pipeline in place on `graph` and return it. A pass that returns False must
         leave what the printed IR shows unchanged: the manager compares `text.fingerprint`
         before and after it (linear in the graph, far cheaper than printing)."""
-        from .text import fingerprint
+        from .text import fingerprint, from_fingerprint
         for ins in self.instruments:
             ins.enter(graph)
         for step, (name, opts) in enumerate(self.items, start=1):
@@ -358,7 +353,8 @@ class PassManager:
             label = format_pipeline([(name, opts)])
             for ins in self.instruments:
                 ins.before_pass(step, label, graph)
-            before = fingerprint(graph)  # what the printed IR shows, without printing it
+            payloads: list = []  # the constants, by reference: the reproducer rebuilds the input from them
+            before = fingerprint(graph, payloads)  # what the printed IR shows, without printing it
             nodes_before = len(graph.nodes)
             start = time.perf_counter()
             try:
@@ -373,17 +369,17 @@ class PassManager:
                     if ins.checks:
                         ins.after_pass(step, label, graph, record)
             except Exception as e:  # noqa: BLE001 - any failure in a pass is reported the same way
-                raise self._failure(step, label, e) from e
+                raise self._failure(step, label, e, lambda: from_fingerprint(before, payloads)) from e
             for ins in self.instruments:
                 if not ins.checks:
                     ins.after_pass(step, label, graph, record)
         return graph
 
-    def _failure(self, step: int, label: str, error: Exception) -> PassError:
+    def _failure(self, step: int, label: str, error: Exception, pass_input: Callable[[], Graph]) -> PassError:
         """The error naming the pass and its predecessors, with what the instruments add."""
         done = format_pipeline(self.items[:step - 1]) or "(none)"
         lines = [f"pass '{label}' (step {step}) failed: {error}", f"passes before it: {done}"]
-        lines += [line for ins in self.instruments if (line := ins.failed(step, label, error))]
+        lines += [line for ins in self.instruments if (line := ins.failed(step, label, error, pass_input))]
         return PassError("\n  ".join(lines))
 
     def timing_table(self) -> str:
