@@ -10,7 +10,7 @@ per-tensor scale is a list of one value, a per-axis one has shape[axis] values.
   (a - azp) @ (b - bzp), accumulated in int32; batch dims broadcast like MatMul (rank >= 2).
 - conv_integer(x, w) {x_zero_point, w_zero_point (1 or O values), strides, pads, dilations, group}
   -> i32: 2-D convolution of (x - xzp) and (w - wzp) accumulated in int32 (padding is the zero point).
-- qlinear_matmul(a, b) and qlinear_conv(x, w[, bias: i32]): the integer product above (plus bias),
+- qlinear_matmul(a, b[, bias: i32[N]]) and qlinear_conv(x, w[, bias: i32[O]]): the integer product above (plus bias),
   then requantized like ONNX Runtime (MlasRequantizeOutput): the multiplier is computed in float32
   as (in_scale * w_scale[c]) / y_scale, y = saturate(round_half_even(float32(acc) * multiplier) + yzp).
   w_scale / b_scale may be per output channel (conv) or per column (matmul).
@@ -243,6 +243,11 @@ def _target_acc(ctx, kind: str, x, w, x_zero_points: list[int], w_zero_points: l
     return ctx.target.int8_accumulator(ctx, kind, x, w, x_zero_points, w_zero_points, attrs)
 
 
+def _padded_bias(bias, n: int, n4: int):
+    """An int32 bias of n values, zero padded to the accumulator's n4 columns."""
+    return bias if n4 == n else R.concat([bias, relax.const(np.zeros(n4 - n, np.int32))], axis=0)
+
+
 def _slice_last(x, n: int, n4: int):
     return x if n == n4 else R.strided_slice(x, axes=[-1], begin=[0], end=[n])
 
@@ -301,11 +306,15 @@ def _qlinear_matmul_infer(types, attrs):
     _check_zero_points("qlinear_matmul", "y_zero_point", [attrs["y_zero_point"]], (1,), attrs["dtype"])
     if len(attrs["b_scale"]) not in (1, n):
         raise VerifyError(f"qlinear_matmul: b_scale has {len(attrs['b_scale'])} values, expected 1 or {n}")
+    if len(types) > 2 and (types[2].dtype != "i32" or types[2].shape != (n,)):
+        raise VerifyError(f"qlinear_matmul: the bias must be i32[{n}], got {types[2]}")
     return [TensorType(attrs["dtype"], shape)]
 
 
 def _qlinear_matmul_np(xs, attrs):
     acc = _int_matmul_np(xs[0], xs[1], [attrs["a_zero_point"]], attrs["b_zero_point"])
+    if len(xs) > 2:
+        acc = (acc.astype(np.int64) + xs[2].astype(np.int64)).astype(np.int32)
     m = _multiplier(attrs["a_scale"], attrs["b_scale"], attrs["y_scale"])
     return _requantize_np(acc, m, attrs["y_zero_point"], attrs["dtype"])
 
@@ -313,18 +322,23 @@ def _qlinear_matmul_np(xs, attrs):
 def _qlinear_matmul_lower(ctx, xs, attrs, out):
     m = _multiplier(attrs["a_scale"], attrs["b_scale"], attrs["y_scale"])
     found = _target_acc(ctx, "matmul", xs[0], xs[1], [attrs["a_zero_point"]], attrs["b_zero_point"])
+    n = out[0].shape[-1]
     if found is not None:
         acc, n4 = found
+        if len(xs) > 2:
+            acc = ctx.bb.emit(R.add(acc, _padded_bias(xs[2], n, n4)))
         y = _requantize_relax(ctx, acc, pad_last(m, n4, 1.0), attrs["y_zero_point"], attrs["dtype"])
-        return _slice_last(ctx.bb.emit(y), out[0].shape[-1], n4)
+        return _slice_last(ctx.bb.emit(y), n, n4)
     acc = ctx.bb.emit(_int_matmul_relax(xs[0], xs[1], [attrs["a_zero_point"]], attrs["b_zero_point"]))
+    if len(xs) > 2:
+        acc = ctx.bb.emit(R.add(acc, xs[2]))
     return _requantize_relax(ctx, acc, m, attrs["y_zero_point"], attrs["dtype"])
 
 
 register_op(OpDef(
-    name="qlinear_matmul", kind="complex", num_inputs=(2, 2), infer=_qlinear_matmul_infer,
+    name="qlinear_matmul", kind="complex", num_inputs=(2, 3), infer=_qlinear_matmul_infer,
     reference=_qlinear_matmul_np, lower=_qlinear_matmul_lower, attrs=QMATMUL_ATTRS,
-    summary="quantized matmul: int32 product of zero-point shifted operands, requantized"))
+    summary="quantized matmul (optional int32 bias per column), requantized like ONNX Runtime"))
 
 
 # ---- conv_integer / qlinear_conv (2-D, NCHW) ---------------------------------------------------
@@ -430,10 +444,7 @@ def _qlinear_conv_dot(ctx, xs, attrs, out):
     acc, o4 = found
     o = out[0].shape[1]
     if len(xs) > 2:
-        bias = xs[2]
-        if o4 != o:
-            bias = R.concat([bias, relax.const(np.zeros(o4 - o, np.int32))], axis=0)
-        acc = ctx.bb.emit(R.add(acc, bias))
+        acc = ctx.bb.emit(R.add(acc, _padded_bias(xs[2], o, o4)))
     m = pad_last(_multiplier(attrs["x_scale"], attrs["w_scale"], attrs["y_scale"]), o4, 1.0)
     y = ctx.bb.emit(_requantize_relax(ctx, acc, m, attrs["y_zero_point"], attrs["dtype"]))
     return _nhwc_to_nchw(ctx, y, o, o4)
