@@ -63,17 +63,22 @@ INT_WEIGHT_INPUT = {"MatMulInteger": 1, "ConvInteger": 1, "QLinearMatMul": 3, "Q
 
 def has_u8_x_s8(model) -> bool:
     """Whether an integer matmul or conv of the ModelProto `model` multiplies a u8 activation by
-    an s8 weight."""
+    an s8 weight, written as such or in QDQ form (ORT fuses DequantizeLinear(u8) and
+    DequantizeLinear(s8) into its Conv, MatMul and Gemm into the same integer kernels)."""
     import onnx
     nodes = [n for n in model.graph.node if n.op_type in INT_WEIGHT_INPUT]
-    if not nodes:
+    dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    if not nodes and not dq:
         return False
     g = onnx.shape_inference.infer_shapes(model).graph
     types = {v.name: v.type.tensor_type.elem_type for v in [*g.input, *g.value_info, *g.output]}
     types.update({t.name: t.data_type for t in g.initializer})
     u8, s8 = onnx.TensorProto.UINT8, onnx.TensorProto.INT8
-    return any(types.get(n.input[0]) == u8 and types.get(n.input[INT_WEIGHT_INPUT[n.op_type]]) == s8
-               for n in nodes)
+    if any(types.get(n.input[0]) == u8 and types.get(n.input[INT_WEIGHT_INPUT[n.op_type]]) == s8
+           for n in nodes):
+        return True
+    dq_types = {types.get(n.input[0]) for n in dq}
+    return u8 in dq_types and s8 in dq_types
 
 
 def onnxruntime_session(model: Any):

@@ -17,7 +17,7 @@ from edgec.errors import EdgecError, did_you_mean
 # Pipelines by level: -O0 imports and lowers only; -O1 clean-ups; -O2 adds recognition, fusion
 # and the target's preferred layout; -O3 is -O2 for now (see `level_pipelines`). The IR's
 # layout is the kernels': below -O2 convolutions run in the model's own layout.
-CLEANUP = "fold-constants,eliminate-noop,simplify-shapes,cse,dce"
+CLEANUP = "fuse-qdq,fold-constants,eliminate-noop,simplify-shapes,cse,dce"
 RECOGNIZE = "recognize-layernorm,recognize-gelu,recognize-silu,recognize-hardswish"
 FUSE = "fuse-pad,fuse-conv-bn,fuse-matmul-add,fuse-bias,fuse-activation"
 

@@ -1,0 +1,347 @@
+"""fuse-qdq: QDQ patterns (the format ONNX Runtime's quantizer and exporters write, and what
+`edgec.quantize` produces) become integer ops, so a quantized model runs integer kernels instead
+of float ones between quantize/dequantize round trips.
+
+In QDQ form a quantized tensor is `dequantize_linear(q)` of an integer `q`, and a quantized
+result is `quantize_linear(op(...))`. Each rule replaces `quantize_linear(op(dequantize_linear..))`
+by one integer node computing the same thing (up to one step of the output's quantization, from
+float rounding):
+
+- conv: `q(conv(dq(x), dq(W), [bias]))` -> `qlinear_conv(x, W, bias_i32)` where W is a constant
+  integer weight quantized per tensor or per output channel (axis 0) and x, the result per tensor;
+  the bias is `dq(B)` of an int32 constant or a float constant, rescaled to x_scale * w_scale[c]
+  (exact when it already has that scale, as ONNX Runtime writes it); any group (depthwise too),
+  NCHW;
+- matmul: `q(dense(dq(x), dq(W)[, bias]))`, `q(matmul(dq(x), dq(W)))` (transpose_b 0 or 1) and
+  `q(add(matmul(dq(x), dq(W)), bias))` (a Gemm as imported) -> `qlinear_matmul(x, W as [K, N],
+  bias_i32)`, with W a constant 2-D weight per tensor or per output column;
+- the linear op's fused `activation` is kept only when the output's quantized range implies it:
+  `relu` when the zero point is the lowest value of the output type, `clip{lo, hi}` when the
+  whole quantized range lies in [lo, hi] (saturation then clamps exactly); any other activation
+  is refused;
+- add and mul of two per-tensor quantized tensors -> `qlinear_add` / `qlinear_mul`;
+  `q(global_avg_pool(dq(x)))` -> `qlinear_global_avg_pool` (NCHW);
+- data movement and max: `q(op(dq(x)))` -> `op(x)` on the integers when the quantize and the
+  dequantize have the same scale, zero point and type (exact: the op moves or compares values,
+  and dequantize is monotonic): reshape, flatten, squeeze, unsqueeze, transpose, slice, max_pool,
+  global_max_pool;
+- `q(dq(x))` with the same parameters -> `x`.
+Refused (reason given): a weight that is not a constant, per-axis activation parameters, a weight
+quantized along another axis, u16/i16 types, an activation the quantized range does not imply,
+and a linear op whose result has other uses. What is left keeps the float ops between the
+quantize/dequantize nodes (fake quantization), which is correct, only slower.
+
+Statistics: one per rewrite, named by the rule (`conv`, `matmul`, `add`, ...), and `refused-<rule>`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgec.ir import Graph
+from edgec.ops.quant import INT8
+from edgec.passmanager import register_pass
+from edgec.rewrite import Op, Rule, RewritePass, Var, merged_origin
+
+_RANGE = {"u8": (0, 255), "i8": (-128, 127)}
+
+
+def _zp(node) -> list[int]:
+    a = node.attrs
+    return a["zero_point"] or [0] * len(a["scale"])
+
+
+def _per_tensor(node) -> tuple[float, int] | None:
+    """(scale, zero point) of a per-tensor quantize/dequantize, or None."""
+    a = node.attrs
+    return (a["scale"][0], _zp(node)[0]) if len(a["scale"]) == 1 else None
+
+
+def _dq(name: str):
+    return Op("dequantize_linear", Var(name), name=f"dq_{name}")
+
+
+def _dq_const(name: str):
+    return Op("dequantize_linear", Var(name), name=f"dq_{name}",
+              where=lambda n: n.inputs[0].const is not None)
+
+
+def _origin(m) -> tuple[str, ...]:
+    """The origin of the integer node: the matched nodes (and the bias's dequantize, which the
+    rewrite leaves unused) but the dequantizes of its activation inputs, which belong to the nodes
+    that produced them."""
+    bias = m.values["bias"].producer() if "bias" in m.values else None
+    if bias is not None and bias.op == "dequantize_linear" and bias not in m.nodes:
+        m.nodes.append(bias)
+    inputs = {id(m.node(k)) for k in ("dq_x", "dq_a", "dq_b") if k in m.named_nodes}
+    return merged_origin(*sorted((n for n in m.nodes if id(n) not in inputs), key=Graph.order_key))
+
+
+def _out_params(m):
+    """(scale, zero point, dtype) of the root quantize, or a reason."""
+    q = m.root
+    p = _per_tensor(q)
+    if p is None:
+        return "the output is quantized per axis"
+    if q.attrs["dtype"] not in INT8:
+        return f"the output type {q.attrs['dtype']} is not u8 or i8"
+    return (*p, q.attrs["dtype"])
+
+
+def _act_implied(lin, scale: float, zp: int, dtype: str) -> str | None:
+    """None when saturating to the output's range does what the linear op's activation does."""
+    act, params = lin.attrs.get("activation", ""), lin.attrs.get("activation_params", [])
+    lo_q, hi_q = _RANGE[dtype]
+    lo, hi = (lo_q - zp) * scale, (hi_q - zp) * scale
+    if act == "":
+        return None
+    if act == "relu" and zp == lo_q:
+        return None
+    if act == "clip" and lo >= params[0] - 1e-6 * abs(params[0]) and hi <= params[1] * (1 + 1e-6) + 1e-12:
+        return None
+    return (f"the fused activation '{act}' is not implied by the output range "
+            f"[{lo:.6g}, {hi:.6g}] (scale {scale:.6g}, zero point {zp})")
+
+
+def _input_check(m, names=("x",)) -> str | None:
+    for name in names:
+        dq = m.node(f"dq_{name}")
+        if _per_tensor(dq) is None:
+            return f"the input '{name}' is dequantized per axis"
+        if dq.inputs[0].type.dtype not in INT8:
+            return f"the input '{name}' is {dq.inputs[0].type}, not u8 or i8"
+    return None
+
+
+def _weight(m, axis: int, n: int):
+    """(int weight, scales, zero points) of the dequantized constant W, or a reason; per tensor or
+    per `axis` with n values."""
+    dq = m.node("dq_w")
+    w = dq.inputs[0]
+    if w.type.dtype not in INT8:
+        return f"the weight is {w.type}, not u8 or i8"
+    scale, zp = dq.attrs["scale"], _zp(dq)
+    if len(scale) > 1 and (dq.attrs["axis"] % w.type.rank != axis or len(scale) != n):
+        return f"the weight is quantized along axis {dq.attrs['axis']}, not the output channels (axis {axis})"
+    return w, scale, zp
+
+
+def _bias_i32(bias, x_scale: float, w_scale: list[float], n: int):
+    """The bias as int32 in units of x_scale * w_scale[c], or a reason; None when there is none."""
+    if bias is None:
+        return None
+    unit = np.float32(x_scale) * np.asarray(w_scale, np.float32)
+    unit = np.broadcast_to(unit, (n,))
+    p = bias.producer()
+    if p is not None and p.op == "dequantize_linear" and p.inputs[0].const is not None:
+        b = p.inputs[0].const_value()
+        if b.dtype != np.int32 or any(_zp(p)):
+            return f"the bias is dequantized from {p.inputs[0].type} with zero point {_zp(p)}, not int32"
+        if len(p.attrs["scale"]) > 1 and b.ndim != 1:
+            return f"the bias {p.inputs[0].type} is not 1-D"
+        scale = np.broadcast_to(np.asarray(p.attrs["scale"], np.float32), (n,))
+        if np.array_equal(scale, unit):
+            values = b.reshape(-1).astype(np.int64)
+        else:
+            values = np.rint(b.reshape(-1).astype(np.float64) * scale / unit)
+    elif bias.const is not None and bias.type.dtype == "f32":
+        values = np.rint(bias.const_value().reshape(-1).astype(np.float64) / unit)
+    else:
+        return "the bias is neither a constant nor a dequantized int32 constant"
+    if values.size != n:
+        return f"the bias has {values.size} values, not {n}"
+    if np.abs(values).max(initial=0) >= 2 ** 31:
+        return "the bias does not fit in int32 at scale x_scale * w_scale"
+    return Graph.const(values.astype(np.int32))
+
+
+# ---- conv --------------------------------------------------------------------------------------
+
+CONV = Op("quantize_linear", Op("conv", _dq("x"), _dq_const("w"), name="lin"))
+CONV_BIAS = Op("quantize_linear", Op("conv", _dq("x"), _dq_const("w"), Var("bias"), name="lin"))
+
+
+def _conv_parts(m):
+    """Everything qlinear_conv needs, or a reason."""
+    lin = m.node("lin")
+    out = _out_params(m)
+    if isinstance(out, str):
+        return out
+    reason = _input_check(m) or _act_implied(lin, *out)
+    if reason:
+        return reason
+    if lin.attrs.get("layout", "NCHW") != "NCHW" or lin.output.type.rank != 4:
+        return "only 2-D NCHW convolutions are quantized"
+    o = lin.output.type.shape[1]
+    weight = _weight(m, 0, o)
+    if isinstance(weight, str):
+        return weight
+    x_scale, x_zp = _per_tensor(m.node("dq_x"))
+    bias = _bias_i32(m.values.get("bias"), x_scale, weight[1], o)
+    if isinstance(bias, str):
+        return bias
+    return out, weight, (x_scale, x_zp), bias
+
+
+def _conv_check(m):
+    parts = _conv_parts(m)
+    return parts if isinstance(parts, str) else None
+
+
+def _conv_rewrite(graph, m):
+    (y_scale, y_zp, dtype), (w, w_scale, w_zp), (x_scale, x_zp), bias = _conv_parts(m)
+    lin = m.node("lin")
+    # the float conv's empty lists mean their defaults
+    attrs = {"strides": lin.attrs["strides"] or [1, 1], "pads": lin.attrs["pads"] or [0, 0, 0, 0],
+             "dilations": lin.attrs["dilations"] or [1, 1], "group": lin.attrs["group"]}
+    attrs.update(x_scale=x_scale, x_zero_point=x_zp, w_scale=list(w_scale), w_zero_point=list(w_zp),
+                 y_scale=y_scale, y_zero_point=y_zp, dtype=dtype)
+    inputs = [m["x"], w] + ([bias] if bias is not None else [])
+    return [graph.add("qlinear_conv", inputs, attrs, origin=_origin(m)).output]
+
+
+# ---- matmul, dense, Gemm (matmul + add) --------------------------------------------------------
+
+def _plain_matmul(n) -> bool:
+    return n.attrs.get("transpose_a", 0) == 0
+
+
+MATMUL = Op("quantize_linear", Op("matmul", _dq("x"), _dq_const("w"), name="lin", where=_plain_matmul))
+GEMM = Op("quantize_linear", Op("add", Op("matmul", _dq("x"), _dq_const("w"), name="lin", where=_plain_matmul),
+                                Var("bias"), commutative=True, name="add"))
+DENSE = Op("quantize_linear", Op("dense", _dq("x"), _dq_const("w"), name="lin"))
+DENSE_BIAS = Op("quantize_linear", Op("dense", _dq("x"), _dq_const("w"), Var("bias"), name="lin"))
+
+
+def _matmul_parts(m):
+    lin = m.node("lin")
+    out = _out_params(m)
+    if isinstance(out, str):
+        return out
+    reason = _input_check(m) or _act_implied(lin, *out)
+    if reason:
+        return reason
+    if "add" in m.named_nodes and lin.attrs.get("activation"):
+        return f"the matmul has the activation '{lin.attrs['activation']}' before the bias add"
+    w_type = m.node("dq_w").inputs[0].type
+    if w_type.rank != 2:
+        return f"the weight {w_type} is not 2-D"
+    # as [N, K] (dense, matmul with transpose_b) or [K, N]
+    n_k = lin.op == "dense" or lin.attrs.get("transpose_b", 0) == 1
+    n = w_type.shape[0] if n_k else w_type.shape[1]
+    weight = _weight(m, 0 if n_k else 1, n)
+    if isinstance(weight, str):
+        return weight
+    x_scale, x_zp = _per_tensor(m.node("dq_x"))
+    bias = _bias_i32(m.values.get("bias"), x_scale, weight[1], n)
+    if isinstance(bias, str):
+        return bias
+    return out, weight, (x_scale, x_zp), bias, n_k
+
+
+def _matmul_check(m):
+    parts = _matmul_parts(m)
+    return parts if isinstance(parts, str) else None
+
+
+def _matmul_rewrite(graph, m):
+    (y_scale, y_zp, dtype), (w, w_scale, w_zp), (x_scale, x_zp), bias, n_k = _matmul_parts(m)
+    if n_k:
+        w = graph.const(np.ascontiguousarray(w.const_value().T))
+    attrs = {"a_scale": x_scale, "a_zero_point": x_zp, "b_scale": list(w_scale), "b_zero_point": list(w_zp),
+             "y_scale": y_scale, "y_zero_point": y_zp, "dtype": dtype}
+    inputs = [m["x"], w] + ([bias] if bias is not None else [])
+    return [graph.add("qlinear_matmul", inputs, attrs, origin=_origin(m)).output]
+
+
+# ---- add, mul, global average pool ------------------------------------------------------------
+
+def _binary_check(m):
+    out = _out_params(m)
+    return out if isinstance(out, str) else _input_check(m, ("a", "b"))
+
+
+def _binary_rewrite(qop: str):
+    def rewrite(graph, m):
+        y_scale, y_zp, dtype = _out_params(m)
+        (a_scale, a_zp), (b_scale, b_zp) = _per_tensor(m.node("dq_a")), _per_tensor(m.node("dq_b"))
+        attrs = {"a_scale": a_scale, "a_zero_point": a_zp, "b_scale": b_scale, "b_zero_point": b_zp,
+                 "y_scale": y_scale, "y_zero_point": y_zp, "dtype": dtype}
+        return [graph.add(qop, [m["a"], m["b"]], attrs, origin=_origin(m)).output]
+    return rewrite
+
+
+def _gap_check(m):
+    out = _out_params(m)
+    if isinstance(out, str):
+        return out
+    if m.node("lin").attrs.get("layout", "NCHW") != "NCHW":
+        return "only NCHW global average pooling is quantized"
+    return _input_check(m)
+
+
+def _gap_rewrite(graph, m):
+    y_scale, y_zp, dtype = _out_params(m)
+    x_scale, x_zp = _per_tensor(m.node("dq_x"))
+    attrs = {"x_scale": x_scale, "x_zero_point": x_zp, "y_scale": y_scale, "y_zero_point": y_zp, "dtype": dtype}
+    return [graph.add("qlinear_global_avg_pool", [m["x"]], attrs, origin=_origin(m)).output]
+
+
+# ---- integers through data movement, q(dq(x)) -------------------------------------------------
+
+PASS_THROUGH = ("global_max_pool", "max_pool", "reshape", "slice", "transpose")
+
+
+def _same_params(m) -> str | None:
+    q, dq = m.root, m.node("dq_x")
+    if q.attrs["scale"] != dq.attrs["scale"] or _zp(q) != _zp(dq) or q.attrs["dtype"] != dq.inputs[0].type.dtype:
+        return "the quantize and the dequantize have different parameters"
+    if len(q.attrs["scale"]) > 1:
+        return "the parameters are per axis"
+    return None
+
+
+def _move_rewrite(graph, m):
+    lin = m.node("lin")
+    return [graph.add(lin.op, [m["x"]], lin.attrs, origin=_origin(m)).output]
+
+
+def _rule(name, pattern, check, rewrite) -> Rule:
+    """A rule whose dequantized inputs may feed other nodes too (a residual branch), but whose op
+    (`lin`, and the bias `add` of a Gemm) feeds only the quantize."""
+    def guarded(m):
+        for key in ("lin", "add"):
+            if key in m.named_nodes and m.node(key).output.num_uses() != 1:
+                return f"the result of '{m.node(key).op}' is also used elsewhere"
+        return check(m)
+    return Rule(name, pattern, rewrite, guarded, allow_shared=True)
+
+
+QOP_RULES = [  # the ops of compiler/ops/qlinear.py (being added)
+    _rule("add", Op("quantize_linear", Op("add", _dq("a"), _dq("b"), name="lin")), _binary_check,
+          _binary_rewrite("qlinear_add")),
+    _rule("mul", Op("quantize_linear", Op("mul", _dq("a"), _dq("b"), name="lin")), _binary_check,
+          _binary_rewrite("qlinear_mul")),
+    _rule("global-avg-pool", Op("quantize_linear", Op("global_avg_pool", _dq("x"), name="lin")),
+          _gap_check, _gap_rewrite),
+]
+
+RULES = [
+    _rule("conv", CONV_BIAS, _conv_check, _conv_rewrite),
+    _rule("conv", CONV, _conv_check, _conv_rewrite),
+    _rule("gemm", GEMM, _matmul_check, _matmul_rewrite),
+    _rule("matmul", MATMUL, _matmul_check, _matmul_rewrite),
+    _rule("dense", DENSE_BIAS, _matmul_check, _matmul_rewrite),
+    _rule("dense", DENSE, _matmul_check, _matmul_rewrite),
+    _rule("move", Op("quantize_linear", Op(PASS_THROUGH, _dq("x"), name="lin")), _same_params, _move_rewrite),
+    _rule("qdq-pair", Op("quantize_linear", _dq("x")), _same_params, lambda g, m: [m["x"]]),
+]
+
+
+@register_pass
+class FuseQDQ(RewritePass):
+    name = "fuse-qdq"
+    summary = "quantize(op(dequantize ..)) patterns -> integer ops (qlinear_conv, qlinear_matmul, ...)"
+
+    def rules(self):
+        return RULES
