@@ -27,6 +27,7 @@ _API = {
     "Pass": ("passmanager", "Pass"), "PassManager": ("passmanager", "PassManager"),
     "Option": ("passmanager", "Option"), "optimize": ("passmanager", "optimize"),
     "register_pass": ("passmanager", "register_pass"),
+    "quantize": ("quantization", "quantize"), "calibrate": ("quantization", "calibrate"),
     "Artifact": ("driver", "Artifact"), "compile": ("driver", "compile"), "load": ("driver", "load"),
 }
 __all__ = sorted(_API)

@@ -4,6 +4,7 @@
     edgec run DIR --input NAME=FILE.npy ... [-o OUTDIR]
     edgec profile DIR [--runs N] [--threads N] [--json]
     edgec opt MODEL|IR (--passes STR | -O N) [-o OUT.eir] [--full-constants] [instruments]
+    edgec quantize MODEL --calibration DATA -o OUT.eir|OUT.onnx [--method M] [--report FILE.md|.json]
     edgec tune MODEL [--target T] --db DIR [--trials N] [--rpc HOST:PORT [--key K]] [--threads N]
     edgec verify MODEL [--target T] [-O N] [--input NAME=FILE.npy] [--bisect]
     edgec inspect MODEL
@@ -204,7 +205,13 @@ def cmd_compile(args) -> int:
     from .driver import compile
     _load_passes(args.load_pass)
     target = args.target or _default_target()
-    result = compile(args.model, target=target, output=args.output, level=_level(args), passes=args.passes,
+    model = args.model
+    if args.quantize or args.calibration:
+        from .driver import load_model
+        if args.quantize != "int8":
+            raise EdgecError("--calibration needs --quantize int8")
+        model = _calibrate(args, load_model(args.model, _input_shapes(args))[0]).quantize()
+    result = compile(model, target=target, output=args.output, level=_level(args), passes=args.passes,
                      input_shapes=_input_shapes(args), instruments=_instruments(args), bundle=args.bundle,
                      tuning_db=args.tuning_db, force=args.force, jobs=args.jobs, progress=sys.stderr)
     if args.tuning_db:
@@ -278,34 +285,14 @@ def cmd_profile(args) -> int:
     return 0
 
 
-def _load_graph(path: str, input_shapes):
-    from .onnx_import import import_onnx
-    from .text import parse_ir
-    p = Path(path)
-    if p.suffix == ".eir":
-        if not p.is_file():
-            raise EdgecError(f"{p}: no such IR file")
-        try:
-            text = p.read_bytes().decode("utf-8")
-        except OSError as e:
-            raise EdgecError(f"{p}: cannot read the IR file ({e.strerror})") from None
-        except UnicodeDecodeError as e:
-            raise EdgecError(f"{p}: not edgec IR text: byte {e.start} is not UTF-8 ({e.reason}); "
-                             "an .eir file is what `edgec opt -o FILE.eir` writes") from None
-        try:
-            return parse_ir(text)
-        except EdgecError as e:
-            raise type(e)(f"{p}: {e}") from None
-    return import_onnx(p, input_shapes)
-
-
 def cmd_opt(args) -> int:
+    from .driver import load_model
     from .files import write_text
     from .passmanager import PassManager, resolve_pipeline
     from .text import print_ir
     _load_passes(args.load_pass)
     pm = PassManager(resolve_pipeline(args.target or _default_target(), _level(args), args.passes), _instruments(args))
-    graph = pm.run(_load_graph(args.model, _input_shapes(args)))
+    graph = pm.run(load_model(args.model, _input_shapes(args))[0])
     text = print_ir(graph, full_constants=args.full_constants)
     if args.timing:
         print(pm.timing_table(), file=sys.stderr)
@@ -313,6 +300,63 @@ def cmd_opt(args) -> int:
         write_text(args.output, text, "opt -o")
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _calibration_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("int8 quantization")
+    g.add_argument("--calibration", metavar="DATA",
+                   help="calibration inputs: a .npz (input name -> array with a leading sample axis) "
+                        "or a directory of .npy/.npz files, one sample each")
+    g.add_argument("--method", default="minmax", choices=("minmax", "percentile", "entropy", "mse"),
+                   help="how activation ranges are chosen (default minmax)")
+    g.add_argument("--percentile", type=float, default=99.99, help="for --method percentile (default 99.99)")
+    g.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor, not per output channel")
+    g.add_argument("--activations", default="u8", choices=("u8", "i8"), help="activation type (default u8)")
+    g.add_argument("--exclude", action="append", default=[], metavar="NODE|OPTYPE",
+                   help="keep this ONNX node, or every node of this edgec op type, in float (repeatable)")
+    g.add_argument("--op-types", default=None, metavar="OP,OP",
+                   help="quantize only these edgec op types (conv, dense, matmul, add, ...)")
+
+
+def _calibrate(args, graph):
+    from .quantization import calibrate
+    if not args.calibration:
+        raise EdgecError("int8 quantization needs calibration inputs: --calibration DATA (.npz or a directory "
+                         "of .npy/.npz files)")
+    return calibrate(graph, args.calibration, method=args.method, percentile=args.percentile,
+                     per_channel=not args.per_tensor, activations=args.activations, exclude=args.exclude,
+                     op_types=args.op_types.split(",") if args.op_types else None, progress=True)
+
+
+def cmd_quantize(args) -> int:
+    from .driver import load_model
+    from .files import write_text
+    from .quantization import format_report, report
+    from .text import print_ir
+    out = args.output
+    if out.suffix not in (".eir", ".onnx"):
+        raise EdgecError(f"-o {out}: name an .eir (edgec IR) or .onnx (QDQ ONNX) file")
+    if args.report is not None and args.report.suffix not in (".md", ".json"):
+        raise EdgecError(f"--report {args.report}: name a .md or .json file")
+    graph = load_model(args.model, _input_shapes(args))[0]
+    cal = _calibrate(args, graph)
+    qgraph = cal.quantize()
+    if out.suffix == ".eir":
+        write_text(out, print_ir(qgraph, full_constants=True), "quantize -o")
+    else:
+        from .onnx_export import export_onnx
+        export_onnx(qgraph, out)
+    print(f"quantized {len(cal.nodes)} of {len(cal.nodes) + len(cal.skipped)} computing nodes "
+          f"({cal.method}, {cal.samples} calibration samples) -> {out}")
+    for i, why in sorted(cal.skipped.items()):
+        print(f"  float: {cal.node(i).describe()}: {why}")
+    if args.report is not None:
+        from .quantization import load_samples
+        samples = load_samples(args.calibration, graph)[:args.report_samples]
+        rep = report(cal, samples, progress=True)
+        write_text(args.report, format_report(rep, args.report.suffix), "quantize --report")
+        print(f"report ({len(samples)} samples): {args.report}")
     return 0
 
 
@@ -446,6 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tuning-db", type=Path, default=None, metavar="DIR", help="schedules from `edgec tune`")
     p.add_argument("-j", "--jobs", type=_positive_int, default=None, metavar="N",
                    help="threads that generate the kernels' code (default: all cores)")
+    p.add_argument("--quantize", choices=("int8",), default=None,
+                   help="quantize to int8 first (needs --calibration; see `edgec quantize`)")
+    _calibration_options(p)
     _add_pipeline_options(p)
     _add_model_options(p)
     _add_instrument_options(p)
@@ -491,6 +538,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     _add_instrument_options(p)
     p.set_defaults(func=cmd_opt)
+
+    p = command("quantize", "quantize a model to int8 (QDQ form) from calibration inputs")
+    p.add_argument("model", help="the ONNX model (or .eir) file")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.eir|OUT.onnx",
+                   help="the quantized model: edgec IR (.eir, full constants) or QDQ ONNX (.onnx)")
+    p.add_argument("--report", type=Path, default=None, metavar="FILE.md|FILE.json",
+                   help="per quantized node: output SQNR, and the model's SQNR and top-1 agreement with "
+                        "only that node quantized")
+    p.add_argument("--report-samples", type=_positive_int, default=16, metavar="N",
+                   help="calibration samples the report measures on (default 16)")
+    _calibration_options(p)
+    _add_model_options(p)
+    p.set_defaults(func=cmd_quantize)
 
     p = command("verify", "compare interpreter and compiled outputs with ONNX Runtime")
     p.add_argument("model", help="the ONNX model file")

@@ -102,15 +102,34 @@ class CompileResult:
     built: Any = None  # edgec.targets.build.BuildResult: the executable, in this process
 
 
-def _source(model: Any) -> tuple[Any, str]:
-    """The model to import and the sha256 of its bytes."""
+def load_model(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = None) -> tuple[Graph, str]:
+    """The graph of `model` and the sha256 of its source: an ONNX file or ModelProto (imported),
+    an `.eir` IR file (what `edgec opt -o` and `edgec quantize -o` write) or a Graph (its full IR
+    text is hashed)."""
     import onnx
+    from .onnx_import import import_onnx
+    from .text import parse_ir, print_ir
+    if isinstance(model, Graph):
+        return model, hashlib.sha256(print_ir(model, full_constants=True).encode()).hexdigest()
     if isinstance(model, onnx.ModelProto):
-        return model, hashlib.sha256(model.SerializeToString()).hexdigest()
+        return import_onnx(model, input_shapes), hashlib.sha256(model.SerializeToString()).hexdigest()
     path = Path(model)
+    if path.suffix == ".eir":
+        if not path.is_file():
+            raise EdgecError(f"{path}: no such IR file")
+        try:
+            data = path.read_bytes()
+            return parse_ir(data.decode("utf-8")), hashlib.sha256(data).hexdigest()
+        except OSError as e:
+            raise EdgecError(f"{path}: cannot read the IR file ({e.strerror})") from None
+        except UnicodeDecodeError as e:
+            raise EdgecError(f"{path}: not edgec IR text: byte {e.start} is not UTF-8 ({e.reason}); "
+                             "an .eir file is what `edgec opt -o FILE.eir` writes") from None
+        except EdgecError as e:
+            raise type(e)(f"{path}: {e}") from None
     if not path.is_file():
         raise EdgecError(f"{path}: no such model file")
-    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+    return import_onnx(path, input_shapes), hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _write_artifact(tmp: Path, built, tgt, graph: Graph, pm: PassManager, level: int | None, sha: str,
@@ -173,7 +192,7 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
             instruments: Instruments | None = None, bundle: bool = False,
             tuning_db: str | Path | None = None, force: bool = False, jobs: int | None = None,
             progress: TextIO | None = None) -> CompileResult:
-    """Import `model` (ONNX path or ModelProto), optimize, build for `target`, write `output`.
+    """Import `model` (see `load_model`: ONNX, .eir or Graph), optimize, build for `target`, write `output`.
 
     `bundle` (ARM targets): also put the aarch64 TVM runtime and the `edgec-run` runner in the
     artifact, so that the directory runs on a board with nothing else installed.
@@ -185,7 +204,6 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
     only once the compile has taken 2 s (`COMPILE_PROGRESS_AFTER_S`).
     TVM is loaded only after the passes, so that a bad model or pipeline fails at once."""
     from edgec.targets import get_target
-    from .onnx_import import import_onnx
 
     tgt = get_target(target, detect=False)
     pm = PassManager(resolve_pipeline(target, level, passes), instruments)
@@ -207,8 +225,8 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
                     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
             except OSError as e:
                 raise os_error("compile -o", out_dir, e) from None
-        source, sha = _source(model)
-        result = build(import_onnx(source, input_shapes), target, pass_manager=pm, tuning_db=tuning_db,
+        graph, sha = load_model(model, input_shapes)
+        result = build(graph, target, pass_manager=pm, tuning_db=tuning_db,
                        jobs=jobs, progress=bar)
         graph, built, schedule_report, tgt = result.graph, result.built, result.schedules, get_target(target)
         interrupt.check()  # TVM may have turned a Ctrl-C into a failure it worked around
