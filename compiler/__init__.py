@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 _API = {
     "EdgecError": ("errors", "EdgecError"),
     "Graph": ("ir", "Graph"), "Node": ("ir", "Node"), "TensorType": ("ir", "TensorType"), "Value": ("ir", "Value"),
-    "import_onnx": ("onnx_import", "import_onnx"),
+    "import_onnx": ("onnx_import", "import_onnx"), "export_onnx": ("onnx_export", "export_onnx"),
     "parse_ir": ("text", "parse_ir"), "print_ir": ("text", "print_ir"),
     "interpret": ("interpreter", "interpret"),
     "verify_ir": ("verifier", "verify"),  # edgec.verify is the verify module

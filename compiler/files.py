@@ -1,9 +1,9 @@
 """Writing the user's files: whole or not at all, and an OSError as a clean error naming the path.
 
-- `write_text(path, text, what)` writes a temporary file beside `path` and renames it over
-  `path` (`os.replace`) unless Ctrl-C was pressed; the temporary file is removed in `finally`,
-  so an error or Ctrl-C leaves the old file or none. `path` must not be a directory and its
-  directory must exist.
+- `write_text(path, text, what)` (and `write_bytes(path, data, what)`) writes a temporary file
+  beside `path` and renames it over `path` (`os.replace`) unless Ctrl-C was pressed; the
+  temporary file is removed in `finally`, so an error or Ctrl-C leaves the old file or none.
+  `path` must not be a directory and its directory must exist.
 - `make_dirs(path)` makes a directory and its missing parents and returns the ones it made,
   outermost first, so that a failed command can remove them (`remove_dirs`).
 - `check_dir(path, what)` refuses an existing path that is not a directory.
@@ -55,6 +55,14 @@ def remove_dirs(made: list[Path]) -> None:
 
 
 def write_text(path: Path, text: str, what: str) -> None:
+    _write(path, text, "w", what)
+
+
+def write_bytes(path: Path, data: bytes, what: str) -> None:
+    _write(path, data, "wb", what)
+
+
+def _write(path: Path, content: str | bytes, mode: str, what: str) -> None:
     if path.is_dir():
         raise EdgecError(f"{what} {path} is a directory; name a file")
     if not path.parent.is_dir():
@@ -63,8 +71,8 @@ def write_text(path: Path, text: str, what: str) -> None:
     try:
         with interrupt.deferred():  # a Ctrl-C here is raised once `tmp` names the file it made
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, mode) as f:
+            f.write(content)
         interrupt.check()
         os.replace(tmp, path)
     except OSError as e:
