@@ -346,7 +346,7 @@ def cmd_quantize(args) -> int:
         write_text(out, print_ir(qgraph, full_constants=True), "quantize -o")
     else:
         from .onnx_export import export_onnx
-        export_onnx(qgraph, out)
+        export_onnx(qgraph, out, what="quantize -o")
     print(f"quantized {len(cal.nodes)} of {len(cal.nodes) + len(cal.skipped)} computing nodes "
           f"({cal.method}, {cal.samples} calibration samples) -> {out}")
     for i, why in sorted(cal.skipped.items()):
