@@ -1,11 +1,13 @@
 """convert-layout{to=NHWC|NCHW}: move convs, pools and the ops between them to one data layout.
 
 Cases:
-- layout-sensitive nodes in the other layout are converted: `conv` (1-D to 3-D; weights
-  OIHW <-> OHWI, transformed at compile time when constant, by a transpose node otherwise),
-  `max_pool`, `avg_pool`, `global_avg_pool`, `global_max_pool` and `batch_norm` (rank >= 3):
-  a transpose to the new layout goes before the data input, the node's `layout` changes, and a
-  transpose back goes after it;
+- layout-sensitive nodes in the other layout are converted: `conv` (1-D to 3-D), the quantized
+  2-D convs `qlinear_conv` and `conv_integer` (weights OIHW <-> OHWI, transformed at compile time
+  when constant, by a transpose node otherwise; their bias and per-channel weight scales and zero
+  points stay per output channel), `max_pool` (u8/i8 ones between quantized convs too),
+  `avg_pool`, `global_avg_pool`, `global_max_pool` and `batch_norm` (rank >= 3): a transpose to
+  the new layout goes before the data input, the node's `layout` changes, and a transpose back
+  goes after it;
 - transpose cancellation: `transpose(transpose(x, p), q)` becomes one transpose by the composed
   permutation, or `x` itself when that is the identity;
 - transpose sinking: an elementwise op (any arity, `fused_elementwise` included) whose non-constant
@@ -41,7 +43,8 @@ from edgec.rewrite import Op, Rule, RewritePass, Var, apply_rules
 
 from .simplify_shapes import CANCEL_TRANSPOSES, MERGE_RESHAPES, TRANSPOSE_AS_RESHAPE
 
-SENSITIVE = ops_with("layout_sensitive")  # conv, batch_norm, the pools
+SENSITIVE = ops_with("layout_sensitive")  # the convs, batch_norm, the pools
+WEIGHTED = ("conv", "conv_integer", "qlinear_conv")  # input 1 is the weight (OIHW <-> OHWI)
 
 
 def to_last(rank: int) -> list[int]:
@@ -131,7 +134,7 @@ class ConvertLayout(RewritePass):
         ins = [graph.add("transpose", [node.inputs[0]], {"perm": into}, origin=origin).output]
         self.count("transposes-inserted")
         for i, v in enumerate(node.inputs[1:], start=1):
-            if node.op == "conv" and i == 1:
+            if node.op in WEIGHTED and i == 1:
                 if v.const is not None:
                     v = graph.const(np.ascontiguousarray(np.transpose(v.const, into)))
                     self.count("weights-transformed")
