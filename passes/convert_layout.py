@@ -20,7 +20,9 @@ Cases:
 - reductions (`reduce_*` with axes), `softmax`, `log_softmax`, `hardmax` (coerce_2d=0) and
   `slice` sink a transpose by permuting their axes; a reduction without keepdims is followed by
   the permutation of the axes it keeps (none when they keep their order, as after reducing the
-  spatial axes of NHWC);
+  spatial axes of NHWC); `quantize_linear` and `dequantize_linear` sink it as they are when per
+  tensor (one scale: the axis is unused) and with their `axis` permuted when per axis, so that a
+  chain of quantized convs between a quantize and a dequantize keeps no transposes inside;
 - then, once nothing cancels or sinks any more: a transpose that moves only axes of size 1
   becomes a `reshape` (after a global pool, the transpose back to NCHW is just a reshape), and
   `reshape(reshape(x))` one reshape (or `x`), so a CNN converted end to end keeps transposes only
@@ -65,7 +67,8 @@ def inverse(perm: list[int]) -> list[int]:
 REDUCE_OPS = tuple(sorted(n for n, d in OPS.items() if d.kind == "reduction" and "axes" in d.attrs
                           and "keepdims" in d.attrs))
 SOFTMAX_OPS = ("hardmax", "log_softmax", "softmax")
-AXES_OPS = (*REDUCE_OPS, *SOFTMAX_OPS, "slice")
+QDQ_OPS = ("dequantize_linear", "quantize_linear")  # `axis` names the dimension of a per-axis scale
+AXES_OPS = (*REDUCE_OPS, *SOFTMAX_OPS, *QDQ_OPS, "slice")
 
 
 def _transposed_input(v):
@@ -241,9 +244,10 @@ class ConvertLayout(RewritePass):
         return None
 
     def _sink_axes(self, graph, m):
-        """A reduction, softmax or slice of `transpose(x, p)` on axes A: the op on `x` along
-        axes p[A], then the transpose (for a reduction without keepdims, by the permutation of
-        the axes left, or none when they keep their order)."""
+        """A reduction, softmax, slice or per-axis quantize / dequantize of `transpose(x, p)` on
+        axes A: the op on `x` along axes p[A], then the transpose (for a reduction without
+        keepdims, by the permutation of the axes left, or none when they keep their order). A
+        per-tensor quantize / dequantize keeps its attributes."""
         node = m.root
         t = _transposed_input(m["x"])
         m.nodes.append(t)
@@ -253,6 +257,9 @@ class ConvertLayout(RewritePass):
         after = perm
         if node.op in SOFTMAX_OPS:
             attrs["axis"] = perm[node.attrs["axis"] % rank]
+        elif node.op in QDQ_OPS:
+            if len(node.attrs["scale"]) > 1:
+                attrs["axis"] = perm[node.attrs["axis"] % rank]
         else:
             axes = [a % rank for a in node.attrs["axes"]]
             attrs["axes"] = [perm[a] for a in axes]

@@ -19,7 +19,8 @@ per-tensor scale is a list of one value, a per-axis one has shape[axis] values.
   conv_integer's `layout`.
 
 quantize_linear and dequantize_linear have kind `opaque`, not `elementwise`: a per-axis `axis`
-names a dimension, so passes must not sink transposes through them or treat them as layout-free.
+names a dimension, so passes must not treat them as layout-free; convert-layout sinks
+transposes through them explicitly, permuting a per-axis `axis`.
 
 Lowering: int32 arithmetic in Relax (`conv2d` / `matmul` with out_dtype="int32" on zero-point
 shifted int32 operands; an NHWC conv hands TVM its OHWI weight as HWIO, as the float conv does),

@@ -275,7 +275,7 @@ def test_quantized_chain_on_a76(tmp_path):
 
 # The kernels of qlinear_conv_chain at -O2 (names k<N>_<op>): the transposes only at the boundaries.
 CHAIN_KERNELS = ["quantize_linear", "transpose", "qlinear_conv", "qlinear_conv", "max_pool", "qlinear_conv",
-                 "qlinear_conv", "transpose", "dequantize_linear"]
+                 "qlinear_conv", "dequantize_linear", "transpose"]
 
 
 def _kernel_ops(result) -> list[str]:
