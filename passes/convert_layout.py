@@ -1,11 +1,13 @@
 """convert-layout{to=NHWC|NCHW}: move convs, pools and the ops between them to one data layout.
 
 Cases:
-- layout-sensitive nodes in the other layout are converted: `conv` (1-D to 3-D; weights
-  OIHW <-> OHWI, transformed at compile time when constant, by a transpose node otherwise),
-  `max_pool`, `avg_pool`, `global_avg_pool`, `global_max_pool` and `batch_norm` (rank >= 3):
-  a transpose to the new layout goes before the data input, the node's `layout` changes, and a
-  transpose back goes after it;
+- layout-sensitive nodes in the other layout are converted: `conv` (1-D to 3-D), the quantized
+  2-D convs `qlinear_conv` and `conv_integer` (weights OIHW <-> OHWI, transformed at compile time
+  when constant, by a transpose node otherwise; their bias and per-channel weight scales and zero
+  points stay per output channel), `max_pool` (u8/i8 ones between quantized convs too),
+  `avg_pool`, `global_avg_pool`, `global_max_pool` and `batch_norm` (rank >= 3): a transpose to
+  the new layout goes before the data input, the node's `layout` changes, and a transpose back
+  goes after it;
 - transpose cancellation: `transpose(transpose(x, p), q)` becomes one transpose by the composed
   permutation, or `x` itself when that is the identity;
 - transpose sinking: an elementwise op (any arity, `fused_elementwise` included) whose non-constant
@@ -18,7 +20,9 @@ Cases:
 - reductions (`reduce_*` with axes), `softmax`, `log_softmax`, `hardmax` (coerce_2d=0) and
   `slice` sink a transpose by permuting their axes; a reduction without keepdims is followed by
   the permutation of the axes it keeps (none when they keep their order, as after reducing the
-  spatial axes of NHWC);
+  spatial axes of NHWC); `quantize_linear` and `dequantize_linear` sink it as they are when per
+  tensor (one scale: the axis is unused) and with their `axis` permuted when per axis, so that a
+  chain of quantized convs between a quantize and a dequantize keeps no transposes inside;
 - then, once nothing cancels or sinks any more: a transpose that moves only axes of size 1
   becomes a `reshape` (after a global pool, the transpose back to NCHW is just a reshape), and
   `reshape(reshape(x))` one reshape (or `x`), so a CNN converted end to end keeps transposes only
@@ -41,7 +45,8 @@ from edgec.rewrite import Op, Rule, RewritePass, Var, apply_rules
 
 from .simplify_shapes import CANCEL_TRANSPOSES, MERGE_RESHAPES, TRANSPOSE_AS_RESHAPE
 
-SENSITIVE = ops_with("layout_sensitive")  # conv, batch_norm, the pools
+SENSITIVE = ops_with("layout_sensitive")  # the convs, batch_norm, the pools
+WEIGHTED = ("conv", "conv_integer", "qlinear_conv")  # input 1 is the weight (OIHW <-> OHWI)
 
 
 def to_last(rank: int) -> list[int]:
@@ -62,7 +67,8 @@ def inverse(perm: list[int]) -> list[int]:
 REDUCE_OPS = tuple(sorted(n for n, d in OPS.items() if d.kind == "reduction" and "axes" in d.attrs
                           and "keepdims" in d.attrs))
 SOFTMAX_OPS = ("hardmax", "log_softmax", "softmax")
-AXES_OPS = (*REDUCE_OPS, *SOFTMAX_OPS, "slice")
+QDQ_OPS = ("dequantize_linear", "quantize_linear")  # `axis` names the dimension of a per-axis scale
+AXES_OPS = (*REDUCE_OPS, *SOFTMAX_OPS, *QDQ_OPS, "slice")
 
 
 def _transposed_input(v):
@@ -131,7 +137,7 @@ class ConvertLayout(RewritePass):
         ins = [graph.add("transpose", [node.inputs[0]], {"perm": into}, origin=origin).output]
         self.count("transposes-inserted")
         for i, v in enumerate(node.inputs[1:], start=1):
-            if node.op == "conv" and i == 1:
+            if node.op in WEIGHTED and i == 1:
                 if v.const is not None:
                     v = graph.const(np.ascontiguousarray(np.transpose(v.const, into)))
                     self.count("weights-transformed")
@@ -238,9 +244,10 @@ class ConvertLayout(RewritePass):
         return None
 
     def _sink_axes(self, graph, m):
-        """A reduction, softmax or slice of `transpose(x, p)` on axes A: the op on `x` along
-        axes p[A], then the transpose (for a reduction without keepdims, by the permutation of
-        the axes left, or none when they keep their order)."""
+        """A reduction, softmax, slice or per-axis quantize / dequantize of `transpose(x, p)` on
+        axes A: the op on `x` along axes p[A], then the transpose (for a reduction without
+        keepdims, by the permutation of the axes left, or none when they keep their order). A
+        per-tensor quantize / dequantize keeps its attributes."""
         node = m.root
         t = _transposed_input(m["x"])
         m.nodes.append(t)
@@ -250,6 +257,9 @@ class ConvertLayout(RewritePass):
         after = perm
         if node.op in SOFTMAX_OPS:
             attrs["axis"] = perm[node.attrs["axis"] % rank]
+        elif node.op in QDQ_OPS:
+            if len(node.attrs["scale"]) > 1:
+                attrs["axis"] = perm[node.attrs["axis"] % rank]
         else:
             axes = [a % rank for a in node.attrs["axes"]]
             attrs["axes"] = [perm[a] for a in axes]

@@ -1,4 +1,5 @@
-"""Shared test helpers: build one-node ONNX models and check edgec against ONNX Runtime."""
+"""Shared test helpers: build one-node ONNX models (and one quantized CNN chain) and check edgec
+against ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -97,3 +98,41 @@ def multi_node_model(cases, opset: int = 17):
                                       name=f"{op_type}_node{i}", **attrs))
         outs.append(out)
     return make_model(nodes, feeds, outs, inits, opset), feeds
+
+
+def qlinear_conv_chain(seed: int = 0, size: int = 10, c: int = 8):
+    """A quantized CNN chain: f32 x[1,c,size,size] -> QuantizeLinear (u8) -> QLinearConv 3x3 pad 1
+    (c -> 2c, int32 bias) -> QLinearConv 3x3 stride 2 pad 1 (2c -> 2c, weight zero point 3) ->
+    MaxPool 3x3 pad 1 (u8) -> depthwise QLinearConv 3x3 pad 1 (group 2c) -> QLinearConv 1x1
+    (2c -> c) -> DequantizeLinear -> y f32[1,c,size/2,size/2]. u8 activations, i8 weights with
+    per-channel scales. Returns (model, feeds)."""
+    rng = np.random.default_rng(seed)
+    f32 = lambda v: np.asarray(v, np.float32)  # noqa: E731
+    feeds = {"x": rng.standard_normal((1, c, size, size)).astype(np.float32)}
+    inits = {"s0": f32(0.03), "z0": np.array(128, np.uint8)}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s0", "z0"], ["q0"])]
+    # (out channels, in channels per group, kernel, weight zero point, bias, attrs)
+    layers = [(2 * c, c, 3, 0, True, {"pads": [1, 1, 1, 1]}),
+              (2 * c, 2 * c, 3, 3, False, {"pads": [1, 1, 1, 1], "strides": [2, 2]}),
+              (2 * c, 1, 3, 0, True, {"pads": [1, 1, 1, 1], "group": 2 * c}),
+              (c, 2 * c, 1, 0, True, {})]
+    x, x_scale = "q0", 0.03
+    for i, (out_ch, cin, k, wzp, bias, attrs) in enumerate(layers, start=1):
+        if i == 3:
+            nodes.append(helper.make_node("MaxPool", [x], ["pool"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
+            x = "pool"
+        w_scale = rng.uniform(0.005, 0.01, out_ch).astype(np.float32)
+        y_scale = x_scale * float(w_scale.mean()) * np.sqrt(cin * k * k) * 60  # outputs spread over ~ +-40
+        y_zp = int(rng.integers(100, 156))
+        inits.update({f"w{i}": rng.integers(-127, 128, (out_ch, cin, k, k)).astype(np.int8), f"ws{i}": w_scale,
+                      f"wz{i}": np.full(out_ch, wzp, np.int8), f"ys{i}": f32(y_scale),
+                      f"yz{i}": np.array(y_zp, np.uint8)})
+        names = [x, "s0" if i == 1 else f"ys{i - 1}", "z0" if i == 1 else f"yz{i - 1}", f"w{i}", f"ws{i}", f"wz{i}",
+                 f"ys{i}", f"yz{i}"]
+        if bias:
+            inits[f"b{i}"] = rng.integers(-3000, 3000, out_ch).astype(np.int32)
+            names.append(f"b{i}")
+        nodes.append(helper.make_node("QLinearConv", names, [f"c{i}"], name=f"conv{i}", **attrs))
+        x, x_scale = f"c{i}", y_scale
+    nodes.append(helper.make_node("DequantizeLinear", [x, f"ys{len(layers)}", f"yz{len(layers)}"], ["y"]))
+    return make_model(nodes, feeds, ["y"], inits, opset=13), feeds

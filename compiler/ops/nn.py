@@ -222,24 +222,28 @@ def _conv_ref(xs, attrs):
     return apply_activation_np(y, attrs)
 
 
+def tvm_conv_weight(ctx, w, n: int, channels_last: bool):
+    """(weight, kernel_layout) that an n-D conv hands TVM: an OIHW weight (NCHW) as it is; an
+    OHWI weight (NHWC) as HWIO, transposed at compile time when constant, in the kernel otherwise,
+    so that the output channel is the weight's contiguous axis, which the schedules vectorize
+    (targets/schedules)."""
+    if not channels_last:
+        return w, _tvm_layout(n, False).replace("N", "O").replace("C", "I")
+    perm = [*range(1, n + 1), n + 1, 0]  # OHWI -> HWIO
+    if isinstance(w, tvm.ir.expr.Constant):
+        w = relax.const(np.ascontiguousarray(np.transpose(w.value.numpy(), perm)), str(w.ty.dtype))
+    else:
+        w = ctx.bb.emit(R.permute_dims(w, perm))
+    return w, "DHW"[3 - n:] + "IO"
+
+
 def _conv_lower(ctx, xs, attrs, out):
-    """NCHW convs take OIHW weights as they are; NHWC convs hand TVM their OHWI weights as HWIO
-    (transposed at compile time when constant, in the kernel otherwise): the output channel
-    is then the weight's contiguous axis, which the schedules vectorize (targets/schedules)."""
+    """NCHW convs take OIHW weights, NHWC convs OHWI ones handed to TVM as HWIO (`tvm_conv_weight`)."""
     n = len(out[0].shape) - 2
     strides, pads, dils = _spatial_attrs(attrs, n)
     last = attrs["layout"] == "NHWC"
     layout = _tvm_layout(n, last)
-    w = xs[1]
-    if last:
-        kernel_layout = "DHW"[3 - n:] + "IO"
-        perm = [*range(1, n + 1), n + 1, 0]  # OHWI -> HWIO
-        if isinstance(w, tvm.ir.expr.Constant):
-            w = relax.const(np.ascontiguousarray(np.transpose(w.value.numpy(), perm)), str(w.ty.dtype))
-        else:
-            w = ctx.bb.emit(R.permute_dims(w, perm))
-    else:
-        kernel_layout = layout.replace("N", "O").replace("C", "I")
+    w, kernel_layout = tvm_conv_weight(ctx, xs[1], n, last)
     fn = {1: R.nn.conv1d, 2: R.nn.conv2d, 3: R.nn.conv3d}[n]
     dtype = str(xs[0].ty.dtype)
     y = fn(xs[0], w, strides=strides, padding=pads, dilation=dils, groups=attrs["group"],

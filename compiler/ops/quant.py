@@ -8,18 +8,23 @@ per-tensor scale is a list of one value, a per-axis one has shape[axis] values.
 - dequantize_linear(x: u8/i8/u16/i16/i32) {scale, zero_point, axis} -> f32: float32(x - zp) * scale.
 - matmul_integer(a, b) {a_zero_point (1 or M values), b_zero_point (1 or N values)} -> i32:
   (a - azp) @ (b - bzp), accumulated in int32; batch dims broadcast like MatMul (rank >= 2).
-- conv_integer(x, w) {x_zero_point, w_zero_point (1 or O values), strides, pads, dilations, group}
-  -> i32: 2-D convolution of (x - xzp) and (w - wzp) accumulated in int32 (padding is the zero point).
+- conv_integer(x, w) {x_zero_point, w_zero_point (1 or O values), strides, pads, dilations, group,
+  layout} -> i32: 2-D convolution of (x - xzp) and (w - wzp) accumulated in int32 (padding is the
+  zero point); `layout` NCHW (x NCHW, w OIHW; the default, as imported) or NHWC (x NHWC, w OHWI,
+  as convert-layout makes it, like `conv`).
 - qlinear_matmul(a, b[, bias: i32[N]]) and qlinear_conv(x, w[, bias: i32[O]]): the integer product above (plus bias),
   then requantized like ONNX Runtime (MlasRequantizeOutput): the multiplier is computed in float32
   as (in_scale * w_scale[c]) / y_scale, y = saturate(round_half_even(float32(acc) * multiplier) + yzp).
-  w_scale / b_scale may be per output channel (conv) or per column (matmul).
+  w_scale / b_scale may be per output channel (conv) or per column (matmul); qlinear_conv has
+  conv_integer's `layout`.
 
 quantize_linear and dequantize_linear have kind `opaque`, not `elementwise`: a per-axis `axis`
-names a dimension, so passes must not sink transposes through them or treat them as layout-free.
+names a dimension, so passes must not treat them as layout-free; convert-layout sinks
+transposes through them explicitly, permuting a per-axis `axis`.
 
 Lowering: int32 arithmetic in Relax (`conv2d` / `matmul` with out_dtype="int32" on zero-point
-shifted int32 operands), then the float32 requantize step with an explicit round-half-to-even.
+shifted int32 operands; an NHWC conv hands TVM its OHWI weight as HWIO, as the float conv does),
+then the float32 requantize step with an explicit round-half-to-even.
 
 A target may lower the integer product itself (`Target.int8_accumulator`, a hook): on targets with
 int8 dot-product instructions (`target.dotprod`: ARM `sdot`) and a constant weight, it is an
@@ -34,8 +39,10 @@ and azp * colsum(b) is a compile-time constant. rowsum(a - azp) (a window sum fo
 computed only when some (converted) weight zero point is nonzero. Cases: matmul_integer /
 qlinear_matmul with a 2-D constant b (a of any rank >= 2, per-row a zero points), conv_integer /
 qlinear_conv with a constant weight and group 1 (any kernel size, stride, dilation, padding;
-the kernel computes NHWC, the result is transposed back to NCHW). Other cases (batched or
-non-constant b, grouped and depthwise convs) keep the generic lowering.
+the kernel computes NHWC: an NHWC conv reads its input and returns its result as they are, with
+no transpose; an NCHW one transposes its input in the kernel's packing stage and the result
+back to NCHW). Other cases (batched or non-constant b, grouped and depthwise convs) keep the
+generic lowering.
 
 ONNX importers: QuantizeLinear, DequantizeLinear (opsets 10-21; block quantization of opset 21
 is refused), MatMulInteger, ConvInteger, QLinearMatMul, QLinearConv (2-D; auto_pad resolved).
@@ -50,7 +57,8 @@ from ..lazy import LazyModule
 from ..ir import DTYPES, TensorType
 from .base import Attr, OpDef, REQUIRED, broadcast_shapes, normalize_axis, onnx_op, register_op
 from .elementwise import nearbyint_te
-from .nn import conv_nchw_np, resolve_auto_pad
+from .nn import (_channel_shape, _check_layout, _to_cf, _to_cl, _tvm_layout, conv_nchw_np, resolve_auto_pad,
+                 tvm_conv_weight)
 
 relax = LazyModule("tvm.relax")
 R = LazyModule("tvm.relax.op")
@@ -252,10 +260,6 @@ def _slice_last(x, n: int, n4: int):
     return x if n == n4 else R.strided_slice(x, axes=[-1], begin=[0], end=[n])
 
 
-def _nhwc_to_nchw(ctx, y, o: int, o4: int):
-    return R.permute_dims(ctx.bb.emit(_slice_last(y, o, o4)), [0, 3, 1, 2])
-
-
 def _matmul_integer_lower(ctx, xs, attrs, out):
     a, b = xs
     found = _target_acc(ctx, "matmul", a, b, attrs["a_zero_point"], attrs["b_zero_point"])
@@ -341,40 +345,71 @@ register_op(OpDef(
     summary="quantized matmul (optional int32 bias per column), requantized like ONNX Runtime"))
 
 
-# ---- conv_integer / qlinear_conv (2-D, NCHW) ---------------------------------------------------
+# ---- conv_integer / qlinear_conv (2-D, NCHW or NHWC) -------------------------------------------
 
 CONV_GEOMETRY = {"strides": Attr("ints", [1, 1]), "pads": Attr("ints", [0, 0, 0, 0]),
-                 "dilations": Attr("ints", [1, 1]), "group": Attr("int", 1)}
+                 "dilations": Attr("ints", [1, 1]), "group": Attr("int", 1), "layout": Attr("str", "NCHW")}
+
+
+def _channels_first(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """An NHWC (or OHWI) shape as NCHW (OIHW)."""
+    return (shape[0], shape[-1], *shape[1:-1])
 
 
 def _conv_shape(op: str, x: TensorType, w: TensorType, attrs: dict) -> tuple[int, ...]:
     if x.rank != 4 or w.rank != 4:
-        raise VerifyError(f"{op} supports 2-D convolutions (rank-4 NCHW input and OIHW weight), got {x} and {w}")
+        raise VerifyError(f"{op} supports 2-D convolutions (rank-4 NCHW or NHWC input, OIHW or OHWI weight), "
+                          f"got {x} and {w}")
+    last = _check_layout(attrs, x.rank)
+    xs, ws = (_channels_first(x.shape), _channels_first(w.shape)) if last else (x.shape, w.shape)
     strides, pads, dils, g = attrs["strides"], attrs["pads"], attrs["dilations"], attrs["group"]
     if len(strides) != 2 or len(dils) != 2 or len(pads) != 4:
         raise VerifyError(f"{op}: strides {strides} and dilations {dils} need 2 values, pads {pads} 4")
     if min(strides) < 1 or min(dils) < 1 or min(pads) < 0:
         raise VerifyError(f"{op}: strides {strides} and dilations {dils} must be >= 1, pads {pads} >= 0")
-    if g < 1 or x.shape[1] != w.shape[1] * g or w.shape[0] % g:
-        raise VerifyError(f"{op}: input {x}, weight {w} and group {g} do not agree")
-    out = [(x.shape[2 + i] + pads[i] + pads[i + 2] - dils[i] * (w.shape[2 + i] - 1) - 1) // strides[i] + 1
-           for i in range(2)]
+    if g < 1 or xs[1] != ws[1] * g or ws[0] % g:
+        raise VerifyError(f"{op}: input {x}, weight {w} and group {g} do not agree ({attrs['layout']})")
+    out = [(xs[2 + i] + pads[i] + pads[i + 2] - dils[i] * (ws[2 + i] - 1) - 1) // strides[i] + 1 for i in range(2)]
     if min(out) < 1:
         raise VerifyError(f"{op}: the output would be empty (spatial {out})")
-    return (x.shape[0], w.shape[0], *out)
+    return (xs[0], *out, ws[0]) if last else (xs[0], ws[0], *out)
 
 
 def _int_conv_np(x, w, xzp: int, wzp: list[int], attrs) -> np.ndarray:
+    last = attrs["layout"] == "NHWC"
+    if last:
+        x, w = _to_cf(x), _to_cf(w)
     xs = x.astype(np.int64) - xzp
     ws = w.astype(np.int64) - np.asarray(wzp, np.int64).reshape(-1, 1, 1, 1)
     acc = conv_nchw_np(xs, ws, attrs["strides"], attrs["pads"], attrs["dilations"], attrs["group"])
-    return np.rint(acc).astype(np.int64).astype(np.int32)  # float64 holds these sums exactly
+    acc = np.rint(acc).astype(np.int64).astype(np.int32)  # float64 holds these sums exactly
+    return _to_cl(acc) if last else acc
 
 
-def _int_conv_relax(x, w, xzp: int, wzp: list[int], attrs):
-    return R.nn.conv2d(shifted_int32(x, [xzp], [1]), shifted_int32(w, wzp, [-1, 1, 1, 1]),
+def _int_conv_relax(ctx, x, w, xzp: int, wzp: list[int], attrs):
+    """The generic int32 conv: NCHW with the OIHW weight, or NHWC with the OHWI weight handed
+    to TVM as HWIO (`tvm_conv_weight`, as the float conv does)."""
+    last = attrs["layout"] == "NHWC"
+    w, kernel_layout = tvm_conv_weight(ctx, w, 2, last)
+    return R.nn.conv2d(shifted_int32(x, [xzp], [1]), shifted_int32(w, wzp, [1, 1, 1, -1] if last else [-1, 1, 1, 1]),
                        strides=attrs["strides"], padding=attrs["pads"], dilation=attrs["dilations"],
-                       groups=attrs["group"], out_dtype="int32")
+                       groups=attrs["group"], data_layout=_tvm_layout(2, last), kernel_layout=kernel_layout,
+                       out_dtype="int32")
+
+
+def _channel_vector(values, attrs: dict):
+    """Per-output-channel values shaped to broadcast against the conv's output in its layout."""
+    return values.reshape(_channel_shape(4, -1, attrs["layout"] == "NHWC"))
+
+
+def _acc_in_layout(ctx, acc, o: int, o4: int, attrs: dict):
+    """The target's NHWC accumulator (O4 channels) cut to the o channels, in the conv's layout."""
+    y = _slice_last(acc, o, o4)
+    return y if attrs["layout"] == "NHWC" else R.permute_dims(ctx.bb.emit(y), [0, 3, 1, 2])
+
+
+def _out_channels(out, attrs: dict) -> int:
+    return out[0].shape[-1 if attrs["layout"] == "NHWC" else 1]
 
 
 def _conv_integer_lower(ctx, xs, attrs, out):
@@ -382,8 +417,8 @@ def _conv_integer_lower(ctx, xs, attrs, out):
     found = _target_acc(ctx, "conv", x, w, [attrs["x_zero_point"]], attrs["w_zero_point"], attrs)
     if found is not None:
         acc, o4 = found
-        return _nhwc_to_nchw(ctx, acc, out[0].shape[1], o4)
-    return _int_conv_relax(x, w, attrs["x_zero_point"], attrs["w_zero_point"], attrs)
+        return _acc_in_layout(ctx, acc, _out_channels(out, attrs), o4, attrs)
+    return _int_conv_relax(ctx, x, w, attrs["x_zero_point"], attrs["w_zero_point"], attrs)
 
 
 def _conv_integer_infer(types, attrs):
@@ -401,7 +436,8 @@ register_op(OpDef(
     reference=lambda xs, a: _int_conv_np(xs[0], xs[1], a["x_zero_point"], a["w_zero_point"], a),
     lower=_conv_integer_lower,
     attrs={**CONV_GEOMETRY, "x_zero_point": Attr("int", 0), "w_zero_point": Attr("ints", [0])},
-    summary="2-D convolution of zero-point shifted u8/i8 operands, int32 result"))
+    summary="2-D convolution of zero-point shifted u8/i8 operands, int32 result (NCHW or NHWC)",
+    layout_sensitive=True))
 
 
 QCONV_ATTRS = {**CONV_GEOMETRY, "x_scale": Attr("float", REQUIRED), "x_zero_point": Attr("int", 0),
@@ -430,41 +466,43 @@ def _qlinear_conv_infer(types, attrs):
 def _qlinear_conv_np(xs, attrs):
     acc = _int_conv_np(xs[0], xs[1], attrs["x_zero_point"], attrs["w_zero_point"], attrs)
     if len(xs) > 2:
-        acc = (acc.astype(np.int64) + xs[2].astype(np.int64).reshape(1, -1, 1, 1)).astype(np.int32)
-    m = _multiplier(attrs["x_scale"], attrs["w_scale"], attrs["y_scale"]).reshape(1, -1, 1, 1)
+        acc = (acc.astype(np.int64) + _channel_vector(xs[2].astype(np.int64), attrs)).astype(np.int32)
+    m = _channel_vector(_multiplier(attrs["x_scale"], attrs["w_scale"], attrs["y_scale"]), attrs)
     return _requantize_np(acc, m, attrs["y_zero_point"], attrs["dtype"])
 
 
 def _qlinear_conv_dot(ctx, xs, attrs, out):
     """qlinear_conv on the target's own accumulator (None when the target has none): NHWC accumulator,
-    bias and requantization per output channel on the last axis, then back to NCHW."""
+    bias and requantization per output channel on the last axis, then in the conv's layout (a
+    transpose back for NCHW, none for NHWC)."""
     found = _target_acc(ctx, "conv", xs[0], xs[1], [attrs["x_zero_point"]], attrs["w_zero_point"], attrs)
     if found is None:
         return None
     acc, o4 = found
-    o = out[0].shape[1]
+    o = _out_channels(out, attrs)
     if len(xs) > 2:
         acc = ctx.bb.emit(R.add(acc, _padded_bias(xs[2], o, o4)))
     m = pad_last(_multiplier(attrs["x_scale"], attrs["w_scale"], attrs["y_scale"]), o4, 1.0)
     y = ctx.bb.emit(_requantize_relax(ctx, acc, m, attrs["y_zero_point"], attrs["dtype"]))
-    return _nhwc_to_nchw(ctx, y, o, o4)
+    return _acc_in_layout(ctx, y, o, o4, attrs)
 
 
 def _qlinear_conv_lower(ctx, xs, attrs, out):
     y = _qlinear_conv_dot(ctx, xs, attrs, out)
     if y is not None:
         return y
-    acc = ctx.bb.emit(_int_conv_relax(xs[0], xs[1], attrs["x_zero_point"], attrs["w_zero_point"], attrs))
+    acc = ctx.bb.emit(_int_conv_relax(ctx, xs[0], xs[1], attrs["x_zero_point"], attrs["w_zero_point"], attrs))
     if len(xs) > 2:
-        acc = ctx.bb.emit(R.add(acc, R.reshape(xs[2], [1, -1, 1, 1])))
-    m = _multiplier(attrs["x_scale"], attrs["w_scale"], attrs["y_scale"]).reshape(1, -1, 1, 1)
+        acc = ctx.bb.emit(R.add(acc, R.reshape(xs[2], _channel_shape(4, -1, attrs["layout"] == "NHWC"))))
+    m = _channel_vector(_multiplier(attrs["x_scale"], attrs["w_scale"], attrs["y_scale"]), attrs)
     return _requantize_relax(ctx, acc, m, attrs["y_zero_point"], attrs["dtype"])
 
 
 register_op(OpDef(
     name="qlinear_conv", kind="complex", num_inputs=(2, 3), infer=_qlinear_conv_infer,
     reference=_qlinear_conv_np, lower=_qlinear_conv_lower, attrs=QCONV_ATTRS,
-    summary="quantized 2-D convolution (optional int32 bias), requantized like ONNX Runtime"))
+    summary="quantized 2-D convolution (optional int32 bias; NCHW or NHWC), requantized like ONNX Runtime",
+    layout_sensitive=True))
 
 
 # ---- ONNX importers ---------------------------------------------------------------------------

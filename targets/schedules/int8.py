@@ -13,9 +13,11 @@ Layouts (all int8, K and the lane axis padded to multiples of 4 with zero weight
 - matmul: A8[..., M, K4] (the activation, packed at run time by the kernel's first stage),
   weight W[N4 / 4, K4 / 4, 4, 4] with W[no, ko, ni, ki] = B[ko*4 + ki, no*4 + ni];
   out[..., M, N4] = sum_k A8[..., m, k] * B[k, n] (int32).
-- conv (2-D, group 1): X8[N, Hp, Wp, C4] (NCHW input transposed to NHWC, spatially padded with
-  a value the caller chooses, channels padded), weight W[O4 / 4, KH, KW, C4 / 4, 4, 4] with
-  W[oo, kh, kw, co, oi, ci] = w[oo*4 + oi, co*4 + ci, kh, kw]; out[N, OH, OW, O4] (NHWC, int32).
+- conv (2-D, group 1): X8[N, Hp, Wp, C4] (the NHWC input as it is, or an NCHW one transposed,
+  spatially padded with a value the caller chooses, channels padded), weight
+  W[O4 / 4, KH, KW, C4 / 4, 4, 4] with W[oo, kh, kw, co, oi, ci] = w[oo*4 + oi, co*4 + ci, kh, kw]
+  (OIHW; an OHWI weight is transposed to it at compile time); out[N, OH, OW, O4] (NHWC, int32),
+  which the NHWC conv keeps and the NCHW one transposes back.
 
 The schedule (`dot_product`): the lane axis (N4 or O4) is split into 4-wide sdot lanes and
 blocks of up to 4 of them; the row axis (M, or the output width) into up to 4 register rows;
@@ -150,11 +152,16 @@ def matmul_te(a: te.Tensor, w: te.Tensor) -> te.Tensor:
     return te.compute((*lead, n4), dot, name=DOT_BLOCK)
 
 
-def conv_te(x: te.Tensor, w: te.Tensor, pad_value: int, strides, pads, dilations) -> te.Tensor:
-    """int32 out[N, OH, OW, O4] (NHWC) = conv2d of the u8/i8 input x[N, C, H, W] (NCHW), taken
-    as int8 and padded with `pad_value` (an int8 value), and the packed weight `w`
-    (`pack_conv_weight`). The first stage transposes, converts and pads `x`."""
-    n, c, h, wd = (int(s) for s in x.shape)
+def conv_te(x: te.Tensor, w: te.Tensor, pad_value: int, strides, pads, dilations, layout: str) -> te.Tensor:
+    """int32 out[N, OH, OW, O4] (NHWC) = conv2d of the u8/i8 input x (`layout` "NHWC": [N, H, W, C];
+    "NCHW": [N, C, H, W]), taken as int8 and padded with `pad_value` (an int8 value), and the packed
+    weight `w` (`pack_conv_weight`). The first stage converts and pads `x` (and transposes an
+    NCHW one)."""
+    last = layout == "NHWC"
+    if last:
+        n, h, wd, c = (int(s) for s in x.shape)
+    else:
+        n, c, h, wd = (int(s) for s in x.shape)
     o4, kh, kw, c4 = int(w.shape[0]) * 4, int(w.shape[1]), int(w.shape[2]), int(w.shape[3]) * 4
     sh, sw = strides
     dh, dw = dilations
@@ -166,8 +173,10 @@ def conv_te(x: te.Tensor, w: te.Tensor, pad_value: int, strides, pads, dilations
 
     def pack(b, i, j, ch):
         inside = tirx.all(i >= top, i < h + top, j >= left, j < wd + left, ch < c)
-        value = _to_int8(x[b, tirx.min(ch, c - 1), tirx.max(tirx.min(i - top, h - 1), 0),
-                           tirx.max(tirx.min(j - left, wd - 1), 0)], dtype)
+        row = tirx.max(tirx.min(i - top, h - 1), 0)
+        col = tirx.max(tirx.min(j - left, wd - 1), 0)
+        chan = tirx.min(ch, c - 1)
+        value = _to_int8(x[b, row, col, chan] if last else x[b, chan, row, col], dtype)
         return tirx.if_then_else(inside, value, tirx.const(pad_value, "int8"))
     x8 = te.compute((n, hp, wp, c4), pack, name=PACK_BLOCK)
     rh = te.reduce_axis((0, kh), "kh")
@@ -345,15 +354,19 @@ def _matmul_acc(ctx, a, b, azp: list[int], bzp: list[int]):
 
 def _conv_acc(ctx, x, w, xzp: int, wzp: list[int], attrs):
     """int32 conv2d of (x - xzp) and (w - wzp) as NHWC [N, OH, OW, O4] with sdot-shaped int8
-    arithmetic, or None when this path does not apply (group > 1). Returns (acc, O4)."""
+    arithmetic, for an NCHW conv (OIHW weight) or an NHWC one (OHWI weight), or None when this
+    path does not apply (group > 1). Returns (acc, O4)."""
     if attrs["group"] != 1:
         return None
+    last = attrs["layout"] == "NHWC"
     wdata = w.value.numpy()
+    if last:
+        wdata = wdata.transpose(0, 3, 1, 2)  # OHWI -> OIHW
     w8, wzp8 = _as_int8(wdata, wzp)
     xzp8 = int(_shift8(x, [xzp])[0])
     packed = pack_conv_weight(w8)
     o4 = packed.shape[0] * 4
-    geometry = (attrs["strides"], attrs["pads"], attrs["dilations"])
+    geometry = (attrs["strides"], attrs["pads"], attrs["dilations"], attrs["layout"])
     acc = ctx.bb.emit_te(lambda xt, wt: conv_te(xt, wt, xzp8, *geometry), x, relax.const(packed),
                          primfunc_name_hint="edgec_sdot_conv2d")
     # - xzp * sum(w) per output channel: a constant
@@ -363,11 +376,14 @@ def _conv_acc(ctx, x, w, xzp: int, wzp: list[int], attrs):
         acc = ctx.bb.emit(R.add(acc, relax.const(_wrap_int32(bias))))
     # - wzp * (window sum of x - xzp, zero padded): only for nonzero (converted) weight zero points
     if np.any(wzp8):
-        channels = ctx.bb.emit(R.sum(shifted_int32(x, [xzp], [1]), axis=[1], keepdims=True))
-        ones = relax.const(np.ones((1, 1, *wdata.shape[2:]), np.int32))
+        channels = ctx.bb.emit(R.sum(shifted_int32(x, [xzp], [1]), axis=[3 if last else 1], keepdims=True))
+        kernel = wdata.shape[2:]
+        ones = relax.const(np.ones((*kernel, 1, 1) if last else (1, 1, *kernel), np.int32))
         window = ctx.bb.emit(R.nn.conv2d(channels, ones, strides=attrs["strides"], padding=attrs["pads"],
-                                         dilation=attrs["dilations"], out_dtype="int32"))
-        window = ctx.bb.emit(R.permute_dims(window, [0, 2, 3, 1]))
+                                         dilation=attrs["dilations"], data_layout="NHWC" if last else "NCHW",
+                                         kernel_layout="HWIO" if last else "OIHW", out_dtype="int32"))
+        if not last:
+            window = ctx.bb.emit(R.permute_dims(window, [0, 2, 3, 1]))
         neg_wzp = pad_last(-wzp8.reshape(-1), o4, 0)
         acc = ctx.bb.emit(R.add(acc, R.multiply(window, relax.const(_wrap_int32(neg_wzp)))))
     return acc, o4

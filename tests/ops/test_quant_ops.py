@@ -13,9 +13,9 @@ rng = np.random.default_rng(2)
 F = np.float32
 
 
-def check_cases(cases, opset):
+def check_cases(cases, opset, level: int = 0):
     model, feeds = multi_node_model(cases, opset)
-    return check_model(model, feeds)
+    return check_model(model, feeds, level=level)
 
 
 def _halves_and_extremes(scale: float, zp: int, shape=(2, 3, 4)) -> np.ndarray:
@@ -146,7 +146,8 @@ def test_qlinear_matmul():
     check_cases(cases, 13)
 
 
-def test_conv_integer():
+@pytest.mark.parametrize("level", [0, 2])  # -O2: compiled in NHWC (convert-layout)
+def test_conv_integer(level):
     x = _u8((1, 4, 7, 6))
     w = _u8((6, 4, 3, 3))
     wd = _u8((4, 1, 3, 3))
@@ -157,7 +158,7 @@ def test_conv_integer():
         ("ConvInteger", {"x": x}, {"w": wd, "xz": np.array(3, np.uint8)}, {"group": 4, "auto_pad": "SAME_UPPER"}),
         ("ConvInteger", {"x": x, "w": w}, {}, {"dilations": [2, 1], "pads": [2, 0, 1, 1]}),
     ]
-    check_cases(cases, 13)
+    check_cases(cases, 13, level)
 
 
 def _qconv_case(x, w, xs, xz, ws, wz, ys, yz, bias=None, **attrs):
@@ -169,7 +170,8 @@ def _qconv_case(x, w, xs, xz, ws, wz, ys, yz, bias=None, **attrs):
     return ("QLinearConv", {"x": x}, inits, attrs, names)
 
 
-def test_qlinear_conv():
+@pytest.mark.parametrize("level", [0, 2])  # -O2: compiled in NHWC (convert-layout)
+def test_qlinear_conv(level):
     x = _u8((1, 8, 9, 9))
     w = _i8((16, 8, 3, 3), -64, 64)
     per_ch = (rng.uniform(0.002, 0.02, 16)).astype(F)
@@ -188,7 +190,7 @@ def test_qlinear_conv():
     cases.append(_qconv_case(xi, _i8((4, 8, 3, 3), -64, 64), 0.05, -3, 0.02, 0, 0.2, 4, bias[:4], pads=[1, 1, 1, 1]))
     cases.append(_qconv_case(xi, _i8((4, 8, 3, 3), -64, 64), 0.05, 0, 0.02, 0, 0.001, -1))  # saturates at +-127/-128
     cases.append(_qconv_case(x, _u8((4, 8, 1, 1)), 0.02, 128, 0.01, 120, 0.1, 120))
-    check_cases(cases, 13)
+    check_cases(cases, 13, level)
 
 
 def test_qlinear_conv_ir_is_direct():
@@ -210,3 +212,12 @@ def test_refusals_name_the_node():
     model, _ = multi_node_model([("QuantizeLinear", {"x": x}, {"s": np.full((2, 2), 0.1, F)}, {"block_size": 2})], 21)
     with pytest.raises(EdgecError, match="QuantizeLinear_node0.*block"):
         edgec.import_onnx(model)
+
+
+def test_quantized_conv_layout_must_be_known():
+    with pytest.raises(EdgecError, match="layout must be one of NCHW, NHWC, got 'NCWH'"):
+        edgec.parse_ir("""graph @main(%x: u8[1,2,3,3]) -> (%y: i32[1,3,3,3]) {
+          %c0 = const u8[3,2,1,1] [1, 2, 3, 4, 5, 6]
+          %0 = conv_integer(%x, %c0) {layout="NCWH"} : i32[1,3,3,3]
+          return %0
+        }""")

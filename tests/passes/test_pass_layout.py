@@ -3,6 +3,7 @@
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import edgec
@@ -10,7 +11,7 @@ from edgec.targets import level_pipelines
 
 from pass_helpers import golden, run_pass, unchanged
 from strategies import random_inputs
-from onnx_util import assert_close
+from onnx_util import assert_close, qlinear_conv_chain, run_ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 import make_models  # noqa: E402
@@ -154,3 +155,50 @@ def test_softmax_over_a_run_of_axes_is_not_sunk():
     text = _conv_then("softmax(%0) {axis=1, coerce_2d=1}", "f32[1,3,3,4]")
     _, after, _ = run_pass(text, "convert-layout{to=NHWC},dce")
     assert [n.op for n in after.nodes] == ["transpose", "conv", "transpose", "softmax"]
+
+
+def test_quantized_conv_chain_keeps_transposes_only_at_the_boundary():
+    """QuantizeLinear -> QLinearConv 3x3, 3x3/2, a u8 MaxPool, depthwise 3x3, 1x1 -> DequantizeLinear:
+    in NHWC, one transpose after the quantize, one after the dequantize, none in between, and the
+    interpreter still equals ONNX Runtime exactly."""
+    model, feeds = qlinear_conv_chain()
+    optimized = edgec.optimize(edgec.import_onnx(model), passes="convert-layout{to=NHWC},dce")
+    assert [n.op for n in optimized.nodes] == ["quantize_linear", "transpose", "qlinear_conv", "qlinear_conv",
+                                               "max_pool", "qlinear_conv", "qlinear_conv", "dequantize_linear",
+                                               "transpose"]
+    assert all(n.attrs["layout"] == "NHWC" for n in optimized.nodes if "layout" in n.attrs)
+    np.testing.assert_array_equal(edgec.interpret(optimized, feeds)["y"], run_ort(model, feeds)["y"])
+
+
+def test_conv_integer_weights_are_transformed_and_stay_per_channel():
+    pm = golden("""graph @main(%x: u8[1,2,3,3]) -> (%y: i32[1,3,2,3]) {
+      %c0 = const u8[3,2,2,1] [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+      %0 = conv_integer(%x, %c0) {x_zero_point=7, w_zero_point=[1, 2, 3]} : i32[1,3,2,3]  @"conv"
+      return %0
+    }""", "convert-layout{to=NHWC}", """graph @main(%x: u8[1,2,3,3]) -> (%y: i32[1,3,2,3]) {
+      %c0 = const u8[3,2,1,2] [1, 3, 2, 4, 5, 7, 6, 8, 9, 11, 10, 12]
+      %0 = transpose(%x) {perm=[0,2,3,1]} : u8[1,3,3,2]  @"conv"
+      %1 = conv_integer(%0, %c0) {layout="NHWC", x_zero_point=7, w_zero_point=[1, 2, 3]} : i32[1,2,3,3]  @"conv"
+      %2 = transpose(%1) {perm=[0,3,1,2]} : i32[1,3,2,3]  @"conv"
+      return %2
+    }""")
+    assert pm.records[0].stats["weights-transformed"] == 1
+
+
+def test_transposes_sink_through_quantize_and_dequantize():
+    """Per axis (a negative axis too): the axis follows the permutation; per tensor: unchanged."""
+    golden("""graph @main(%x: f32[1,2,3,3]) -> (%y: f32[1,2,3,3]) {
+      %c0 = const f32[2,2,1,1] [1.0, 2.0, 3.0, 4.0]
+      %0 = conv(%x, %c0) : f32[1,2,3,3]  @"conv"
+      %1 = quantize_linear(%0) {scale=[0.1, 0.25], zero_point=[0, 3], axis=-3, dtype="i8"} : i8[1,2,3,3]  @"q"
+      %2 = dequantize_linear(%1) {scale=[0.5]} : f32[1,2,3,3]  @"dq"
+      return %2
+    }""", "convert-layout{to=NHWC}", """graph @main(%x: f32[1,2,3,3]) -> (%y: f32[1,2,3,3]) {
+      %c0 = const f32[2,1,1,2] [1.0, 2.0, 3.0, 4.0]
+      %0 = transpose(%x) {perm=[0,2,3,1]} : f32[1,3,3,2]  @"conv"
+      %1 = conv(%0, %c0) {layout="NHWC"} : f32[1,3,3,2]  @"conv"
+      %2 = quantize_linear(%1) {scale=[0.1, 0.25], zero_point=[0, 3], axis=3, dtype="i8"} : i8[1,3,3,2]  @"q"
+      %3 = dequantize_linear(%2) {scale=[0.5]} : f32[1,3,3,2]  @"dq"
+      %4 = transpose(%3) {perm=[0,3,1,2]} : f32[1,2,3,3]  @"dq"
+      return %4
+    }""")

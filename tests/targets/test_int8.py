@@ -6,8 +6,9 @@ must be there for dot-product cores and absent for the A72), and run under qemu 
 core's CPU model; the outputs are compared exactly with ONNX Runtime on x86 (in its exact
 u8 x s8 mode, see below). Cases: i8/u8 operand combinations, nonzero zero points (per tensor and
 per output channel), K and the output width not multiples of 4, batched activations, 1x1 and 3x3
-convs with padding, stride and dilation, and the cases that keep the generic lowering (grouped
-conv, weight given at run time).
+convs with padding, stride and dilation, the cases that keep the generic lowering (grouped
+conv, weight given at run time), and a chain of quantized convs in NHWC (at -O2) with no
+transposes between them, on the host's generic lowering and on sdot (and in NCHW at -O1).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 from onnx import helper
 
 import edgec
-from onnx_util import make_model, run_ort
+from onnx_util import make_model, qlinear_conv_chain, run_ort
 from test_arm import _objdump, needs_qemu
 
 # The u8 x i8 cases once failed here (an AMD EPYC with AVX2 but no avx512_vnni / avx_vnni) and
@@ -61,9 +62,9 @@ def _sdot_count(art) -> int:
     return len(re.findall(r"\b[su]dot\s+v\d+\.4s", asm))
 
 
-def _check(model, feeds, target, tmp_path, expect_sdot: bool, name: str = "art"):
+def _check(model, feeds, target, tmp_path, expect_sdot: bool, name: str = "art", level: int = 2):
     """Compile for `target`, check for sdot in the library, run under qemu, compare exactly with ORT."""
-    result = edgec.compile(model, target=target, output=tmp_path / name)
+    result = edgec.compile(model, target=target, output=tmp_path / name, level=level)
     count = _sdot_count(result.artifact)
     assert (count > 0) == expect_sdot, (target, count, result.schedules)
     got = result.artifact.run(feeds)
@@ -267,4 +268,37 @@ def test_quantized_chain_on_a76(tmp_path):
              helper.make_node("DequantizeLinear", ["mm", "s3", "z3"], ["y"])]
     model = make_model(nodes, feeds, ["y"], inits)
     result = _check(model, feeds, "arm-a76", tmp_path, expect_sdot=True)
+    assert list(result.schedules.values()).count("int8_dot") == 3, result.schedules
+
+
+# ---- a chain of quantized convs in NHWC ------------------------------------------------------------
+
+# The kernels of qlinear_conv_chain at -O2 (names k<N>_<op>): the transposes only at the boundaries.
+CHAIN_KERNELS = ["quantize_linear", "transpose", "qlinear_conv", "qlinear_conv", "max_pool", "qlinear_conv",
+                 "qlinear_conv", "dequantize_linear", "transpose"]
+
+
+def _kernel_ops(result) -> list[str]:
+    return [name.split("_", 1)[1] for name in result.kernels]
+
+
+def test_quantized_conv_chain_on_host(tmp_path):
+    """The generic int32 lowering (x86) of NHWC quantized convs (depthwise too): exact."""
+    model, feeds = qlinear_conv_chain()
+    result = edgec.compile(model, target="host", output=tmp_path / "art")
+    assert _kernel_ops(result) == CHAIN_KERNELS
+    np.testing.assert_array_equal(result.artifact.run(feeds)["y"], run_ort(model, feeds)["y"])
+
+
+@needs_qemu
+def test_quantized_conv_chain_on_a76(tmp_path):
+    """-O2: the three group-1 convs on sdot in NHWC, chained with no transposes between them; -O1
+    (NCHW) keeps the sdot kernels, transposing inside each. Both exact."""
+    model, feeds = qlinear_conv_chain()
+    result = _check(model, feeds, "arm-a76", tmp_path, expect_sdot=True, name="o2")
+    assert _kernel_ops(result) == CHAIN_KERNELS
+    assert [result.schedules[k] for k in result.kernels if k.endswith("qlinear_conv")] == \
+        ["int8_dot", "int8_dot", "tiled_reduction", "int8_dot"], result.schedules
+    result = _check(model, feeds, "arm-a76", tmp_path, expect_sdot=True, name="o1", level=1)
+    assert all(n.attrs["layout"] == "NCHW" for n in result.graph.nodes if n.op == "qlinear_conv")
     assert list(result.schedules.values()).count("int8_dot") == 3, result.schedules
