@@ -15,7 +15,8 @@ float rounding):
 - matmul: `q(dense(dq(x), dq(W)[, bias]))`, `q(matmul(dq(x), dq(W)))` (transpose_b 0 or 1) and
   `q(add(matmul(dq(x), dq(W)), bias))` (a Gemm as imported) -> `qlinear_matmul(x, W as [K, N],
   bias_i32)`, with W a constant 2-D weight per tensor or per output column;
-- the linear op's fused `activation` is kept only when the output's quantized range implies it:
+- the linear op's activation, its fused `activation` attribute or a `relu`/`clip` node between it
+  and the quantize, is kept only when the output's quantized range implies it:
   `relu` when the zero point is the lowest value of the output type, `clip{lo, hi}` when the
   whole quantized range lies in [lo, hi] (saturation then clamps exactly); any other activation
   is refused;
@@ -41,7 +42,7 @@ import numpy as np
 from edgec.ir import Graph
 from edgec.ops.quant import INT8
 from edgec.passmanager import register_pass
-from edgec.rewrite import Op, Rule, RewritePass, Var, merged_origin
+from edgec.rewrite import Either, Op, Rule, RewritePass, Var, merged_origin
 
 _RANGE = {"u8": (0, 255), "i8": (-128, 127)}
 
@@ -88,9 +89,25 @@ def _out_params(m):
     return (*p, q.attrs["dtype"])
 
 
-def _act_implied(lin, scale: float, zp: int, dtype: str) -> str | None:
+def _activation(m) -> tuple[str, list[float]] | str:
+    """The activation of the matched linear op: its fused attribute, or the relu/clip node between
+    it and the quantize (as PyTorch's QDQ export writes it); a reason when it has both."""
+    lin = m.node("lin")
+    act, params = lin.attrs.get("activation", ""), list(lin.attrs.get("activation_params", []))
+    if "act" in m.named_nodes:
+        node = m.node("act")
+        if act:
+            return f"the {lin.op} has the activation '{act}' and a '{node.op}' after it"
+        act, params = node.op, ([node.attrs["min"], node.attrs["max"]] if node.op == "clip" else [])
+    return act, params
+
+
+def _act_implied(m, scale: float, zp: int, dtype: str) -> str | None:
     """None when saturating to the output's range does what the linear op's activation does."""
-    act, params = lin.attrs.get("activation", ""), lin.attrs.get("activation_params", [])
+    found = _activation(m)
+    if isinstance(found, str):
+        return found
+    act, params = found
     lo_q, hi_q = _RANGE[dtype]
     lo, hi = (lo_q - zp) * scale, (hi_q - zp) * scale
     if act == "":
@@ -157,8 +174,13 @@ def _bias_i32(bias, x_scale: float, w_scale: list[float], n: int):
 
 # ---- conv --------------------------------------------------------------------------------------
 
-CONV = Op("quantize_linear", Op("conv", _dq("x"), _dq_const("w"), name="lin"))
-CONV_BIAS = Op("quantize_linear", Op("conv", _dq("x"), _dq_const("w"), Var("bias"), name="lin"))
+def _quantized(inner: Op) -> Op:
+    """quantize_linear(inner) or quantize_linear(relu|clip(inner))."""
+    return Op("quantize_linear", Either(Op(("relu", "clip"), inner, name="act"), inner))
+
+
+CONV = _quantized(Op("conv", _dq("x"), _dq_const("w"), name="lin"))
+CONV_BIAS = _quantized(Op("conv", _dq("x"), _dq_const("w"), Var("bias"), name="lin"))
 
 
 def _conv_parts(m):
@@ -167,7 +189,7 @@ def _conv_parts(m):
     out = _out_params(m)
     if isinstance(out, str):
         return out
-    reason = _input_check(m) or _act_implied(lin, *out)
+    reason = _input_check(m) or _act_implied(m, *out)
     if reason:
         return reason
     if lin.attrs.get("layout", "NCHW") != "NCHW" or lin.output.type.rank != 4:
@@ -206,11 +228,11 @@ def _plain_matmul(n) -> bool:
     return n.attrs.get("transpose_a", 0) == 0
 
 
-MATMUL = Op("quantize_linear", Op("matmul", _dq("x"), _dq_const("w"), name="lin", where=_plain_matmul))
-GEMM = Op("quantize_linear", Op("add", Op("matmul", _dq("x"), _dq_const("w"), name="lin", where=_plain_matmul),
-                                Var("bias"), commutative=True, name="add"))
-DENSE = Op("quantize_linear", Op("dense", _dq("x"), _dq_const("w"), name="lin"))
-DENSE_BIAS = Op("quantize_linear", Op("dense", _dq("x"), _dq_const("w"), Var("bias"), name="lin"))
+MATMUL = _quantized(Op("matmul", _dq("x"), _dq_const("w"), name="lin", where=_plain_matmul))
+GEMM = _quantized(Op("add", Op("matmul", _dq("x"), _dq_const("w"), name="lin", where=_plain_matmul),
+                     Var("bias"), commutative=True, name="add"))
+DENSE = _quantized(Op("dense", _dq("x"), _dq_const("w"), name="lin"))
+DENSE_BIAS = _quantized(Op("dense", _dq("x"), _dq_const("w"), Var("bias"), name="lin"))
 
 
 def _matmul_parts(m):
@@ -218,7 +240,7 @@ def _matmul_parts(m):
     out = _out_params(m)
     if isinstance(out, str):
         return out
-    reason = _input_check(m) or _act_implied(lin, *out)
+    reason = _input_check(m) or _act_implied(m, *out)
     if reason:
         return reason
     if "add" in m.named_nodes and lin.attrs.get("activation"):
@@ -310,7 +332,7 @@ def _rule(name, pattern, check, rewrite) -> Rule:
     """A rule whose dequantized inputs may feed other nodes too (a residual branch), but whose op
     (`lin`, and the bias `add` of a Gemm) feeds only the quantize."""
     def guarded(m):
-        for key in ("lin", "add"):
+        for key in ("lin", "add", "act"):
             if key in m.named_nodes and m.node(key).output.num_uses() != 1:
                 return f"the result of '{m.node(key).op}' is also used elsewhere"
         return check(m)

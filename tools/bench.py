@@ -14,6 +14,11 @@ For each model the runners are:
   `tvm.compile` with TVM's default Relax pipeline for the host (untuned);
 - `edgec-O0`, `edgec-O1`, `edgec-O2`: `edgec.compile(model, target="host", level=L)`, run through
   `edgec.load(DIR).run(feeds)` (edgec's default schedules are part of the build);
+- with `--int8 N`: `ort-int8-1t`, ONNX Runtime (one thread, its default session) on the model
+  `quantize_static` makes (after its `quant_pre_process`; QDQ, MinMax, per-channel s8 weights,
+  u8 activations), `edgec-int8`, edgec's own `edgec.quantize` (minmax) built at -O2, and
+  `edgec-O2 of ort-int8`, edgec compiling ONNX Runtime's QDQ model; all calibrated on the same N
+  random inputs, with a line giving each one's output SQNR against `ort-1t`'s fp32 output;
 - `edgec-O2-tuned` (with `--tuning-db DIR`): -O2 with the tuning database DIR/<model> written by
   `edgec tune` (`edgec.compile(..., tuning_db=)`: kernels it has records for use the best knob
   settings measured, the others keep the default ones), run like the other edgec runners.
@@ -229,6 +234,51 @@ def make_edgec_tuned(path: Path, db_dir: str, work: Path, threads: int):
     return run, elapsed, {"kind": "edgec", "path": str(out), "threads": threads}
 
 
+def calibration_samples(path: Path, n: int) -> list[dict[str, np.ndarray]]:
+    """`n` random inputs (seeds 100..) for int8 calibration, the same for edgec and ONNX Runtime."""
+    return [model_feeds(path, seed=100 + i) for i in range(n)]
+
+
+def ort_quantized(path: Path, samples, work: Path) -> Path:
+    """ONNX Runtime's `quantize_static` of the model (its preprocessing first, as its docs ask):
+    QDQ, MinMax, per-channel s8 weights, u8 activations, on `samples`."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    pre, out = work / f"{path.stem}-pre.onnx", work / f"{path.stem}-ort-int8.onnx"
+    if not out.exists():
+        quant_pre_process(str(path), str(pre))
+
+        class Reader(CalibrationDataReader):
+            def __init__(self):
+                self.it = iter(samples)
+
+            def get_next(self):
+                return next(self.it, None)
+
+        quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax)
+    return out
+
+
+def make_edgec_int8(path: Path, samples, work: Path, threads: int):
+    """edgec's own int8: `edgec.quantize` (minmax) then -O2, timed from the ONNX file."""
+    import edgec
+    t0 = time.perf_counter()
+    out = work / f"{path.stem}-int8"
+    qgraph = edgec.quantize(edgec.import_onnx(str(path)), samples)
+    edgec.compile(qgraph, target="host", output=out, level=2)
+    elapsed = time.perf_counter() - t0
+    art = edgec.load(out, threads=threads)
+    names = [n for n, _ in art.outputs]
+
+    def run(feeds):
+        result = art.run(feeds)
+        return [result[n] for n in names]
+    return run, elapsed, {"kind": "edgec", "path": str(out), "threads": threads}
+
+
 def runner_factories(path: Path, args, work: Path) -> dict[str, Callable[[], tuple]]:
     cores = os.cpu_count() or 1
     factories: dict[str, Callable[[], tuple]] = {
@@ -239,6 +289,12 @@ def runner_factories(path: Path, args, work: Path) -> dict[str, Callable[[], tup
         factories["tvm"] = lambda: make_tvm(path, args.threads, work)
     for level in args.levels:
         factories[f"edgec-O{level}"] = (lambda lv: lambda: make_edgec(path, lv, work, args.threads))(level)
+    if args.int8:
+        samples = calibration_samples(path, args.int8)
+        factories["ort-int8-1t"] = lambda: make_ort(ort_quantized(path, samples, work), 1)
+        factories["edgec-int8"] = lambda: make_edgec_int8(path, samples, work, args.threads)
+        factories["edgec-O2 of ort-int8"] = lambda: make_edgec(ort_quantized(path, samples, work), 2, work,
+                                                               args.threads)
     if args.tuning_db and (Path(args.tuning_db) / path.stem).is_dir():  # models without a database: no column
         factories["edgec-O2-tuned"] = lambda: make_edgec_tuned(path, str(Path(args.tuning_db) / path.stem), work, args.threads)
     return factories
@@ -250,6 +306,11 @@ def max_diff(outs: list, ref: list) -> float | None:
                          for a, b in zip(outs, ref)))
     except Exception:  # noqa: BLE001 - shapes differ: report it as no comparison
         return None
+
+
+def sqnr_db(outs: list, ref: list) -> float:
+    from edgec.quantization import sqnr
+    return sqnr(np.concatenate([np.ravel(r) for r in ref]), np.concatenate([np.ravel(o) for o in outs]))
 
 
 def bench_model(name: str, path: Path, args, work: Path) -> dict[str, Any]:
@@ -281,6 +342,8 @@ def bench_model(name: str, path: Path, args, work: Path) -> dict[str, Any]:
             reference = outs
         results[rname] = {"compile_s": compile_s, "first_run_s": first, "max_abs_diff_vs_ort": max_diff(outs, reference),
                           "times_ms": []}
+        if "int8" in rname:
+            results[rname]["sqnr_vs_ort_1t"] = sqnr_db(outs, reference)
         runs[rname] = run
         print(f"  {name} {rname}: ready (compile {compile_s:.1f}s, first run {first * 1e3:.1f} ms)",
               file=sys.stderr)
@@ -344,6 +407,14 @@ def markdown(all_results: dict[str, dict[str, Any]], args) -> str:
             lines.append(f"| {model} | edgec speed-up over tvm |  |  |  |  | "
                          f"{tvm_r['median_ms'] / best['median_ms']:.1f}x |  |  |  |")
         o2 = res.get("edgec-O2", {})
+        q8 = {r: res[r]["sqnr_vs_ort_1t"] for r in ("ort-int8-1t", "edgec-int8", "edgec-O2 of ort-int8")
+              if "sqnr_vs_ort_1t" in res.get(r, {})}
+        if q8:
+            lines.append(f"| {model} | int8 output SQNR against fp32 (dB) |  |  |  |  |  |  |  | "
+                         + ", ".join(f"{r} {v:.1f}" for r, v in q8.items()) + " |")
+        if "median_ms" in o2 and "median_ms" in res.get("edgec-int8", {}):
+            lines.append(f"| {model} | edgec-int8 speed-up over edgec-O2 |  |  |  |  | "
+                         f"{o2['median_ms'] / res['edgec-int8']['median_ms']:.2f}x |  |  |  |")
         if "compile_s" in tvm_r and "compile_s" in o2:
             lines.append(f"| {model} | edgec-O2 compile time over tvm's |  |  |  |  |  | "
                          f"{o2['compile_s'] / tvm_r['compile_s']:.1f}x |  |  |")
@@ -362,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="a runner whose warm-up run takes more seconds than this is timed 3 times (default 1)")
     p.add_argument("--tuning-db", help="directory of tuning databases, one per model (DIR/<model>, written by "
                    "`edgec tune`): adds an edgec-O2-tuned runner")
+    p.add_argument("--int8", type=int, default=0, metavar="N",
+                   help="also int8: ONNX Runtime's quantize_static model (ort-int8-1t), edgec's own quantization "
+                        "(edgec-int8) and edgec on ORT's model, all calibrated on the same N random inputs")
     p.add_argument("--small", action="store_true", help="the reduced make_models sizes (smoke test)")
     p.add_argument("--out", help="directory for bench.md and bench.json")
     p.add_argument("--verbose", action="store_true", help="tracebacks of failed runners")

@@ -84,6 +84,18 @@ def test_conv_without_bias_and_with_clip_inside_its_range():
     agree(before, after, 6 / 255)
 
 
+@pytest.mark.parametrize("act, attrs, y_scale", [("relu", "", 0.1), ("clip", " {min=0.0, max=6.0}", 6 / 255)])
+def test_activation_node_between_conv_and_quantize_is_folded_when_implied(act, attrs, y_scale):
+    text = conv_qdq(y_scale=y_scale).replace(
+        '%3 = quantize_linear(%2)', f'%r = {act}(%2){attrs} : f32[1,3,5,5]  @"act"\n      %3 = quantize_linear(%r)')
+    before, after, _ = run_pass(text, "fuse-qdq,dce")
+    assert ops(after) == ["quantize_linear", "qlinear_conv", "dequantize_linear"]
+    assert "act" in after.nodes[1].origin
+    agree(before, after, y_scale)
+    reasons = unchanged(text.replace("zero_point=[0]", "zero_point=[9]"), "fuse-qdq")  # relu/clip not implied
+    assert any(f"'{act}' is not implied" in r for r in reasons), reasons
+
+
 def test_activation_the_range_does_not_imply_is_refused():
     reasons = unchanged(conv_qdq("relu", y_zp=100), "fuse-qdq")
     assert any("'relu' is not implied" in r for r in reasons), reasons
