@@ -206,11 +206,12 @@ def cmd_compile(args) -> int:
     _load_passes(args.load_pass)
     target = args.target or _default_target()
     model = args.model
-    if args.quantize or args.calibration:
+    if args.quantize or args.calibration or args.max_drop is not None:
         from .driver import load_model
         if args.quantize != "int8":
             raise EdgecError("--calibration needs --quantize int8")
-        model = _calibrate(args, load_model(args.model, _input_shapes(args))[0]).quantize()
+        cal, reverted = _calibrate(args, load_model(args.model, _input_shapes(args))[0])
+        model = cal.quantize(keep_float=reverted)
     result = compile(model, target=target, output=args.output, level=_level(args), passes=args.passes,
                      input_shapes=_input_shapes(args), instruments=_instruments(args), bundle=args.bundle,
                      tuning_db=args.tuning_db, force=args.force, jobs=args.jobs, progress=sys.stderr)
@@ -317,16 +318,51 @@ def _calibration_options(p: argparse.ArgumentParser) -> None:
                    help="keep this ONNX node, or every node of this edgec op type, in float (repeatable)")
     g.add_argument("--op-types", default=None, metavar="OP,OP",
                    help="quantize only these edgec op types (conv, dense, matmul, add, ...)")
+    g.add_argument("--max-drop", type=float, default=None, metavar="X",
+                   help="accuracy budget: revert the most damaging nodes to float until the metric drops "
+                        "by at most X from fp32 (top1: percentage points; sqnr: noise in percent of the signal)")
+    g.add_argument("--metric", default="top1", metavar="top1|sqnr|FILE.py",
+                   help="for --max-drop (default top1); FILE.py defines score(outputs, labels), higher is better")
+    g.add_argument("--validation", default=None, metavar="DATA",
+                   help="samples --max-drop and --report measure on, like --calibration (default: the calibration data)")
+    g.add_argument("--labels", type=Path, default=None, metavar="FILE.npy",
+                   help="one label per validation sample: top1 is then accuracy, not agreement with fp32")
+    g.add_argument("--eval-samples", type=_positive_int, default=16, metavar="N",
+                   help="validation samples --max-drop and --report measure on (default 16)")
 
 
 def _calibrate(args, graph):
-    from .quantization import calibrate
+    """(calibration, the nodes kept in float by --max-drop)."""
+    from .quantization import calibrate, fit_budget
     if not args.calibration:
         raise EdgecError("int8 quantization needs calibration inputs: --calibration DATA (.npz or a directory "
                          "of .npy/.npz files)")
-    return calibrate(graph, args.calibration, method=args.method, percentile=args.percentile,
-                     per_channel=not args.per_tensor, activations=args.activations, exclude=args.exclude,
-                     op_types=args.op_types.split(",") if args.op_types else None, progress=True)
+    cal = calibrate(graph, args.calibration, method=args.method, percentile=args.percentile,
+                    per_channel=not args.per_tensor, activations=args.activations, exclude=args.exclude,
+                    op_types=args.op_types.split(",") if args.op_types else None, progress=True)
+    if args.max_drop is None:
+        return cal, []
+    samples, labels = _validation(args, graph)
+    b = fit_budget(cal, samples, args.max_drop, args.metric, labels, progress=True)
+    print(f"accuracy budget ({b.metric}, {len(samples)} samples): fp32 {b.fp32:.3f}, int8 {b.int8:.3f}, "
+          f"{'within' if b.drop <= args.max_drop else 'NOT within'} {args.max_drop} after reverting "
+          f"{len(b.reverted)} node(s) to float: {b.final:.3f}")
+    for i in b.reverted:
+        print(f"  float: {cal.node(i).describe()} (alone it cost {b.impact[i]:.3f})")
+    return cal, b.reverted
+
+
+def _validation(args, graph):
+    """The samples (and labels) --max-drop and --report measure on."""
+    from .quantization import load_samples
+    samples = load_samples(args.validation or args.calibration, graph)
+    labels = None
+    if args.labels is not None:
+        labels = read_npy(args.labels, "--labels").reshape(-1)
+        if len(labels) != len(samples):
+            raise InputError(f"--labels {args.labels} has {len(labels)} labels for {len(samples)} validation samples")
+        labels = labels[:args.eval_samples]
+    return samples[:args.eval_samples], labels
 
 
 def cmd_quantize(args) -> int:
@@ -340,20 +376,19 @@ def cmd_quantize(args) -> int:
     if args.report is not None and args.report.suffix not in (".md", ".json"):
         raise EdgecError(f"--report {args.report}: name a .md or .json file")
     graph = load_model(args.model, _input_shapes(args))[0]
-    cal = _calibrate(args, graph)
-    qgraph = cal.quantize()
+    cal, reverted = _calibrate(args, graph)
+    qgraph = cal.quantize(keep_float=reverted)
     if out.suffix == ".eir":
         write_text(out, print_ir(qgraph, full_constants=True), "quantize -o")
     else:
         from .onnx_export import export_onnx
         export_onnx(qgraph, out, what="quantize -o")
-    print(f"quantized {len(cal.nodes)} of {len(cal.nodes) + len(cal.skipped)} computing nodes "
+    print(f"quantized {len(cal.nodes) - len(reverted)} of {len(cal.nodes) + len(cal.skipped)} computing nodes "
           f"({cal.method}, {cal.samples} calibration samples) -> {out}")
     for i, why in sorted(cal.skipped.items()):
         print(f"  float: {cal.node(i).describe()}: {why}")
     if args.report is not None:
-        from .quantization import load_samples
-        samples = load_samples(args.calibration, graph)[:args.report_samples]
+        samples, _ = _validation(args, graph)
         rep = report(cal, samples, progress=True)
         write_text(args.report, format_report(rep, args.report.suffix), "quantize --report")
         print(f"report ({len(samples)} samples): {args.report}")
@@ -546,8 +581,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, default=None, metavar="FILE.md|FILE.json",
                    help="per quantized node: output SQNR, and the model's SQNR and top-1 agreement with "
                         "only that node quantized")
-    p.add_argument("--report-samples", type=_positive_int, default=16, metavar="N",
-                   help="calibration samples the report measures on (default 16)")
     _calibration_options(p)
     _add_model_options(p)
     p.set_defaults(func=cmd_quantize)

@@ -28,7 +28,9 @@
    pipeline (-O1 and up) makes each quantized node one integer kernel.
 
 `Calibration.quantize(keep_float=...)` builds the QDQ graph with some nodes left in float, for the
-per-node report and the accuracy budget (`report`, `fit_budget`).
+per-node report (`report`: each node's own output SQNR, and the model's SQNR and top-1 agreement
+when only that node is quantized) and the accuracy budget (`fit_budget`: revert the most damaging
+nodes, by that measured ranking, until a metric is within a given drop of fp32).
 """
 
 from __future__ import annotations
@@ -549,3 +551,90 @@ def format_report(rep: dict[str, Any], kind: str) -> str:
     if rep["float"]:
         lines += ["", "Kept in float:", ""] + [f"- {node}: {why}" for node, why in rep["float"].items()]
     return "\n".join(lines) + "\n"
+
+
+# ---- accuracy budget --------------------------------------------------------------------------
+
+@dataclass
+class Budget:
+    """What `fit_budget` reverted to float and what the model then scores."""
+    metric: str
+    fp32: float  # the fp32 model's score
+    int8: float  # the fully quantized model's
+    final: float  # with the `reverted` nodes in float
+    reverted: list[int]  # node indices, in the order they were reverted
+    impact: dict[int, float]  # index -> the score's drop when only that node is quantized
+
+    @property
+    def drop(self) -> float:
+        return self.fp32 - self.final
+
+
+def scorer(metric: str, labels: np.ndarray | None = None):
+    """(name, score(outputs, fp32_outputs) -> float, higher is better), outputs being each sample's
+    output dicts. `top1`: percent of samples whose argmax is the label (with `labels`) or the fp32
+    model's argmax; `sqnr`: minus the noise power in percent of the signal's (fp32 scores 0; 30 dB
+    is -0.1); a `.py` file: its function `score(outputs, labels)`."""
+    def first(outs):
+        return [next(iter(o.values())) for o in outs]
+
+    if metric == "top1":
+        def top1(outs, ref):
+            pred = np.array([a.reshape(-1).argmax() for a in first(outs)])
+            want = (np.asarray(labels).reshape(-1) if labels is not None
+                    else np.array([a.reshape(-1).argmax() for a in first(ref)]))
+            if len(want) != len(pred):
+                raise InputError(f"--labels has {len(want)} labels for {len(pred)} samples")
+            return 100.0 * float(np.mean(pred == want))
+        return ("top-1 accuracy (%)" if labels is not None else "top-1 agreement with fp32 (%)"), top1
+    if metric == "sqnr":
+        def noise(outs, ref):
+            r = np.concatenate([a.reshape(-1) for a in first(ref)]).astype(np.float64)
+            g = np.concatenate([a.reshape(-1) for a in first(outs)]).astype(np.float64)
+            return -100.0 * float(np.sum((r - g) ** 2) / max(np.sum(r ** 2), 1e-300)) + 0.0  # not -0.0
+        return "output noise (-% of signal power)", noise
+    path = Path(metric)
+    if path.suffix != ".py" or not path.is_file():
+        raise EdgecError(f"--metric {metric}: use top1, sqnr or a Python file that defines score(outputs, labels)")
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"edgec_metric_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 - the user's file: say which and why
+        raise EdgecError(f"--metric {metric}: loading it failed: {type(e).__name__}: {e}") from None
+    if not callable(getattr(module, "score", None)):
+        raise EdgecError(f"--metric {metric}: the file defines no function score(outputs, labels)")
+    return path.name, lambda outs, ref: float(module.score(outs, labels))
+
+
+def fit_budget(cal: Calibration, samples: list[dict[str, np.ndarray]], max_drop: float, metric: str = "top1",
+               labels: np.ndarray | None = None, progress: bool = False) -> Budget:
+    """Revert quantized nodes to float, the most damaging first (ranked by the score's drop when
+    only that node is quantized: measured, not guessed from weight error), one at a time, until
+    the fully quantized model's score is within `max_drop` of fp32's on `samples`."""
+    from .progress import Progress
+    name, score = scorer(metric, labels)
+
+    def run(graph):
+        return [interpret(graph, s) for s in samples]
+
+    ref = run(cal.graph)
+    fp32 = score(ref, ref)
+    int8 = score(run(cal.quantize()), ref)
+    bar = Progress(len(cal.nodes), "nodes measured", after=2.0, lines=False) if progress else None
+    impact = {}
+    if fp32 - int8 > max_drop:
+        for i in cal.nodes:
+            impact[i] = fp32 - score(run(cal.quantize(keep_float=[j for j in cal.nodes if j != i])), ref)
+            if bar:
+                bar.step()
+    if bar:
+        bar.clear()
+    reverted, final = [], int8
+    for i in sorted(impact, key=lambda i: (-impact[i], i)):
+        if fp32 - final <= max_drop:
+            break
+        reverted.append(i)
+        final = score(run(cal.quantize(keep_float=reverted)), ref)
+    return Budget(name, fp32, int8, final, reverted, impact)

@@ -19,7 +19,7 @@ import pytest
 
 import edgec
 from edgec.errors import EdgecError, InputError
-from edgec.quantization import calibrate, format_report, load_samples, report, sqnr, weight_params
+from edgec.quantization import calibrate, fit_budget, format_report, load_samples, report, sqnr, weight_params
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import make_models  # noqa: E402
@@ -174,6 +174,41 @@ def test_report_numbers_are_recomputed_from_the_graphs(mlp):
     assert js["model_sqnr_db"] == pytest.approx(rep["model_sqnr"])
 
 
+# ---- accuracy budget ---------------------------------------------------------------------------
+
+def test_budget_reverts_the_most_damaging_nodes_until_it_holds(mlp):
+    _, g, samples = mlp
+    cal = calibrate(g, samples)
+    loose = fit_budget(cal, samples, 1.0, "sqnr")
+    assert loose.reverted == [] and loose.impact == {} and loose.final == loose.int8 < 0
+    tight = fit_budget(cal, samples, -loose.int8 / 2, "sqnr")  # half the noise of the full int8 model
+    assert tight.reverted and tight.reverted[0] == max(tight.impact, key=tight.impact.get)
+    assert tight.drop <= -loose.int8 / 2 < loose.drop
+    q = cal.quantize(keep_float=tight.reverted)
+    weights = [n.inputs[1] for n in q.nodes if n.op == "dense"]
+    assert sum(w.const is not None for w in weights) == len(tight.reverted)  # those kept float weights
+    exact = fit_budget(cal, samples, 0.0, "sqnr")
+    assert sorted(exact.reverted) == cal.nodes and exact.final == exact.fp32 == 0.0
+
+
+def test_budget_metrics_top1_with_labels_and_a_python_file(mlp, tmp_path):
+    _, g, samples = mlp
+    cal = calibrate(g, samples)
+    fp32 = [edgec.interpret(cal.graph, s)["output"].argmax() for s in samples]
+    labels = np.array(fp32)
+    labels[:3] = (labels[:3] + 1) % 10  # 3 of 12 wrong: fp32 scores 75%
+    b = fit_budget(cal, samples, 100.0, "top1", labels)
+    assert b.fp32 == 75.0 and b.metric == "top-1 accuracy (%)"
+    (tmp_path / "metric.py").write_text("def score(outputs, labels):\n    return -sum(float(abs(o['output']).sum()) for o in outputs)\n")
+    b = fit_budget(cal, samples, 1e9, str(tmp_path / "metric.py"))
+    assert b.fp32 == pytest.approx(-sum(float(abs(edgec.interpret(cal.graph, s)["output"]).sum()) for s in samples))
+    (tmp_path / "bad.py").write_text("x = 1\n")
+    with pytest.raises(EdgecError, match="defines no function score"):
+        fit_budget(cal, samples, 1.0, str(tmp_path / "bad.py"))
+    with pytest.raises(EdgecError, match="use top1, sqnr or a Python file"):
+        fit_budget(cal, samples, 1.0, "accuracy")
+
+
 # ---- command line -----------------------------------------------------------------------------
 
 def edgec_cli(*args, cwd=None):
@@ -184,7 +219,7 @@ def test_cli_quantize_to_eir_and_onnx_then_compile(mlp, tmp_path):
     path, g, samples = mlp
     np.savez(tmp_path / "cal.npz", input=np.stack([s["input"] for s in samples]))
     r = edgec_cli("quantize", path, "--calibration", tmp_path / "cal.npz", "-o", tmp_path / "q.eir",
-                  "--report", tmp_path / "r.json", "--report-samples", 3, "--method", "mse")
+                  "--report", tmp_path / "r.json", "--eval-samples", 3, "--method", "mse")
     assert r.returncode == 0, r.stderr
     assert "quantized 3 of 3 computing nodes (mse, 12 calibration samples)" in r.stdout
     assert json.loads((tmp_path / "r.json").read_text())["samples"] == 3
@@ -198,6 +233,10 @@ def test_cli_quantize_to_eir_and_onnx_then_compile(mlp, tmp_path):
     assert from_eir.shape == (1, 10)
     r = edgec_cli("compile", tmp_path / "q.eir", "--target", "host", "-o", tmp_path / "art")
     assert r.returncode == 0, r.stderr
+    r = edgec_cli("quantize", path, "--calibration", tmp_path / "cal.npz", "-o", tmp_path / "b.eir",
+                  "--max-drop", "0", "--metric", "sqnr", "--eval-samples", 4)
+    assert r.returncode == 0, r.stderr
+    assert "after reverting 3 node(s) to float" in r.stdout and "quantized 0 of 3" in r.stdout, r.stdout
     r = edgec_cli("compile", path, "--target", "host", "--quantize", "int8", "--calibration", tmp_path / "cal.npz",
                   "-o", tmp_path / "art2")
     assert r.returncode == 0, r.stderr
