@@ -7,7 +7,9 @@ Each ONNX op type has a converter registered with `@onnx_op` beside the ops it p
   (initializers, Constant nodes), before any data is read; external data only from inside the
   model's own directory; the opset; the graph's structure (at least one output, every name
   defined once and before its use: a dangling input or a cycle is refused);
-- lists every unsupported op type with the nodes that use it, in one message;
+- lists every unsupported op type with the nodes that use it, in one message (an op of another
+  domain is supported when an importer is registered for `domain.OpType`, such as ONNX Runtime's
+  com.microsoft.QLinearAdd; its converter checks its arity, which ONNX has no schema for);
 - fixes dynamic dims (a name or a negative dim_value such as -1) from `input_shapes`; refuses
   a dynamic dim left without a value (naming the `--input-shape` every such input needs), and
   a value that changes a static dim;
@@ -40,7 +42,7 @@ import numpy as np
 
 from .errors import EdgecError, ModelError, ShapeError, UnsupportedError
 from .ir import DTYPES, MAX_CONSTANT_BYTES, MAX_ELEMENTS, Graph, TensorType, Value, gc_paused, is_float
-from .ops import ONNX_CONVERTERS, get_op
+from .ops import ONNX_CONVERTERS, get_op, onnx_key
 
 MIN_OPSET, MAX_OPSET = 11, 28
 # Attributes added to existing ops after opset 21, and the value that keeps the opset-21 meaning.
@@ -505,8 +507,8 @@ def import_onnx(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = No
     # Every unsupported op, at once.
     unsupported: dict[str, list[str]] = {}
     for i, n in enumerate(gp.node):
-        key = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
-        if n.domain not in ("", "ai.onnx") or n.op_type not in ONNX_CONVERTERS:
+        key = onnx_key(n.domain, n.op_type)
+        if key not in ONNX_CONVERTERS:
             unsupported.setdefault(key, []).append(n.name or f"#{i}")
     if unsupported:
         parts = [f"{t} (nodes: {', '.join(names[:10])}{', ...' if len(names) > 10 else ''})"
@@ -541,10 +543,11 @@ def import_onnx(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = No
 
     read = {name for n in gp.node for name in n.input} | {o.name for o in gp.output}
     for i, n in enumerate(gp.node):
-        if any(name and name not in read for name in n.output[1:]):
+        if any(name and name not in read for name in n.output[1:]) and n.domain in ("", "ai.onnx"):
             n = _without_unread_outputs(n, read, opset)
         ctx.node, ctx.origin = n, _origin(n, i)
-        _check_arity(ctx, n)
+        if n.domain in ("", "ai.onnx"):  # other domains' converters check their own arity
+            _check_arity(ctx, n)
         attrs = _attr_values(n)
         for (op_type, name), default in NEWER_ATTRS.items():
             if n.op_type == op_type and attrs.get(name, default) != default:
@@ -554,7 +557,7 @@ def import_onnx(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = No
                 raise ctx.fail(f"uses '{name}', an output that edgec does not compute for its node")
         node_inputs = [env[name] if name else None for name in n.input]
         try:
-            outs = ONNX_CONVERTERS[n.op_type](ctx, n, node_inputs, attrs)
+            outs = ONNX_CONVERTERS[onnx_key(n.domain, n.op_type)](ctx, n, node_inputs, attrs)
         except EdgecError:
             raise
         except Exception as e:  # noqa: BLE001 - a malformed node must not crash the import

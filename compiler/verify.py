@@ -57,8 +57,9 @@ def random_inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
     return feeds
 
 
-# The weight input of ONNX's integer matmuls and convolutions (their activation is input 0).
-INT_WEIGHT_INPUT = {"MatMulInteger": 1, "ConvInteger": 1, "QLinearMatMul": 3, "QLinearConv": 3}
+# The weight input of ONNX's integer matmuls and convolutions (their activation is input 0), and of
+# ONNX Runtime's com.microsoft QGemm (session.x64quantprecision makes it exact too).
+INT_WEIGHT_INPUT = {"MatMulInteger": 1, "ConvInteger": 1, "QLinearMatMul": 3, "QLinearConv": 3, "QGemm": 3}
 
 
 def has_u8_x_s8(model) -> bool:

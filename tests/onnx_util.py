@@ -20,11 +20,15 @@ NP_TO_ONNX = {np.dtype(k): v for k, v in {
 
 def make_model(nodes, inputs: dict[str, np.ndarray], outputs: list[str], initializers: dict | None = None,
                opset: int = 17) -> onnx.ModelProto:
-    """A model whose inputs take the shapes and dtypes of the given arrays; output types are inferred."""
+    """A model whose inputs take the shapes and dtypes of the given arrays; output types are inferred
+    (those of ops of other domains, which ONNX does not know, are left undeclared). Each other domain
+    that the nodes use (com.microsoft) is imported at version 1."""
     ins = [helper.make_tensor_value_info(n, NP_TO_ONNX[a.dtype], a.shape) for n, a in inputs.items()]
     inits = [numpy_helper.from_array(np.asarray(a), n) for n, a in (initializers or {}).items()]
     graph = helper.make_graph(nodes, "test", ins, [], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    domains = sorted({n.domain for n in nodes} - {"", "ai.onnx"})
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]
+                              + [helper.make_opsetid(d, 1) for d in domains])
     model.ir_version = 8
     # Output types come from ONNX shape inference, so tests never restate them.
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
@@ -82,9 +86,10 @@ def multi_node_model(cases, opset: int = 17):
     """One model holding one ONNX node per case, so that one compile checks many ops.
 
     A case is (op_type, inputs, initializers, attrs) or (op_type, inputs, initializers, attrs,
-    input_names) with input_names over the keys of inputs/initializers ("" for an omitted input).
-    Names are made unique per case; outputs are named `<op_type>_<case index>`, so a mismatch names
-    the case. Returns (model, feeds)."""
+    input_names) with input_names over the keys of inputs/initializers ("" for an omitted input);
+    op_type may name a domain ("com.microsoft.QLinearAdd"). Names are made unique per case; outputs
+    are named `<op_type>_<case index>` (without the domain), so a mismatch names the case.
+    Returns (model, feeds)."""
     nodes, feeds, inits, outs = [], {}, {}, []
     for i, case in enumerate(cases):
         op_type, inputs, initializers, attrs = case[:4]
@@ -93,9 +98,10 @@ def multi_node_model(cases, opset: int = 17):
             feeds[f"{n}_{i}"] = a
         for n, a in initializers.items():
             inits[f"{n}_{i}"] = a
+        domain, _, op_type = op_type.rpartition(".")
         out = f"{op_type}_{i}"
         nodes.append(helper.make_node(op_type, [f"{n}_{i}" if n else "" for n in names], [out],
-                                      name=f"{op_type}_node{i}", **attrs))
+                                      name=f"{op_type}_node{i}", domain=domain or None, **attrs))
         outs.append(out)
     return make_model(nodes, feeds, outs, inits, opset), feeds
 

@@ -5,6 +5,8 @@
 
 For each ONNX op type with an importer: the opset range edgec accepts and the versions of the
 op's ONNX schema inside that range (each version is a semantic change that the importer handles).
+An op of another domain (ONNX Runtime's com.microsoft ops, which ONNX has no schemas for) is
+listed as `domain.OpType` with that domain's version 1.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ def table() -> str:
             f"declare an opset from {MIN_OPSET} to {MAX_OPSET}.", "",
             "| ONNX op | opsets | schema versions handled |", "|---|---|---|"]
     for op in sorted(ONNX_CONVERTERS):
+        domain = op.rpartition(".")[0]
+        if domain:
+            rows.append(f"| {op} | {domain} 1 | 1 |")
+            continue
         versions = schema_versions(op)
         first = max(MIN_OPSET, versions[0]) if versions else MIN_OPSET
         rows.append(f"| {op} | {first}-{MAX_OPSET} | {', '.join(map(str, versions)) or '-'} |")

@@ -7,11 +7,12 @@
 | `shape` | reshape, transpose, concat, split, slice, gather, pad, expand, ... |
 | `reduce` | reductions, argmax/argmin |
 | `quant` | quantize/dequantize and integer conv/matmul |
+| `qlinear` | ONNX Runtime's QOperator ops (com.microsoft QLinearAdd, QGemm, ...) and DynamicQuantizeLinear |
 
 See `base.py` for what an op definition holds.
 """
 
 from .base import (MAX_FAN_IN, ONNX_CONVERTERS, OPS, REQUIRED, Attr, OpDef, balanced_tree,  # noqa: F401
-                   broadcast_infer, broadcast_shapes, get_op, normalize_axis, onnx_op, ops_with, register_op,
+                   broadcast_infer, broadcast_shapes, get_op, normalize_axis, onnx_key, onnx_op, ops_with, register_op,
                    same_as_first)
-from . import elementwise, nn, shape, reduce, quant, fused  # noqa: F401,E402  (registers the ops)
+from . import elementwise, nn, shape, reduce, quant, qlinear, fused  # noqa: F401,E402  (registers the ops)

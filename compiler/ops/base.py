@@ -10,7 +10,10 @@ An op definition holds
   `reduction`, `complex` (conv, matmul), `opaque`.
 
 ONNX importers live beside the ops they produce: `@onnx_op("Relu")` registers a converter
-`fn(ctx, node, inputs, attrs) -> [Value, ...]` (see `edgec.onnx_import.ImportContext`).
+`fn(ctx, node, inputs, attrs) -> [Value, ...]` (see `edgec.onnx_import.ImportContext`); an op of
+another domain is registered under `domain.OpType` (`@onnx_op("QLinearAdd", domain="com.microsoft")`,
+key "com.microsoft.QLinearAdd"), and its converter checks its own input count (ONNX has no schema
+for it).
 
 The lowerings reach TVM through `edgec.lazy.LazyModule`s: registering the ops does not load TVM.
 
@@ -120,13 +123,19 @@ def get_op(name: str) -> OpDef:
     return OPS[name]
 
 
-def onnx_op(*op_types: str):
-    """Register an ONNX importer for one or more ONNX op types."""
+def onnx_key(domain: str, op_type: str) -> str:
+    """The ONNX_CONVERTERS key of an op type: itself in the default domain, else `domain.op_type`."""
+    return op_type if domain in ("", "ai.onnx") else f"{domain}.{op_type}"
+
+
+def onnx_op(*op_types: str, domain: str = ""):
+    """Register an ONNX importer for one or more ONNX op types (of `domain`, default ONNX's)."""
     def wrap(fn):
         for t in op_types:
-            if t in ONNX_CONVERTERS:
-                raise ValueError(f"ONNX op {t!r} has two importers")
-            ONNX_CONVERTERS[t] = fn
+            key = onnx_key(domain, t)
+            if key in ONNX_CONVERTERS:
+                raise ValueError(f"ONNX op {key!r} has two importers")
+            ONNX_CONVERTERS[key] = fn
         return fn
     return wrap
 

@@ -100,20 +100,29 @@ def _check_params(op: str, t: TensorType, scale: list, zero_point: list, axis: i
     return axis
 
 
+def _saturate_np(y: np.ndarray, zero_point, dtype: str) -> np.ndarray:
+    """float32 y -> saturate(round_half_even(y) + zero_point) as dtype."""
+    lo, hi = _range(dtype)
+    return np.clip(np.rint(y).astype(np.float64) + zero_point, lo, hi).astype(DTYPES[dtype])  # rint: half to even
+
+
 def _requantize_np(acc: np.ndarray, multiplier: np.ndarray, zero_point: int, dtype: str) -> np.ndarray:
-    lo, hi = _range(dtype)
-    y = np.rint(acc.astype(np.float32) * multiplier.astype(np.float32))  # rint: half to even
-    return np.clip(y.astype(np.float64) + zero_point, lo, hi).astype(DTYPES[dtype])
+    return _saturate_np(acc.astype(np.float32) * multiplier.astype(np.float32), zero_point, dtype)
 
 
-def _requantize_relax(ctx, acc, multiplier: np.ndarray, zero_point: int, dtype: str):
-    """int32 acc -> saturate(round_half_even(float32(acc) * multiplier) + zero_point) as dtype."""
+def _saturate_relax(ctx, y, zero_point: int, dtype: str):
+    """float32 y -> saturate(round_half_even(y) + zero_point) as dtype."""
     lo, hi = _range(dtype)
-    y = ctx.bb.emit(R.multiply(R.astype(acc, "float32"), relax.const(multiplier.astype(np.float32))))
     y = ctx.bb.emit(nearbyint_te(ctx, y))
     y = R.add(y, relax.const(float(zero_point), "float32"))
     y = R.minimum(R.maximum(y, relax.const(float(lo), "float32")), relax.const(float(hi), "float32"))
     return R.astype(y, DTYPES[dtype].name)
+
+
+def _requantize_relax(ctx, acc, multiplier: np.ndarray, zero_point: int, dtype: str):
+    """int32 acc -> saturate(round_half_even(float32(acc) * multiplier) + zero_point) as dtype."""
+    y = ctx.bb.emit(R.multiply(R.astype(acc, "float32"), relax.const(multiplier.astype(np.float32))))
+    return _saturate_relax(ctx, y, zero_point, dtype)
 
 
 def shifted_int32(x, zero_points: list[int], shape: list[int]):

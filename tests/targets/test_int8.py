@@ -302,3 +302,35 @@ def test_quantized_conv_chain_on_a76(tmp_path):
     result = _check(model, feeds, "arm-a76", tmp_path, expect_sdot=True, name="o1", level=1)
     assert all(n.attrs["layout"] == "NCHW" for n in result.graph.nodes if n.op == "qlinear_conv")
     assert list(result.schedules.values()).count("int8_dot") == 3, result.schedules
+
+
+@needs_qemu
+def test_qoperator_ops_on_a76_equal_the_interpreter(tmp_path):
+    """ONNX Runtime's com.microsoft ops (compiler/ops/qlinear.py, checked against ORT in
+    tests/ops/test_qlinear_ops.py) give the interpreter's results bit for bit on AArch64 too, where
+    LLVM would contract a multiply and an add into one fused multiply-add; QGemm with a constant B
+    runs on sdot."""
+    rng = np.random.default_rng(16)
+    f32 = lambda v: np.array(v, np.float32)  # noqa: E731
+    u8 = lambda v: np.array(v, np.uint8)  # noqa: E731
+    pairs = np.arange(256 * 256)  # every (a, b) pair: a rounding that differs shows
+    feeds = {"a": (pairs // 256).astype(np.uint8).reshape(256, 256),
+             "b": (pairs % 256).astype(np.uint8).reshape(256, 256),
+             "p": _values(rng, "u8", (2, 3, 6, 6)), "g": _values(rng, "u8", (5, 12))}
+    inits = {"sa": f32(0.0371), "za": u8(100), "sb": f32(0.0213), "zb": u8(5), "sy": f32(0.05), "zy": u8(128),
+             "s1": f32(1 / 256), "z1": u8(0), "w": _values(rng, "i8", (7, 12)), "sw": f32(0.01),
+             "zw": np.array(0, np.int8), "bias": rng.integers(-900, 900, 7).astype(np.int32), "sg": f32(0.3)}
+    ms = "com.microsoft"
+    nodes = [helper.make_node("QLinearAdd", ["a", "sa", "za", "b", "sb", "zb", "sy", "zy"], ["add"], domain=ms),
+             helper.make_node("QLinearMul", ["a", "sa", "za", "b", "sb", "zb", "sy", "zy"], ["mul"], domain=ms),
+             helper.make_node("QLinearAveragePool", ["p", "sa", "za", "sy", "zy"], ["pool"], domain=ms,
+                              kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("QLinearSigmoid", ["p", "sa", "za", "s1", "z1"], ["sig"], domain=ms),
+             helper.make_node("QGemm", ["g", "sa", "za", "w", "sw", "zw", "bias", "sg", "zy"], ["gemm"], domain=ms,
+                              transB=1)]
+    model = make_model(nodes, feeds, ["add", "mul", "pool", "sig", "gemm"], inits)
+    result = edgec.compile(model, target="arm-a76", output=tmp_path / "art")
+    assert _sdot_count(result.artifact) > 0
+    got, expected = result.artifact.run(feeds), edgec.interpret(edgec.import_onnx(model), feeds)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
