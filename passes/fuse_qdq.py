@@ -339,7 +339,7 @@ def _rule(name, pattern, check, rewrite) -> Rule:
     return Rule(name, pattern, rewrite, guarded, allow_shared=True)
 
 
-QOP_RULES = [  # the ops of compiler/ops/qlinear.py (being added)
+QOP_RULES = [  # the ops of compiler/ops/qlinear.py
     _rule("add", Op("quantize_linear", Op("add", _dq("a"), _dq("b"), name="lin")), _binary_check,
           _binary_rewrite("qlinear_add")),
     _rule("mul", Op("quantize_linear", Op("mul", _dq("a"), _dq("b"), name="lin")), _binary_check,
@@ -355,6 +355,7 @@ RULES = [
     _rule("matmul", MATMUL, _matmul_check, _matmul_rewrite),
     _rule("dense", DENSE_BIAS, _matmul_check, _matmul_rewrite),
     _rule("dense", DENSE, _matmul_check, _matmul_rewrite),
+    *QOP_RULES,
     _rule("move", Op("quantize_linear", Op(PASS_THROUGH, _dq("x"), name="lin")), _same_params, _move_rewrite),
     _rule("qdq-pair", Op("quantize_linear", _dq("x")), _same_params, lambda g, m: [m["x"]]),
 ]

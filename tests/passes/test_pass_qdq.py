@@ -239,3 +239,27 @@ def test_fused_graph_equals_the_qdq_graph_within_one_step(data):
     for name, o in zip(qdq.output_names, qdq.outputs):
         step = steps.get(id(o), 0.0)
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=step * 1.001 + 1e-6, err_msg=name)
+
+
+def test_add_and_global_average_pool_of_quantized_tensors_become_qlinear_ops():
+    text = """graph @main(%x: f32[1,3,4,4], %z: f32[1,3,4,4]) -> (%y: f32[1,3,1,1]) {
+      %qa = quantize_linear(%x) {scale=[0.05], zero_point=[128], dtype="u8"} : u8[1,3,4,4]
+      %a = dequantize_linear(%qa) {scale=[0.05], zero_point=[128]} : f32[1,3,4,4]
+      %qb = quantize_linear(%z) {scale=[0.03], zero_point=[100], dtype="u8"} : u8[1,3,4,4]
+      %b = dequantize_linear(%qb) {scale=[0.03], zero_point=[100]} : f32[1,3,4,4]
+      %0 = add(%a, %b) : f32[1,3,4,4]  @"add"
+      %1 = quantize_linear(%0) {scale=[0.08], zero_point=[120], dtype="u8"} : u8[1,3,4,4]  @"add_q"
+      %2 = dequantize_linear(%1) {scale=[0.08], zero_point=[120]} : f32[1,3,4,4]
+      %3 = global_avg_pool(%2) : f32[1,3,1,1]  @"gap"
+      %4 = quantize_linear(%3) {scale=[0.02], zero_point=[128], dtype="u8"} : u8[1,3,1,1]  @"gap_q"
+      %5 = dequantize_linear(%4) {scale=[0.02], zero_point=[128]} : f32[1,3,1,1]
+      return %5
+    }"""
+    before, after, pm = run_pass(text, "fuse-qdq,dce")
+    assert ops(after) == ["quantize_linear", "quantize_linear", "qlinear_add", "qlinear_global_avg_pool",
+                          "dequantize_linear"]
+    add = after.nodes[2]
+    assert (add.attrs["a_scale"], add.attrs["b_zero_point"], add.attrs["y_scale"]) == (0.05, 100, 0.08)
+    assert add.origin == ("add", "add_q")
+    assert pm.records[0].stats.get("add") == 1 and pm.records[0].stats.get("global-avg-pool") == 1
+    agree(before, after, 0.02)
