@@ -10,7 +10,9 @@ and reports, per output, the max abs error and the max error relative to the out
 
 An output is within tolerance when `max abs error <= max(atol, rtol * scale)`. Defaults by dtype:
 f32 `rtol = atol = 1e-4` (that is, 1e-4 relative to the output scale, never tighter than 1e-4),
-f16 1e-2, f64 1e-9; integer and bool outputs must match exactly. A NaN where the oracle has none
+f16 1e-2, f64 1e-9; integer and bool outputs must match exactly, but for quantized outputs: one
+quantization step (`quantization_step`: the scale of the dequantize that makes a float output, 1
+for a quantize's integers), what rounding a tie differently changes. A NaN where the oracle has none
 (or the reverse), or a shape difference, is an infinite error.
 
 `bisect(model, target, level)` runs the pipeline one pass at a time with the interpreter and
@@ -183,6 +185,18 @@ def within(error: Error, dtype: str, scale: float, rtol=None, atol=None) -> bool
     return error.abs <= error_bound(dtype, scale, rtol, atol)
 
 
+def quantization_step(value: Value) -> float:
+    """One step of a quantized output: the scale of the per-tensor `dequantize_linear` that makes
+    it, or 1 for the integers of a `quantize_linear` (an integer kernel and ONNX Runtime may round
+    a tie differently); 0 for any other output."""
+    p = value.producer()
+    if p is None or len(p.attrs.get("scale", [])) != 1:
+        return 0.0
+    if p.op == "dequantize_linear":
+        return p.attrs["scale"][0] * (1 + 1e-6)
+    return 1.0 if p.op == "quantize_linear" else 0.0
+
+
 # ---- verify_model --------------------------------------------------------------------------
 @dataclass
 class OutputReport:
@@ -292,13 +306,15 @@ def verify_model(model: Any, target: str = "host", level: int | None = 2, passes
             seconds["run"] = time.perf_counter() - start
 
     reports = []
+    steps = dict(zip(graph.output_names, (quantization_step(v) for v in graph.outputs)))
     for name, value in zip(optimized.output_names, optimized.outputs):
         if name not in expected:
             raise EdgecError(f"ONNX Runtime gave no output '{name}' (it gave {', '.join(expected)})")
         exp = expected[name]
         scale = output_scale(exp)
+        bound = max(error_bound(value.type.dtype, scale, rtol, atol), steps.get(name, 0.0))
         reports.append(OutputReport(
-            name, value.type.dtype, value.type.shape, scale, error_bound(value.type.dtype, scale, rtol, atol),
+            name, value.type.dtype, value.type.shape, scale, bound,
             interpreter=compare(interp[name], exp),
             compiled=compare(got_compiled[name], exp) if got_compiled is not None else None))
     return VerifyReport(_model_label(model), target, pipeline, reports, feeds, seconds)

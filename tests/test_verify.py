@@ -200,3 +200,23 @@ def test_verify_an_arm_target_through_its_runner():
     assert report.target == "arm-a72" and all(o.compiled is not None for o in report.outputs)
     bad = verify_model(small_model(), target="arm-a72", passes="test-perturb-add-constant")
     assert not bad.ok and all(o.compiled.abs > 1e-2 for o in bad.outputs)
+
+
+def test_quantized_outputs_are_allowed_one_quantization_step():
+    """A dequantized output may differ by its scale, a quantized one by 1; float ones keep 1e-4."""
+    import onnx
+    from onnx import helper, numpy_helper
+    from edgec.verify import verify_model
+    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"), numpy_helper.from_array(np.array(128, np.uint8), "z")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"]),
+             helper.make_node("Relu", ["x"], ["r"])]
+    g = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [4])],
+                          [helper.make_tensor_value_info(n, t, [4]) for n, t in
+                           (("q", onnx.TensorProto.UINT8), ("dq", onnx.TensorProto.FLOAT), ("r", onnx.TensorProto.FLOAT))],
+                          inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    report = verify_model(model, compiled=False)
+    bounds = {r.name: r.bound for r in report.outputs}
+    assert bounds["q"] == 1.0 and bounds["dq"] == pytest.approx(0.1, rel=1e-5) and bounds["r"] <= 1e-3
+    assert report.ok
