@@ -8,7 +8,8 @@
    is quantized as one: its activation is inside the quantized range.
 2. Quantized nodes (`QUANTIZABLE`): 2-D NCHW `conv` (depthwise and grouped too), `dense` and
    `matmul` with a constant 2-D weight, each with no activation, `relu` or `clip` fused; `add`,
-   `mul` of two computed tensors and NCHW `global_avg_pool` when the integer ops for them exist;
+   `mul` of two computed tensors (with a relu or clip right after, quantized together: the output
+   range after it makes saturation do it) and NCHW `global_avg_pool`;
    `exclude` (ONNX node names or op types) and `op_types` select among them. The data movement
    ops `reshape`, `transpose`, `slice`, `max_pool`, `global_max_pool` between quantized tensors
    carry their input's parameters, so they run on the integers.
@@ -130,16 +131,9 @@ def _sample_file(path: Path, names: list[str]) -> dict[str, np.ndarray]:
 
 # ---- which nodes ------------------------------------------------------------------------------
 
-def _available(op: str) -> bool:
-    """Whether the integer op that `fuse-qdq` makes of `op` is registered."""
-    from .ops import OPS
-    need = {"add": "qlinear_add", "mul": "qlinear_mul", "global_avg_pool": "qlinear_global_avg_pool"}.get(op)
-    return need is None or need in OPS
-
-
 def _why_not(node: Node) -> str | None:
     """None when `node` can be quantized, else the reason."""
-    if node.op not in QUANTIZABLE or not _available(node.op):
+    if node.op not in QUANTIZABLE:
         return f"edgec does not quantize '{node.op}'"
     if any(v.type.dtype != "f32" for v in node.inputs if not v.is_const) or node.output.type.dtype != "f32":
         return "not a float32 node"
@@ -263,6 +257,13 @@ class Calibration:
     activations: str = "u8"
     samples: int = 0
     moves: list[int] = field(default_factory=list)  # data movement nodes carrying their input's parameters
+    # a quantized add/mul -> the relu/clip right after it (its only user), quantized with it: the
+    # output range after the activation makes saturation do the activation (fuse-qdq folds it)
+    absorbed: dict[int, int] = field(default_factory=dict)
+
+    def output_of(self, nodes: list[Node], i: int) -> Value:
+        """The quantized output of node i: its own, or that of the activation it absorbed."""
+        return nodes[self.absorbed.get(i, i)].output
 
     def node(self, index: int) -> Node:
         return self.graph.nodes[index]
@@ -282,7 +283,7 @@ class Calibration:
         tensors: dict[Key, Value] = {}
         for i in chosen:
             n = nodes[i]
-            for v in (*[v for v in n.inputs if not v.is_const], n.output):
+            for v in (*[v for v in n.inputs if not v.is_const], self.output_of(nodes, i)):
                 k = _key(index, v)
                 tensors[k] = v
                 params[k] = _qparams(*self.ranges[k], self.activations)
@@ -386,13 +387,21 @@ def calibrate(graph: Graph, calibration: Any, method: str = "minmax", percentile
         elif n.op not in ("reshape", "flatten", "squeeze", "unsqueeze"):
             skipped[i] = reason
     moves = [i for i, n in enumerate(nodes) if n.op in MOVE]
+    absorbed = {}
+    for i in chosen:
+        users = nodes[i].output.uses()
+        if nodes[i].op in ("add", "mul") and len(users) == 1 and nodes[i].output not in g.outputs:
+            act = users[0][0]
+            if act.op == "relu" or (act.op == "clip" and np.isfinite([act.attrs["min"], act.attrs["max"]]).all()):
+                absorbed[i] = index[id(act)]
+                skipped.pop(absorbed[i], None)
     wanted: dict[Key, Value] = {}
     for i in chosen:
         n = nodes[i]
-        for v in (*[v for v in n.inputs if not v.is_const], n.output):
+        for v in (*[v for v in n.inputs if not v.is_const], nodes[absorbed.get(i, i)].output):
             wanted[_key(index, v)] = v
     ranges = _ranges(g, samples, wanted, index, method, percentile, progress)
-    return Calibration(g, chosen, skipped, ranges, method, per_channel, activations, len(samples), moves)
+    return Calibration(g, chosen, skipped, ranges, method, per_channel, activations, len(samples), moves, absorbed)
 
 
 def _method(method: str) -> str:
@@ -507,9 +516,9 @@ def _node_outputs(cal: Calibration, full: Graph, copies: list[Node], samples) ->
     fp_nodes = list(cal.graph.nodes)
     pairs = {}
     for i in cal.nodes:
-        q_out = copies[i].output
+        q_out = cal.output_of(copies, i)
         dq = next(u for u, _ in q_out.uses() if u.op == "quantize_linear").output.uses()[0][0].output
-        pairs[i] = (fp_nodes[i].output, dq)
+        pairs[i] = (cal.output_of(fp_nodes, i), dq)
     ref = {i: [] for i in pairs}
     got = {i: [] for i in pairs}
     for s in samples:

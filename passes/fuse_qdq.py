@@ -20,7 +20,8 @@ float rounding):
   `relu` when the zero point is the lowest value of the output type, `clip{lo, hi}` when the
   whole quantized range lies in [lo, hi] (saturation then clamps exactly); any other activation
   is refused;
-- add and mul of two per-tensor quantized tensors -> `qlinear_add` / `qlinear_mul`;
+- add and mul of two per-tensor quantized tensors -> `qlinear_add` / `qlinear_mul`, with a
+  relu/clip node before the quantize folded when implied (ResNet's add + relu);
   `q(global_avg_pool(dq(x)))` -> `qlinear_global_avg_pool` (NCHW);
 - data movement and max: `q(op(dq(x)))` -> `op(x)` on the integers when the quantize and the
   dequantize have the same scale, zero point and type (exact: the op moves or compares values,
@@ -280,7 +281,7 @@ def _matmul_rewrite(graph, m):
 
 def _binary_check(m):
     out = _out_params(m)
-    return out if isinstance(out, str) else _input_check(m, ("a", "b"))
+    return out if isinstance(out, str) else _input_check(m, ("a", "b")) or _act_implied(m, *out)
 
 
 def _binary_rewrite(qop: str):
@@ -340,9 +341,9 @@ def _rule(name, pattern, check, rewrite) -> Rule:
 
 
 QOP_RULES = [  # the ops of compiler/ops/qlinear.py
-    _rule("add", Op("quantize_linear", Op("add", _dq("a"), _dq("b"), name="lin")), _binary_check,
+    _rule("add", _quantized(Op("add", _dq("a"), _dq("b"), name="lin")), _binary_check,
           _binary_rewrite("qlinear_add")),
-    _rule("mul", Op("quantize_linear", Op("mul", _dq("a"), _dq("b"), name="lin")), _binary_check,
+    _rule("mul", _quantized(Op("mul", _dq("a"), _dq("b"), name="lin")), _binary_check,
           _binary_rewrite("qlinear_mul")),
     _rule("global-avg-pool", Op("quantize_linear", Op("global_avg_pool", _dq("x"), name="lin")),
           _gap_check, _gap_rewrite),

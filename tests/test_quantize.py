@@ -125,6 +125,29 @@ def test_quantized_mlp_runs_integer_kernels_close_to_fp32(mlp):
     assert sqnr(ref, integer) > 25  # measured 33-35 dB on this model
 
 
+def test_small_resnet_is_integer_end_to_end_with_add_and_relu_together(tmp_path):
+    """ResNet's add + relu is quantized as one node (the relu's range), so -O2 leaves no float
+    conv, add or relu; the integer graph stays within an output step of the fake-quant one."""
+    path = tmp_path / "resnet18.onnx"
+    onnx.save(make_models.build("resnet18", small=True), path)
+    g = edgec.import_onnx(path)
+    rng = np.random.default_rng(3)
+    shape = g.inputs[0].type.shape
+    samples = [{"input": rng.standard_normal(shape).astype(np.float32)} for _ in range(3)]
+    cal = calibrate(g, samples)
+    assert cal.skipped == {} and len(cal.absorbed) == 8
+    q = cal.quantize()
+    fused = edgec.optimize(q, target="host", level=2)
+    ops = {n.op for n in fused.nodes}
+    assert not ops & {"conv", "add", "relu", "dense", "matmul", "global_avg_pool"}, ops
+    assert {"qlinear_conv", "qlinear_add"} <= ops
+    x = {"input": rng.standard_normal(shape).astype(np.float32)}
+    ref, fake, integer = (edgec.interpret(h, x)["output"] for h in (g, q, fused))
+    step = [n for n in q.nodes if n.op == "dequantize_linear"][-1].attrs["scale"][0]
+    assert np.abs(integer - fake).max() <= step  # measured: equal; a tie rounded differently would move a step
+    assert sqnr(ref, integer) > 20
+
+
 def test_exclude_and_op_types_choose_the_nodes(mlp):
     _, g, samples = mlp
     cal = calibrate(g, samples, exclude=["fc2.matmul"])
