@@ -289,3 +289,10 @@ def test_cli_calibration_without_quantize_is_refused(mlp, tmp_path):
     r = edgec_cli("compile", path, "--quantize", "int8", "-o", tmp_path / "art")
     assert r.returncode == 2 and "needs calibration inputs" in r.stderr
     assert not (tmp_path / "art").exists()
+
+
+def test_quantized_ir_is_deterministic(mlp):
+    _, g, samples = mlp
+    first = edgec.print_ir(edgec.quantize(g, samples, method="entropy"), full_constants=True)
+    second = edgec.print_ir(edgec.quantize(g.copy(), list(samples), method="entropy"), full_constants=True)
+    assert first == second
