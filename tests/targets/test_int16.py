@@ -7,7 +7,8 @@ kernel scheduled by the `int16_madd` rule) and its outputs compared exactly with
 test_int8.py (u8/i8 combinations, per-channel scales and zero points, K and N not multiples
 of 8, batched activations, 1x1 and 3x3 convs with padding, stride and dilation), odd channel
 counts, the extremes of x - zp and w - zp, per-row activation zero points, NCHW convs (-O1),
-and the cases that keep the generic lowering (depthwise conv, weight given at run time).
+and the cases that keep the generic lowering (depthwise conv, 3 input channels, weight given at
+run time).
 Skipped on hosts without AVX2.
 """
 
@@ -68,7 +69,9 @@ def _extremes():
     return model, {"a": a}
 
 
-ALL_CASES = {**MATMUL_CASES, **CONV_CASES, **MORE_CASES}
+# conv_integer_u8xu8_3x3_pad_stride has 3 input channels: the generic lowering (see the rgb case below)
+ALL_CASES = {name: case for name, case in {**MATMUL_CASES, **CONV_CASES, **MORE_CASES}.items()
+             if name != "conv_integer_u8xu8_3x3_pad_stride"}
 
 
 @pytest.mark.parametrize("case", sorted(ALL_CASES))
@@ -99,8 +102,12 @@ def test_per_row_a_zero_point(tmp_path):
 
 
 def test_generic_cases_stay_exact(tmp_path):
-    """A depthwise conv and a matmul whose B is a run-time input keep the generic int32 lowering."""
+    """A depthwise conv, a conv of 3 input channels and a matmul whose B is a run-time input keep
+    the generic int32 lowering."""
     rng = np.random.default_rng(24)
+    model, feeds = qlinear_conv(rng, "u8", "i8", (1, 3, 9, 9), 16, (3, 3), 120, [0] * 16, 128, pads=[1, 1, 1, 1],
+                                strides=[2, 2])
+    _check(model, feeds, tmp_path, expect_madd=False, name="rgb")
     model, feeds = conv_integer(rng, "u8", "i8", (1, 6, 7, 7), 6, (3, 3), 131, 3, group=6, pads=[1, 1, 1, 1])
     _check(model, feeds, tmp_path, expect_madd=False, name="depthwise")
     feeds = {"a": _values(rng, "u8", (4, 12)), "b": _values(rng, "u8", (12, 9))}
