@@ -41,6 +41,7 @@ class Target:
     layout: str = "NCHW"  # preferred data layout for convs and pools
     vector_bits: int = 128  # vector width the schedules assume
     dotprod: bool = False  # int8 dot-product instructions allowed
+    avx2: bool = False  # x86 AVX2: int8 products as exact int16 ones (vpmaddwd)
     aliases: tuple[str, ...] = ()
     pipelines: dict[int, str] | None = None  # None: level_pipelines(layout)
     qemu_cpus: tuple[str, ...] = ()  # qemu-aarch64 -cpu models that run exactly its instructions, best first
@@ -63,12 +64,15 @@ class Target:
         """A hook of the quantized lowering (compiler/ops/quant.py): the target's own int32
         accumulator for an integer matmul (`kind` "matmul") or 2-D conv ("conv") of the Relax
         operands `x`, `w` and their zero points, padded on its last axis, as (acc, padded size);
-        None: the generic lowering. Targets with `dotprod` use the sdot kernels
-        (targets/schedules/int8.py) for constant weights."""
-        if not self.dotprod:
-            return None
-        from .schedules import int8
-        return int8.accumulator(ctx, kind, x, w, x_zero_points, w_zero_points, attrs)
+        None: the generic lowering. For constant weights, targets with `dotprod` use the sdot
+        kernels (targets/schedules/int8.py), targets with `avx2` the vpmaddwd ones (int16.py)."""
+        if self.dotprod:
+            from .schedules import int8
+            return int8.accumulator(ctx, kind, x, w, x_zero_points, w_zero_points, attrs)
+        if self.avx2:
+            from .schedules import int16
+            return int16.accumulator(ctx, kind, x, w, x_zero_points, w_zero_points, attrs)
+        return None
 
     @property
     def runs_here(self) -> bool:
@@ -87,7 +91,7 @@ def _host() -> Target:
     features = codegen.llvm_get_cpu_features(tvm.target.Target({"kind": "llvm", "mcpu": cpu}))
     bits = 512 if "avx512f" in features else 256
     return dataclasses.replace(HOST, description=f"{HOST.description} ({cpu})", tvm={"kind": "llvm", "mcpu": cpu},
-                               vector_bits=bits)
+                               vector_bits=bits, avx2="avx2" in features)
 
 
 TARGETS: dict[str, Target] = {}

@@ -42,7 +42,9 @@ qlinear_conv with a constant weight and group 1 (any kernel size, stride, dilati
 the kernel computes NHWC: an NHWC conv reads its input and returns its result as they are, with
 no transpose; an NCHW one transposes its input in the kernel's packing stage and the result
 back to NCHW). Other cases (batched or non-constant b, grouped and depthwise convs) keep the
-generic lowering.
+generic lowering. On x86 hosts with AVX2 (`target.avx2`) the same cases run as exact int16
+products on `vpmaddwd` (targets/schedules/int16.py): x - xzp and w - wzp as int16, so that
+accumulator needs no corrections.
 
 ONNX importers: QuantizeLinear, DequantizeLinear (opsets 10-21; block quantization of opset 21
 is refused), MatMulInteger, ConvInteger, QLinearMatMul, QLinearConv (2-D; auto_pad resolved).

@@ -27,7 +27,7 @@ from tvm import relax, tirx
 
 from edgec import interrupt
 
-from . import int8, rules
+from . import int16, int8, rules
 
 SCHEDULED = "tirx.is_scheduled"
 
@@ -77,6 +77,7 @@ def schedule_func(func: tirx.PrimFunc, target, constant_params=frozenset(), pack
     its defaults)."""
     tries = [
         ("int8_dot", lambda f, p: int8.dot_product(f, target)),
+        ("int16_madd", lambda f, p: int16.madd_product(f, target)),
         ("tiled_reduction", lambda f, p: rules.tiled_reduction(f, target.vector_bits, constant_params, p, knobs)),
         ("injective", lambda f, p: rules.injective(f, target.vector_bits)),
         ("rowwise", lambda f, p: rules.rowwise(f, target.vector_bits)),

@@ -30,6 +30,9 @@ vectorized stage of its own.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 import tvm
 from tvm import relax, s_tir, te, tirx
@@ -192,25 +195,48 @@ def conv_te(x: te.Tensor, w: te.Tensor, pad_value: int, strides, pads, dilations
 
 # ---- the schedule rule -----------------------------------------------------------------------
 
-def register_tile(rows: int, blocks: int) -> tuple[int, int]:
+@dataclass(frozen=True)
+class DotKernel:
+    """What `schedule_dot` needs to know of a product kernel built like the ones below: the names
+    of its product and packing blocks, the tensor intrinsic that computes `lanes` int32 lanes over
+    `k_step` reduction steps (the product's lane axis and innermost reduction have these extents),
+    the function that registers it, the register tile's limits, and the storage scope of the
+    accumulator tile (the intrinsic's output buffer must have it): "local" is a workspace
+    allocated per tile, "global" (a tile under 1024 bytes) a stack buffer kept in registers."""
+    block: str
+    pack_block: str
+    lanes: int
+    k_step: int
+    intrin: str
+    register: Callable[[], None]
+    max_rows: int
+    max_blocks: int
+    max_accumulators: int
+    acc_scope: str = "local"
+
+
+SDOT = DotKernel(DOT_BLOCK, PACK_BLOCK, 4, 4, SDOT_INTRIN, _register_intrin, MAX_ROWS, MAX_BLOCKS, MAX_ACCUMULATORS)
+
+
+def register_tile(rows: int, blocks: int, kernel: DotKernel = SDOT) -> tuple[int, int]:
     """(rows, lane blocks) of the accumulator tile: divisors of the row extent and of the number
-    of 4-lane blocks, at most MAX_ROWS x MAX_BLOCKS and MAX_ACCUMULATORS registers, with the most
-    sdots per loaded register (r * b / (r + b): each step loads b weight vectors and r row
-    values); the wider tile on a tie. 16 rows x 8 blocks: 4 x 4; 7 rows (a 7-wide conv
-    output): 7 x 2 rather than 1 x 4."""
+    of lane blocks, at most the kernel's max_rows x max_blocks and max_accumulators registers,
+    with the most products per loaded register (r * b / (r + b): each step loads b weight vectors
+    and r row values); the wider tile on a tie. sdot, 16 rows x 8 blocks: 4 x 4; 7 rows (a
+    7-wide conv output): 7 x 2 rather than 1 x 4."""
     best = (0.0, 0, 1, 1)
-    for r in range(1, min(rows, MAX_ROWS) + 1):
-        for b in range(1, min(blocks, MAX_BLOCKS) + 1):
-            if rows % r or blocks % b or r * b > MAX_ACCUMULATORS:
+    for r in range(1, min(rows, kernel.max_rows) + 1):
+        for b in range(1, min(blocks, kernel.max_blocks) + 1):
+            if rows % r or blocks % b or r * b > kernel.max_accumulators:
                 continue
             best = max(best, (r * b / (r + b), b, r, b))
     return best[2], best[3]
 
 
-def _find_dot_block(sch: s_tir.Schedule):
+def _find_dot_block(sch: s_tir.Schedule, kernel: DotKernel):
     for block in rules.root_blocks(sch):
         name = sch.get(block).name_hint
-        if name == DOT_BLOCK or (name.startswith(DOT_BLOCK + "_") and not name.startswith(PACK_BLOCK)):
+        if name == kernel.block or (name.startswith(kernel.block + "_") and not name.startswith(kernel.pack_block)):
             return block
     return None
 
@@ -220,8 +246,15 @@ def dot_product(func: tirx.PrimFunc, target) -> s_tir.Schedule | None:
     targets with the dot-product extension (`target.dotprod`); None otherwise."""
     if not target.dotprod:
         return None
+    return schedule_dot(func, SDOT)
+
+
+def schedule_dot(func: tirx.PrimFunc, kernel: DotKernel) -> s_tir.Schedule | None:
+    """The schedule of the module doc for a kernel holding `kernel`'s product block, its lane
+    axis split into `kernel.lanes`-wide instructions and its innermost `kernel.k_step`
+    reduction steps tensorized to `kernel.intrin`; None when the kernel has no such block."""
     sch = s_tir.Schedule(func)
-    main = _find_dot_block(sch)
+    main = _find_dot_block(sch, kernel)
     if main is None or not rules._loops_match_iters(sch, main):  # noqa: SLF001 - shared helper
         return None
     kinds = rules._kinds(sch, main)  # noqa: SLF001
@@ -230,9 +263,10 @@ def dot_product(func: tirx.PrimFunc, target) -> s_tir.Schedule | None:
         ns += 1
     loops = sch.get_loops(main)
     extents = [rules._extent(sch, lp) for lp in loops]  # noqa: SLF001
-    if ns < 2 or ns == len(kinds) or extents[-1] != 4 or extents[ns - 1] is None or extents[ns - 1] % 4:
+    if (ns < 2 or ns == len(kinds) or extents[-1] != kernel.k_step or extents[ns - 1] is None
+            or extents[ns - 1] % kernel.lanes):
         return None
-    _register_intrin()
+    kernel.register()
 
     blocks = rules.root_blocks(sch)
     names = [sch.get(b).name_hint for b in blocks]
@@ -251,7 +285,7 @@ def dot_product(func: tirx.PrimFunc, target) -> s_tir.Schedule | None:
     # that write a buffer of the accumulator's shape: reverse_compute_inline of a slice (the
     # padded lanes cut off) would keep the write-back's domain and write past the output's end.
     out_shape = [int(d) for d in sch.get(main).writes[0].source.shape]
-    writeback = sch.cache_write(main, 0, "local")
+    writeback = sch.cache_write(main, 0, kernel.acc_scope)
     wb_name = sch.get(writeback).name_hint
     for block in rules.root_blocks(sch):
         name = sch.get(block).name_hint
@@ -264,8 +298,8 @@ def dot_product(func: tirx.PrimFunc, target) -> s_tir.Schedule | None:
 
     loops = sch.get_loops(main)
     spatial, reduction = loops[:ns], loops[ns:]
-    lane_blocks, lanes = sch.split(spatial[-1], [None, 4])
-    rows_per_tile, blocks_per_tile = register_tile(extents[ns - 2], extents[ns - 1] // 4)
+    lane_blocks, lanes = sch.split(spatial[-1], [None, kernel.lanes])
+    rows_per_tile, blocks_per_tile = register_tile(extents[ns - 2], extents[ns - 1] // kernel.lanes, kernel)
     b_outer, b_inner = sch.split(lane_blocks, [None, blocks_per_tile])
     r_outer, r_inner = sch.split(spatial[-2], [None, rows_per_tile])
     outer = [b_outer, *spatial[:-2], r_outer]
@@ -276,13 +310,13 @@ def dot_product(func: tirx.PrimFunc, target) -> s_tir.Schedule | None:
     init = sch.decompose_reduction(main, reduction[0])
     init_loops = sch.get_loops(init)
     sch.vectorize(init_loops[-1])
-    sch.tensorize(lanes, SDOT_INTRIN)
+    sch.tensorize(lanes, kernel.intrin)
     sch.unroll(r_inner)
     sch.unroll(b_inner)
     wb_loops = sch.get_loops(writeback)
     wb_inner = rules._extent(sch, wb_loops[-1])  # noqa: SLF001
-    if wb_inner is not None and wb_inner % 4 == 0:
-        _, vec = sch.split(wb_loops[-1], [None, 4])
+    if wb_inner is not None and wb_inner % kernel.lanes == 0:
+        _, vec = sch.split(wb_loops[-1], [None, kernel.lanes])
         sch.vectorize(vec)
 
     for block in rules.root_blocks(sch):
