@@ -46,6 +46,13 @@ generic lowering. On x86 hosts with AVX2 (`target.avx2`) the same cases run as e
 products on `vpmaddwd` (targets/schedules/int16.py): x - xzp and w - wzp as int16, so that
 accumulator needs no corrections.
 
+The generic conv (conv_integer, qlinear_conv: depthwise and grouped convs, and every conv on
+targets without an accumulator of their own, such as the A72) runs in float32 on the float conv
+schedules when that is exact (`float_exact`: with a constant weight and bias, K * max|x - xzp| *
+max|w - wzp| + max|bias| < 2^24, so every partial sum is an integer float32 holds: 3x3 depthwise
+convs always, 1x1 convs up to about 514 input channels); the result is the int32 one bit for bit.
+Otherwise it computes in int32.
+
 ONNX importers: QuantizeLinear, DequantizeLinear (opsets 10-21; block quantization of opset 21
 is refused), MatMulInteger, ConvInteger, QLinearMatMul, QLinearConv (2-D; auto_pad resolved).
 """
@@ -62,6 +69,7 @@ from .elementwise import nearbyint_te
 from .nn import (_channel_shape, _check_layout, _to_cf, _to_cl, _tvm_layout, conv_nchw_np, resolve_auto_pad,
                  tvm_conv_weight)
 
+tvm = LazyModule("tvm")
 relax = LazyModule("tvm.relax")
 R = LazyModule("tvm.relax.op")
 
@@ -429,6 +437,9 @@ def _conv_integer_lower(ctx, xs, attrs, out):
     if found is not None:
         acc, o4 = found
         return _acc_in_layout(ctx, acc, _out_channels(out, attrs), o4, attrs)
+    acc = _float_exact_conv(ctx, xs, attrs)
+    if acc is not None:
+        return R.astype(acc, "int32")
     return _int_conv_relax(ctx, x, w, attrs["x_zero_point"], attrs["w_zero_point"], attrs)
 
 
@@ -498,14 +509,61 @@ def _qlinear_conv_dot(ctx, xs, attrs, out):
     return _acc_in_layout(ctx, y, o, o4, attrs)
 
 
+FLOAT_EXACT = 2 ** 24  # float32 holds every integer of smaller magnitude
+
+
+def float_exact(k: int, x_max: int, w_max: int, bias_max: int) -> bool:
+    """Whether float32 sums K products of |x| <= x_max and |w| <= w_max, plus a bias of at most
+    bias_max, exactly: every partial sum is then an integer below 2^24."""
+    return k * x_max * w_max + bias_max < FLOAT_EXACT
+
+
+def _float_exact_conv(ctx, xs, attrs):
+    """The conv's integer accumulator (plus bias) computed in float32, or None when float32 might
+    round it. With a constant weight (and bias), every partial sum is bounded by
+    K * max|x - xzp| * max|w - wzp| (+ max|bias|); below 2^24 each product and sum is an integer
+    float32 holds exactly, so the result is the int32 one, bit for bit, on the float conv
+    schedules (depthwise 3x3: K = 9, always). The requantization then reads it as float32(acc)."""
+    x, w = xs[0], xs[1]
+    if not all(isinstance(v, tvm.ir.expr.Constant) for v in xs[1:]):
+        return None
+    wdata = w.value.numpy().astype(np.int64)
+    last = attrs["layout"] == "NHWC"
+    # OIHW or OHWI: the output channel is axis 0 either way
+    shifted = wdata - np.asarray(attrs["w_zero_point"], np.int64).reshape(-1, 1, 1, 1)
+    k = int(np.prod(wdata.shape[1:]))
+    lo, hi = _range({"uint8": "u8", "int8": "i8"}[str(x.ty.dtype)])
+    xzp = attrs["x_zero_point"]
+    x_max = max(xzp - lo, hi - xzp)
+    bias = int(np.abs(xs[2].value.numpy().astype(np.int64)).max(initial=0)) if len(xs) > 2 else 0
+    if not float_exact(k, x_max, int(np.abs(shifted).max(initial=0)), bias):
+        return None
+    xf = R.astype(x, "float32")
+    if xzp:
+        xf = R.subtract(xf, relax.const(np.float32(xzp)))
+    wf, kernel_layout = tvm_conv_weight(ctx, relax.const(shifted.astype(np.float32)), 2, last)
+    acc = ctx.bb.emit(R.nn.conv2d(xf, wf, strides=attrs["strides"], padding=attrs["pads"],
+                                  dilation=attrs["dilations"], groups=attrs["group"],
+                                  data_layout=_tvm_layout(2, last), kernel_layout=kernel_layout,
+                                  out_dtype="float32"))
+    if len(xs) > 2:
+        b = xs[2].value.numpy().astype(np.float32)
+        acc = ctx.bb.emit(R.add(acc, relax.const(b.reshape(_channel_shape(4, -1, last)))))
+    return acc
+
+
 def _qlinear_conv_lower(ctx, xs, attrs, out):
     y = _qlinear_conv_dot(ctx, xs, attrs, out)
     if y is not None:
         return y
+    m = _channel_vector(_multiplier(attrs["x_scale"], attrs["w_scale"], attrs["y_scale"]), attrs)
+    acc = _float_exact_conv(ctx, xs, attrs)
+    if acc is not None:
+        y = ctx.bb.emit(R.multiply(acc, relax.const(m.astype(np.float32))))
+        return _saturate_relax(ctx, y, attrs["y_zero_point"], attrs["dtype"])
     acc = ctx.bb.emit(_int_conv_relax(ctx, xs[0], xs[1], attrs["x_zero_point"], attrs["w_zero_point"], attrs))
     if len(xs) > 2:
         acc = ctx.bb.emit(R.add(acc, R.reshape(xs[2], _channel_shape(4, -1, attrs["layout"] == "NHWC"))))
-    m = _channel_vector(_multiplier(attrs["x_scale"], attrs["w_scale"], attrs["y_scale"]), attrs)
     return _requantize_relax(ctx, acc, m, attrs["y_zero_point"], attrs["dtype"])
 
 

@@ -334,3 +334,39 @@ def test_qoperator_ops_on_a76_equal_the_interpreter(tmp_path):
     got, expected = result.artifact.run(feeds), edgec.interpret(edgec.import_onnx(model), feeds)
     for key, value in expected.items():
         np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
+# ---- the generic conv in float32 where float32 is exact (compiler/ops/quant.py float_exact) -------
+
+def test_float_exact_bound():
+    from edgec.ops.quant import float_exact
+    assert float_exact(9, 255, 128, 10 ** 6)  # any 3x3 depthwise conv
+    assert float_exact(514, 255, 127, 0) and not float_exact(519, 255, 127, 0)  # 2^24 = 16,777,216
+    assert not float_exact(514, 255, 127, 200_000)
+
+
+def _extreme_conv(channels: int, group: int):
+    """ConvInteger (int32 result: a rounding would show) whose sums reach K * 255 * 127: a u8
+    input of 255 but one pixel, weights of 127 but two."""
+    feeds = {"x": np.full((1, channels, 4, 4), 255, np.uint8)}
+    feeds["x"][0, :, 0, 0] = 7
+    w = np.full((channels if group > 1 else 3, channels // group, 1, 1), 127, np.int8)
+    w[0, 0] = 1
+    w[1, 0] = 126  # channel 1 sums to an odd number: above 2^24 float32 cannot hold it
+    node = helper.make_node("ConvInteger", ["x", "w"], ["y"], group=group)
+    return make_model([node], feeds, ["y"], {"w": w}), feeds
+
+
+def test_depthwise_conv_in_float32_is_exact_on_host(tmp_path):
+    model, feeds = _extreme_conv(16, 16)
+    out = edgec.compile(model, target="host", output=tmp_path / "art").artifact.run(feeds)["y"]
+    np.testing.assert_array_equal(out, run_ort(model, feeds)["y"])
+
+
+@needs_qemu
+@pytest.mark.parametrize("channels", [514, 520])  # float32 (exact up to the bound) and int32 beyond it
+def test_conv_at_the_float_exact_bound_on_a72(channels, tmp_path):
+    """Measured: with the float32 path forced at 520 channels (no bound), 15 of 48 sums differ."""
+    model, feeds = _extreme_conv(channels, 1)
+    out = edgec.compile(model, target="arm-a72", output=tmp_path / "art").artifact.run(feeds)["y"]
+    np.testing.assert_array_equal(out, run_ort(model, feeds)["y"])
