@@ -184,15 +184,21 @@ CONV = _quantized(Op("conv", _dq("x"), _dq_const("w"), name="lin"))
 CONV_BIAS = _quantized(Op("conv", _dq("x"), _dq_const("w"), Var("bias"), name="lin"))
 
 
-def _conv_parts(m):
-    """Everything qlinear_conv needs, or a reason."""
-    lin = m.node("lin")
+def _linear_out(m):
+    """(scale, zero point, dtype) of a linear op's quantized output, or a reason: per-tensor
+    input, and an activation the output range implies."""
     out = _out_params(m)
     if isinstance(out, str):
         return out
-    reason = _input_check(m) or _act_implied(m, *out)
-    if reason:
-        return reason
+    return _input_check(m) or _act_implied(m, *out) or out
+
+
+def _conv_parts(m):
+    """Everything qlinear_conv needs, or a reason."""
+    lin = m.node("lin")
+    out = _linear_out(m)
+    if isinstance(out, str):
+        return out
     if lin.attrs.get("layout", "NCHW") != "NCHW" or lin.output.type.rank != 4:
         return "only 2-D NCHW convolutions are quantized"
     o = lin.output.type.shape[1]
@@ -237,13 +243,11 @@ DENSE_BIAS = _quantized(Op("dense", _dq("x"), _dq_const("w"), Var("bias"), name=
 
 
 def _matmul_parts(m):
+    """Everything qlinear_matmul needs, or a reason."""
     lin = m.node("lin")
-    out = _out_params(m)
+    out = _linear_out(m)
     if isinstance(out, str):
         return out
-    reason = _input_check(m) or _act_implied(m, *out)
-    if reason:
-        return reason
     if "add" in m.named_nodes and lin.attrs.get("activation"):
         return f"the matmul has the activation '{lin.attrs['activation']}' before the bias add"
     w_type = m.node("dq_w").inputs[0].type

@@ -201,11 +201,14 @@ def make_tvm(path: Path, threads: int, work: Path):
     return run, elapsed, {"kind": "tvm", "path": str(lib), "threads": threads}
 
 
-def make_edgec(path: Path, level: int, work: Path, threads: int):
+def make_edgec(path: Path, level: int, work: Path, threads: int, samples=None):
+    """edgec at -O`level`; with calibration `samples`, its own int8 (`edgec.quantize`, minmax)
+    first, timed from the ONNX file too."""
     import edgec
     t0 = time.perf_counter()
-    out = work / f"{path.stem}-O{level}"
-    edgec.compile(str(path), target="host", output=out, level=level)
+    out = work / f"{path.stem}-O{level}{'-int8' if samples else ''}"
+    model = edgec.quantize(edgec.import_onnx(str(path)), samples) if samples else str(path)
+    edgec.compile(model, target="host", output=out, level=level)
     elapsed = time.perf_counter() - t0
     art = edgec.load(out, threads=threads)
     names = [n for n, _ in art.outputs]
@@ -262,23 +265,6 @@ def ort_quantized(path: Path, samples, work: Path) -> Path:
     return out
 
 
-def make_edgec_int8(path: Path, samples, work: Path, threads: int):
-    """edgec's own int8: `edgec.quantize` (minmax) then -O2, timed from the ONNX file."""
-    import edgec
-    t0 = time.perf_counter()
-    out = work / f"{path.stem}-int8"
-    qgraph = edgec.quantize(edgec.import_onnx(str(path)), samples)
-    edgec.compile(qgraph, target="host", output=out, level=2)
-    elapsed = time.perf_counter() - t0
-    art = edgec.load(out, threads=threads)
-    names = [n for n, _ in art.outputs]
-
-    def run(feeds):
-        result = art.run(feeds)
-        return [result[n] for n in names]
-    return run, elapsed, {"kind": "edgec", "path": str(out), "threads": threads}
-
-
 def runner_factories(path: Path, args, work: Path) -> dict[str, Callable[[], tuple]]:
     cores = os.cpu_count() or 1
     factories: dict[str, Callable[[], tuple]] = {
@@ -292,7 +278,7 @@ def runner_factories(path: Path, args, work: Path) -> dict[str, Callable[[], tup
     if args.int8:
         samples = calibration_samples(path, args.int8)
         factories["ort-int8-1t"] = lambda: make_ort(ort_quantized(path, samples, work), 1)
-        factories["edgec-int8"] = lambda: make_edgec_int8(path, samples, work, args.threads)
+        factories["edgec-int8"] = lambda: make_edgec(path, 2, work, args.threads, samples)
         factories["edgec-O2 of ort-int8"] = lambda: make_edgec(ort_quantized(path, samples, work), 2, work,
                                                                args.threads)
     if args.tuning_db and (Path(args.tuning_db) / path.stem).is_dir():  # models without a database: no column
