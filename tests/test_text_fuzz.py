@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import edgec
-from edgec.cli import _load_graph
+from edgec.driver import load_model
 from edgec.errors import EdgecError
 from edgec.ir import MAX_ELEMENTS, Graph, TensorType
 from edgec.verifier import verify
@@ -165,10 +165,10 @@ def test_eir_file_that_is_not_utf8_or_malformed_names_the_file(tmp_path):
     bad = tmp_path / "bad.eir"
     bad.write_bytes(str(conv_graph()).encode().replace(b"relu", b"rel\xff"))
     with pytest.raises(EdgecError, match=r"bad.eir: not edgec IR text: byte \d+ is not UTF-8"):
-        _load_graph(str(bad), {})
+        load_model(str(bad), {})
     bad.write_text(H + "  %0 = relu(%x) : f32[2]\n}\n")
     with pytest.raises(EdgecError, match="bad.eir: IR text line 3: the graph ends without a return line"):
-        _load_graph(str(bad), {})
+        load_model(str(bad), {})
 
 
 @pytest.mark.parametrize("name", WEIRD_NAMES)
