@@ -9,7 +9,8 @@
 2. Quantized nodes (`QUANTIZABLE`): 2-D NCHW `conv` (depthwise and grouped too), `dense` and
    `matmul` with a constant 2-D weight, each with no activation, `relu` or `clip` fused; `add`,
    `mul` of two computed tensors (with a relu or clip right after, quantized together: the output
-   range after it makes saturation do it) and NCHW `global_avg_pool`;
+   range after it makes saturation do it), `concat`, 2-D NCHW `avg_pool` and `global_avg_pool`,
+   `sigmoid` and `leaky_relu`;
    `exclude` (ONNX node names or op types) and `op_types` select among them. The data movement
    ops `reshape`, `transpose`, `slice`, `max_pool`, `global_max_pool` between quantized tensors
    carry their input's parameters, so they run on the integers.
@@ -50,7 +51,7 @@ from .ir import Graph, Node, Value
 METHODS = ("minmax", "percentile", "entropy", "mse")
 ACTIVATION_DTYPES = {"u8": (0, 255), "i8": (-128, 127)}
 LINEAR = ("conv", "dense", "matmul")
-QUANTIZABLE = (*LINEAR, "add", "mul", "global_avg_pool")
+QUANTIZABLE = (*LINEAR, "add", "mul", "global_avg_pool", "avg_pool", "concat", "sigmoid", "leaky_relu")
 MOVE = ("global_max_pool", "max_pool", "reshape", "slice", "transpose")
 BINS = 2048
 WEIGHT_MAX = 127
@@ -153,8 +154,13 @@ def _why_not(node: Node) -> str | None:
         return None
     if node.op in ("add", "mul") and any(v.is_const for v in node.inputs):
         return f"an {node.op} with a constant operand is not quantized"
-    if node.op == "global_avg_pool" and (node.attrs.get("layout", "NCHW") != "NCHW" or node.output.type.rank != 4):
-        return "only 2-D NCHW global average pooling is quantized"
+    if node.op in ("global_avg_pool", "avg_pool") and (node.attrs.get("layout", "NCHW") != "NCHW"
+                                                       or node.output.type.rank != 4):
+        return "only 2-D NCHW average pooling is quantized"
+    if node.op == "avg_pool" and any(d != 1 for d in node.attrs.get("dilations", [])):
+        return "average pooling with dilation is not quantized"
+    if node.op == "concat" and any(v.is_const for v in node.inputs):
+        return "a concat with a constant operand is not quantized"
     return None
 
 

@@ -22,7 +22,9 @@ float rounding):
   is refused;
 - add and mul of two per-tensor quantized tensors -> `qlinear_add` / `qlinear_mul`, with a
   relu/clip node before the quantize folded when implied (ResNet's add + relu);
-  `q(global_avg_pool(dq(x)))` -> `qlinear_global_avg_pool` (NCHW);
+  `q(global_avg_pool(dq(x)))` -> `qlinear_global_avg_pool` (NCHW); `q(op(dq(x)))` for sigmoid,
+  leaky_relu and 2-D NCHW avg_pool -> `qlinear_sigmoid` / `qlinear_leaky_relu` / `qlinear_avg_pool`;
+  `q(concat(dq(x1), .., dq(xn)))` -> `qlinear_concat` (each input with its own parameters);
 - data movement and max: `q(op(dq(x)))` -> `op(x)` on the integers when the quantize and the
   dequantize have the same scale, zero point and type (exact: the op moves or compares values,
   and dequantize is monotonic): reshape, flatten, squeeze, unsqueeze, transpose, slice, max_pool,
@@ -314,6 +316,59 @@ def _gap_rewrite(graph, m):
     return [graph.add("qlinear_global_avg_pool", [m["x"]], attrs, origin=_origin(m)).output]
 
 
+def _unary_check(m):
+    out = _out_params(m)
+    if isinstance(out, str):
+        return out
+    lin = m.node("lin")
+    if lin.op == "avg_pool" and (lin.attrs.get("layout", "NCHW") != "NCHW" or lin.output.type.rank != 4
+                                 or any(d != 1 for d in lin.attrs.get("dilations", []))):
+        return "only 2-D NCHW average pooling without dilation is quantized"
+    return _input_check(m)
+
+
+UNARY_OPS = {"sigmoid": "qlinear_sigmoid", "leaky_relu": "qlinear_leaky_relu", "avg_pool": "qlinear_avg_pool"}
+
+
+def _unary_rewrite(graph, m):
+    y_scale, y_zp, dtype = _out_params(m)
+    x_scale, x_zp = _per_tensor(m.node("dq_x"))
+    lin = m.node("lin")
+    attrs = {"x_scale": x_scale, "x_zero_point": x_zp, "y_scale": y_scale, "y_zero_point": y_zp, "dtype": dtype}
+    if lin.op == "leaky_relu":
+        attrs["alpha"] = lin.attrs["alpha"]
+    if lin.op == "avg_pool":
+        attrs.update({k: lin.attrs[k] for k in ("kernel_shape", "strides", "pads", "count_include_pad", "ceil_mode")})
+    return [graph.add(UNARY_OPS[lin.op], [m["x"]], attrs, origin=_origin(m)).output]
+
+
+def _concat_inputs(m):
+    """The dequantize of each concat input, or a reason."""
+    dqs = [v.producer() for v in m.node("lin").inputs]
+    if any(p is None or p.op != "dequantize_linear" or _per_tensor(p) is None for p in dqs):
+        return "an input of the concat is not dequantized per tensor"
+    out = _out_params(m)
+    if isinstance(out, str):
+        return out
+    if any(p.inputs[0].type.dtype != out[2] for p in dqs):
+        return f"the concat's inputs are not all {out[2]}"
+    return dqs
+
+
+def _concat_check(m):
+    found = _concat_inputs(m)
+    return found if isinstance(found, str) else None
+
+
+def _concat_rewrite(graph, m):
+    y_scale, y_zp, dtype = _out_params(m)
+    dqs = _concat_inputs(m)
+    attrs = {"axis": m.node("lin").attrs["axis"], "scales": [_per_tensor(p)[0] for p in dqs],
+             "zero_points": [_per_tensor(p)[1] for p in dqs], "y_scale": y_scale, "y_zero_point": y_zp,
+             "dtype": dtype}
+    return [graph.add("qlinear_concat", [p.inputs[0] for p in dqs], attrs, origin=_origin(m)).output]
+
+
 # ---- integers through data movement, q(dq(x)) -------------------------------------------------
 
 PASS_THROUGH = ("global_max_pool", "max_pool", "reshape", "slice", "transpose")
@@ -351,6 +406,9 @@ QOP_RULES = [  # the ops of compiler/ops/qlinear.py
           _binary_rewrite("qlinear_mul")),
     _rule("global-avg-pool", Op("quantize_linear", Op("global_avg_pool", _dq("x"), name="lin")),
           _gap_check, _gap_rewrite),
+    _rule("unary", Op("quantize_linear", Op(tuple(UNARY_OPS), _dq("x"), name="lin")), _unary_check, _unary_rewrite),
+    _rule("concat", Op("quantize_linear", Op("concat", name="lin", any_inputs=True)), _concat_check,
+          _concat_rewrite),
 ]
 
 RULES = [

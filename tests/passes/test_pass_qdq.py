@@ -263,3 +263,33 @@ def test_add_and_global_average_pool_of_quantized_tensors_become_qlinear_ops():
     assert add.origin == ("add", "add_q")
     assert pm.records[0].stats.get("add") == 1 and pm.records[0].stats.get("global-avg-pool") == 1
     agree(before, after, 0.02)
+
+
+def test_sigmoid_leaky_relu_avg_pool_and_concat_become_qlinear_ops():
+    text = """graph @main(%x: f32[1,2,4,4]) -> (%y: f32[1,4,2,2]) {
+      %q = quantize_linear(%x) {scale=[0.05], zero_point=[128], dtype="u8"} : u8[1,2,4,4]
+      %d = dequantize_linear(%q) {scale=[0.05], zero_point=[128]} : f32[1,2,4,4]
+      %0 = sigmoid(%d) : f32[1,2,4,4]  @"sig"
+      %1 = quantize_linear(%0) {scale=[0.004], zero_point=[0], dtype="u8"} : u8[1,2,4,4]
+      %2 = dequantize_linear(%1) {scale=[0.004], zero_point=[0]} : f32[1,2,4,4]
+      %3 = leaky_relu(%d) {alpha=0.1} : f32[1,2,4,4]  @"leaky"
+      %4 = quantize_linear(%3) {scale=[0.03], zero_point=[20], dtype="u8"} : u8[1,2,4,4]
+      %5 = dequantize_linear(%4) {scale=[0.03], zero_point=[20]} : f32[1,2,4,4]
+      %6 = avg_pool(%2) {kernel_shape=[2,2], strides=[2,2]} : f32[1,2,2,2]  @"pool"
+      %7 = quantize_linear(%6) {scale=[0.004], zero_point=[0], dtype="u8"} : u8[1,2,2,2]
+      %8 = dequantize_linear(%7) {scale=[0.004], zero_point=[0]} : f32[1,2,2,2]
+      %m = max_pool(%5) {kernel_shape=[2,2], strides=[2,2]} : f32[1,2,2,2]
+      %mq = quantize_linear(%m) {scale=[0.03], zero_point=[20], dtype="u8"} : u8[1,2,2,2]
+      %9 = dequantize_linear(%mq) {scale=[0.03], zero_point=[20]} : f32[1,2,2,2]
+      %10 = concat(%8, %9) {axis=1} : f32[1,4,2,2]  @"cat"
+      %11 = quantize_linear(%10) {scale=[0.03], zero_point=[10], dtype="u8"} : u8[1,4,2,2]
+      %12 = dequantize_linear(%11) {scale=[0.03], zero_point=[10]} : f32[1,4,2,2]
+      return %12
+    }"""
+    before, after, pm = run_pass(text, "fuse-qdq,dce")
+    assert sorted(ops(after)) == sorted(["quantize_linear", "qlinear_sigmoid", "qlinear_leaky_relu", "qlinear_avg_pool",
+                                         "qlinear_concat", "max_pool", "dequantize_linear"])
+    cat = after.nodes[ops(after).index("qlinear_concat")]
+    assert cat.attrs["scales"] == [0.004, 0.03] and cat.attrs["zero_points"] == [0, 20]
+    assert after.nodes[ops(after).index("qlinear_leaky_relu")].attrs["alpha"] == pytest.approx(0.1)
+    agree(before, after, 0.03)
