@@ -163,6 +163,16 @@ def _attr(value: Any) -> str:
     return str(int(value))
 
 
+def node_names(graph: Graph) -> dict[int, str]:
+    """{id(node): "%N"}, where `%N` is the node's first result as `print_ir` numbers it (results
+    are numbered in node order). Reports, overlays and the manifest name nodes this way."""
+    names, counter = {}, 0
+    for node in graph.nodes:
+        names[id(node)] = f"%{counter}"
+        counter += len(node.outputs)
+    return names
+
+
 def print_ir(graph: Graph, full_constants: bool = False) -> str:
     names: dict[int, str] = {}
     for v in graph.inputs:

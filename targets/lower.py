@@ -28,6 +28,7 @@ from tvm import relax
 from edgec import interrupt
 from edgec.errors import EdgecError, VerifyError
 from edgec.ir import DTYPES, Graph, Node, Value, gc_paused
+from edgec.text import node_names
 from edgec.ops import get_op
 
 PRIMITIVE = "Primitive"  # the attribute FuseTIR looks for
@@ -77,11 +78,8 @@ def kernel_names(graph: Graph) -> dict[int, str]:
     """{id(node): kernel name} for the graph's nodes: `k<N>_<label>` where `%N` is the node's
     first result in `print_ir` (results are numbered in node order) and `<label>` is
     `node_label`. Unique and deterministic."""
-    names, counter = {}, 0
-    for node in graph.nodes:
-        names[id(node)] = f"k{counter}_{node_label(node)}"
-        counter += len(node.outputs)
-    return names
+    names = node_names(graph)
+    return {id(node): f"k{names[id(node)][1:]}_{node_label(node)}" for node in graph.nodes}
 
 
 VIEW_OPS = ("reshape", "flatten", "squeeze", "unsqueeze")  # the ops that may cost no kernel
@@ -96,14 +94,13 @@ def kernel_table(graph: Graph, built: list[str], schedules: dict[str, str | None
     node without a kernel is a view of its input (or computes nothing); a node whose ops FuseTIR
     could not combine has kernels `<name>__0`, `<name>__1`, ... (`fuse_tir`); every built kernel
     is a node's, else a bug in the lowering is reported."""
-    names, counter = kernel_names(graph), 0
+    names, numbers = kernel_names(graph), node_names(graph)
     parts: dict[str, list[str]] = {}  # node kernel name -> its kernels (itself, or its parts)
     for k in sorted(built, key=lambda k: (k.split("__")[0], int(k.split("__")[1]) if "__" in k else -1)):
         parts.setdefault(k.split("__")[0], []).append(k)
     table: dict[str, list[dict]] = {"kernels": [], "views": []}
     for node in graph.nodes:
-        entry = {"node": f"%{counter}", "op": node.op, "origins": list(node.origin)}
-        counter += len(node.outputs)
+        entry = {"node": numbers[id(node)], "op": node.op, "origins": list(node.origin)}
         mine = parts.pop(names[id(node)], [])
         table["kernels"].extend({"name": name, **entry, "schedule": schedules.get(name),
                                  **({"code_bytes": code[name]} if code and name in code else {})}
