@@ -147,7 +147,9 @@ def _weight(m, axis: int, n: int):
 
 
 def _bias_i32(bias, x_scale: float, w_scale: list[float], n: int):
-    """The bias as int32 in units of x_scale * w_scale[c], or a reason; None when there is none."""
+    """The bias as an int32 array in units of x_scale * w_scale[c], or a reason; None when there is
+    none. (An array, not a constant: the check and the rewrite both call this; only the rewrite
+    adds the constant.)"""
     if bias is None:
         return None
     unit = np.float32(x_scale) * np.asarray(w_scale, np.float32)
@@ -172,7 +174,7 @@ def _bias_i32(bias, x_scale: float, w_scale: list[float], n: int):
         return f"the bias has {values.size} values, not {n}"
     if np.abs(values).max(initial=0) >= 2 ** 31:
         return "the bias does not fit in int32 at scale x_scale * w_scale"
-    return Graph.const(values.astype(np.int32))
+    return values.astype(np.int32)
 
 
 # ---- conv --------------------------------------------------------------------------------------
@@ -227,7 +229,7 @@ def _conv_rewrite(graph, m):
              "dilations": lin.attrs["dilations"] or [1, 1], "group": lin.attrs["group"]}
     attrs.update(x_scale=x_scale, x_zero_point=x_zp, w_scale=list(w_scale), w_zero_point=list(w_zp),
                  y_scale=y_scale, y_zero_point=y_zp, dtype=dtype)
-    inputs = [m["x"], w] + ([bias] if bias is not None else [])
+    inputs = [m["x"], w] + ([graph.const(bias)] if bias is not None else [])
     return [graph.add("qlinear_conv", inputs, attrs, origin=_origin(m)).output]
 
 
@@ -279,7 +281,7 @@ def _matmul_rewrite(graph, m):
         w = graph.const(np.ascontiguousarray(w.const_value().T))
     attrs = {"a_scale": x_scale, "a_zero_point": x_zp, "b_scale": list(w_scale), "b_zero_point": list(w_zp),
              "y_scale": y_scale, "y_zero_point": y_zp, "dtype": dtype}
-    inputs = [m["x"], w] + ([bias] if bias is not None else [])
+    inputs = [m["x"], w] + ([graph.const(bias)] if bias is not None else [])
     return [graph.add("qlinear_matmul", inputs, attrs, origin=_origin(m)).output]
 
 
