@@ -135,3 +135,24 @@ def test_a_missing_file_is_a_clean_error(tmp_path, capsys):
     assert capsys.readouterr().err == f"edgec: error: {tmp_path / 'missing.eir'}: no such IR file\n"
     assert main(["diff", str(tmp_path)]) == 2
     assert "not an `edgec opt --dump-ir` directory" in capsys.readouterr().err
+
+
+def test_nodes_without_origin_match_by_op_and_inputs():
+    a = edgec.parse_ir("""graph @main(%x: f32[1,3,8,8]) -> (%y: f32[1,8,8,3]) {
+  %0 = transpose(%x) {perm=[0,2,3,1]} : f32[1,8,8,3]
+  %1 = relu(%0) : f32[1,8,8,3]  @"Relu_0"
+  return %1
+}
+""")
+    b = edgec.parse_ir("""graph @main(%x: f32[1,3,8,8]) -> (%y: f32[1,3,8,8]) {
+  %0 = transpose(%x) {perm=[0,2,3,1]} : f32[1,8,8,3]
+  %1 = relu(%0) : f32[1,8,8,3]  @"Relu_0"
+  %2 = transpose(%1) {perm=[0,3,1,2]} : f32[1,3,8,8]
+  return %2
+}
+""")
+    d = diff_graphs(a, b)
+    assert [(e.kind, [r["node"] for r in e.a], [r["node"] for r in e.b]) for e in d.entries] == [
+        ("same", ["%0"], ["%0"]), ("same", ["%1"], ["%1"]), ("added", [], ["%2"])]
+    assert d.transposes == {"added": 1, "removed": 0}
+    assert "added:     %2 transpose ()" in d.format()
