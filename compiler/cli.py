@@ -8,6 +8,7 @@
     edgec tune MODEL [--target T] --db DIR [--trials N] [--rpc HOST:PORT [--key K]] [--threads N]
     edgec verify MODEL [--target T] [-O N] [--input NAME=FILE.npy] [--bisect]
     edgec inspect MODEL
+    edgec diff A B | DIR [--json] [--html FILE]
     edgec passes | targets | ops
     edgec --version
 
@@ -417,6 +418,13 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def cmd_diff(args) -> int:
+    from .diff import run
+    report, equal = run(args.paths, as_json=args.json, html_file=args.html)
+    print(report)
+    return 0 if equal else 1
+
+
 def cmd_passes(args) -> int:
     from .passmanager import PASSES, _load_builtin_passes, option_spec
     _load_passes(args.load_pass)
@@ -599,6 +607,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
                    help="fix the shape of a model input (node and MAC counts need every dynamic dim)")
     p.set_defaults(func=cmd_inspect)
+
+    p = command("diff", "compare two IRs node by node, matched by ONNX origin (exit 1 when they differ)")
+    p.add_argument("paths", nargs="+", type=Path, metavar="A [B]",
+                   help="two ONNX models or .eir files, or one `edgec opt --dump-ir` directory (pass by pass)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--html", type=Path, default=None, metavar="FILE",
+                   help="also write a self-contained page with the two IRs side by side")
+    p.set_defaults(func=cmd_diff)
 
     p = command("passes", "list the registered passes")
     p.add_argument("--load-pass", action="append", default=[], metavar="FILE.py",
