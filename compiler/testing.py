@@ -1,6 +1,6 @@
-"""Hypothesis strategies: random well-typed edgec graphs and inputs for them.
+"""Testing passes: random well-typed edgec graphs and inputs for them (hypothesis strategies).
 
-`graphs()` draws one of three families, each a random DAG built through `Graph.add` (so every
+`graphs()` draws one of four families, each a random DAG built through `Graph.add` (so every
 node is typed by the registry's inference):
 - elementwise graphs: 1-3 inputs of random shapes (rank 0-4, dims 1-4) combined by unary
   ops (every registered continuous f32 elementwise op, read from the registry, with attribute
@@ -9,7 +9,10 @@ node is typed by the registry's inference):
 - CNN graphs: a 4-D NCHW input through conv (groups, strides, pads, bias), batch_norm, pools,
   global pooling, resize, transposes and the elementwise ops between them;
 - MLP graphs: 2-D/3-D inputs through dense and matmul with constant weights and the adds,
-  batch norms and activations around them.
+  batch norms and activations around them;
+- transformer graphs: a (seq, d) or (1, seq, d) input through single-head attention (matmuls
+  with constant weights, a scaled q.k^T, softmax, a residual add) and the layer-norm
+  decomposition, with the MLP family's linear layers and activations between them.
 Every family mixes in the motifs the passes look for, written the ways exporters write them:
 x*1, x+0, identity, reshape/transpose/cast/pad/slice/expand that change nothing, duplicated
 nodes, constant-only subgraphs, x*sigmoid(x), the gelu erf and tanh forms, hard swish, the
@@ -19,6 +22,9 @@ Some outputs are intermediate values, so patterns with shared intermediates appe
 Inputs only take domains where every op stays finite (log and sqrt get |x| + 0.5, acos/atanh
 0.9*tanh(x), divisors |y| + 1, pow a positive base); `graph_and_inputs()` also rejects the rare
 example whose values overflow. Each node's origin is `n<k>`, so tests can check that passes keep origins.
+
+hypothesis is a test dependency (`pip install hypothesis`, or `pip install edgec[test]`):
+`import edgec` does not load this module, and importing it without hypothesis is an EdgecError.
 """
 
 from __future__ import annotations
@@ -26,11 +32,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from hypothesis import assume, strategies as st
+
+from .errors import EdgecError
+
+try:
+    from hypothesis import assume, strategies as st
+except ImportError:
+    raise EdgecError("edgec.testing needs hypothesis, which is not installed: pip install hypothesis "
+                     "(or pip install edgec[test])") from None
 
 import edgec
-from edgec.ir import Graph, TensorType, Value
-from edgec.ops import OPS
+from .ir import Graph, TensorType, Value
+from .ops import OPS
 
 
 class Builder:
@@ -390,9 +403,39 @@ NN_GENERATORS = [gen_conv, gen_conv, gen_pool, gen_unary, gen_binary, gen_noop, 
 MLP_GENERATORS = [gen_linear, gen_linear, gen_unary, gen_binary, gen_noop, gen_gelu, gen_layernorm, gen_duplicate]
 
 
+def gen_attention(b: Builder) -> Value | None:
+    """Single-head attention: softmax(q k^T * scale) v from constant projections, sometimes with
+    a residual add of the input."""
+    x = b.pick(lambda v: 2 <= v.type.rank <= 3)
+    if x is None:
+        return None
+    d = x.type.shape[-1]
+    h = b.choice([2, 4])
+    q, k, v = (b.add("matmul", [x, b.const((d, h), -1, 1)]) for _ in range(3))
+    scores = b.add("matmul", [q, k], {"transpose_b": 1})
+    scaled = (b.add("mul", [scores, b.scalar(1 / math.sqrt(h))]) if b.flag()
+              else b.add("div", [scores, b.scalar(math.sqrt(h))]))
+    y = b.add("matmul", [b.add("softmax", [scaled], {"axis": -1}), v])
+    y = b.add("matmul", [y, b.const((h, d), -1, 1)])
+    return b.add("add", [x, y]) if b.flag() else y
+
+
+TRANSFORMER_GENERATORS = [gen_attention, gen_attention, gen_layernorm, gen_layernorm, gen_linear, gen_binary,
+                          gen_gelu, gen_noop]
+
+
 # ---- graphs and inputs -------------------------------------------------------------------------------
 
-FAMILIES = ["elementwise", "cnn", "mlp"]
+FAMILIES = ["elementwise", "cnn", "mlp", "transformer"]
+
+
+def family_choices(family: str | list[str] | None) -> list[str]:
+    """The families `family` names (None: all); an unknown one is an EdgecError."""
+    choices = FAMILIES if family is None else [family] if isinstance(family, str) else list(family)
+    for name in choices:
+        if name not in FAMILIES:
+            raise EdgecError(f"unknown graph family '{name}'; the families: {', '.join(FAMILIES)}")
+    return choices
 
 
 @st.composite
@@ -400,8 +443,7 @@ def graphs(draw, family: str | list[str] | None = None, max_steps: int = 6, focu
     """A random well-typed graph (see the module docstring). `family` picks one family or a list to
     draw from (default: all); the generators in `focus` are drawn three times as often (a pass's
     test focuses on the motifs it rewrites)."""
-    choices = FAMILIES if family is None else [family] if isinstance(family, str) else list(family)
-    family = draw(st.sampled_from(choices))
+    family = draw(st.sampled_from(family_choices(family)))
     b = Builder(draw, draw(st.integers(0, 2 ** 32 - 1)))
     if family == "cnn":
         c = draw(st.integers(1, 3))
@@ -413,6 +455,11 @@ def graphs(draw, family: str | list[str] | None = None, max_steps: int = 6, focu
         lead = draw(st.sampled_from([(2,), (1,), (2, 3)]))
         b.keep(b.g.add_input("x", edgec.TensorType("f32", (*lead, k))))
         generators = MLP_GENERATORS
+    elif family == "transformer":
+        d = draw(st.integers(2, 6))
+        lead = draw(st.sampled_from([(3,), (1, 4), (2,)]))
+        b.keep(b.g.add_input("x", edgec.TensorType("f32", (*lead, d))))
+        generators = TRANSFORMER_GENERATORS
     else:
         n_inputs = draw(st.integers(1, 3))
         base = tuple(draw(st.lists(st.integers(1, 4), min_size=0, max_size=4)))
@@ -454,3 +501,4 @@ def graph_and_inputs(draw, family: str | list[str] | None = None, max_steps: int
     expected = edgec.interpret(g, feeds)
     assume(finite_and_moderate(expected))
     return g, feeds, expected
+
