@@ -9,6 +9,7 @@
     edgec verify MODEL [--target T] [-O N] [--input NAME=FILE.npy] [--bisect]
     edgec inspect MODEL
     edgec diff A B | DIR [--json] [--html FILE]
+    edgec check-pass [FILE.py] --pass NAME [--examples N] [--family F] [--seed S] [--out DIR] [--replay FILE.eir]
     edgec passes | targets | ops
     edgec --version
 
@@ -412,6 +413,19 @@ def cmd_verify(args) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_check_pass(args) -> int:
+    from . import testing
+    _load_passes([args.file] if args.file else [])
+    pipeline = testing.pipeline_of(args.passes)
+    if args.replay is not None:
+        ok, line = testing.replay(args.replay, pipeline, args.seed or 0)
+        print(line)
+        return 0 if ok else 1
+    result = testing.check_pass(pipeline, args.family, args.examples, args.seed, args.out)
+    print(result.format())
+    return 0 if result.ok else 1
+
+
 def cmd_inspect(args) -> int:
     from .inspect import inspect_model
     print(inspect_model(args.model, _input_shapes(args)).format())
@@ -601,6 +615,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pipeline_options(p)
     _add_model_options(p)
     p.set_defaults(func=cmd_verify)
+
+    p = command("check-pass", "check that a pass keeps the outputs of random graphs (shrinks a failure to a reproducer)")
+    p.add_argument("file", nargs="?", default=None, metavar="FILE.py",
+                   help="the Python file of the pass (loaded as --load-pass does); none for edgec's own passes")
+    p.add_argument("--pass", dest="passes", required=True, metavar="NAME",
+                   help="the pass to check: its name, or a pipeline such as 'my-pass,dce'")
+    p.add_argument("--examples", type=_positive_int, default=100, metavar="N", help="random graphs (default 100)")
+    p.add_argument("--family", default=None, metavar="F",
+                   help="the graphs: elementwise, cnn, mlp or transformer (default: all)")
+    p.add_argument("--seed", type=int, default=None, metavar="S",
+                   help="draw other graphs (default: the same graphs every run)")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="where a failure's reproducer goes (default: a new temporary directory, made only then)")
+    p.add_argument("--replay", type=Path, default=None, metavar="FILE.eir",
+                   help="run the pass on this reproducer (with the .npz of the same name as inputs) and compare")
+    p.set_defaults(func=cmd_check_pass)
 
     p = command("inspect", "op histogram, parameters, MACs, unsupported ops")
     p.add_argument("model", help="the ONNX model file")

@@ -103,7 +103,8 @@ def test_every_argument_has_help():
     assert missing == []
 
 
-@pytest.mark.parametrize("args", [["--help"], ["passes"], ["ops"], ["targets"], ["compile", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["passes"], ["ops"], ["targets"], ["compile", "--help"],
+                                  ["check-pass", "--pass", "cse", "--examples", "5"]])
 def test_help_and_listings_do_not_import_tvm(args):
     script = ("import sys\nfrom edgec.cli import main\n"
               "try:\n    status = main(sys.argv[1:])\nexcept SystemExit as e:\n    status = e.code\n"

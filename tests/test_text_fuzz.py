@@ -15,7 +15,7 @@ from edgec.errors import EdgecError
 from edgec.ir import MAX_ELEMENTS, Graph, TensorType
 from edgec.verifier import verify
 
-from strategies import graphs
+from edgec.testing import graphs
 
 
 def conv_graph(name="modèle", input_name="输入"):
@@ -207,7 +207,7 @@ def _swap(items: list, i: int, j: int) -> list:
 
 @st.composite
 def mutated_texts(draw):
-    """A printed graph (one of BASE_TEXTS or a random one from strategies.graphs) with one to three
+    """A printed graph (one of BASE_TEXTS or a random one from edgec.testing.graphs) with one to three
     mutations: delete, duplicate or swap characters, lines or tokens, insert unicode, change a number."""
     if draw(st.booleans()):
         text = draw(st.sampled_from(BASE_TEXTS))

@@ -8,7 +8,7 @@ import edgec
 from edgec.passmanager import PassManager, get_pass, parse_pipeline
 
 from onnx_util import assert_close
-from strategies import random_inputs
+from edgec.testing import random_inputs
 
 
 def run_pass(text: str, pipeline: str):

@@ -13,7 +13,7 @@ from edgec.targets import get_target, level_pipelines
 from edgec.targets.build import build_graph
 
 from onnx_util import assert_close
-from strategies import graph_and_inputs
+from edgec.testing import graph_and_inputs
 
 EXAMPLES = settings().max_examples
 

@@ -10,7 +10,7 @@ import edgec
 from edgec.targets import level_pipelines
 
 from pass_helpers import golden, run_pass, unchanged
-from strategies import random_inputs
+from edgec.testing import random_inputs
 from onnx_util import assert_close, qlinear_conv_chain, run_ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))

@@ -12,7 +12,7 @@ from edgec.ops.fused import parse_body
 from edgec.targets import level_pipelines
 
 from onnx_util import assert_close
-from strategies import random_inputs
+from edgec.testing import random_inputs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 import make_models  # noqa: E402

@@ -1,4 +1,4 @@
-"""The property every pass keeps, on random well-typed graphs (tests/strategies.py):
+"""The property every pass keeps, on random well-typed graphs (edgec.testing):
 
 - for every registered pass (and option variants) and every level's pipeline of every target:
   the interpreter's outputs on the optimized graph equal those on the original (fp32 tolerance
@@ -16,8 +16,8 @@ from edgec.passmanager import PASSES, PassManager, get_pass, parse_pipeline
 from edgec.targets import all_target_names, get_target
 
 from onnx_util import assert_close
-import strategies as S
-from strategies import graph_and_inputs
+import edgec.testing as S
+from edgec.testing import graph_and_inputs
 
 get_pass("dce")  # loads the built-in passes
 # The built-in passes (other tests register deliberately broken ones of their own).

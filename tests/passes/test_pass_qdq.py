@@ -15,8 +15,8 @@ import edgec
 from edgec.passmanager import PassManager
 
 from pass_helpers import run_pass, unchanged
-import strategies as S
-from strategies import graph_and_inputs
+import edgec.testing as S
+from edgec.testing import graph_and_inputs
 
 RNG = np.random.default_rng(7)
 

@@ -1,6 +1,19 @@
-"""Hypothesis strategies: random well-typed edgec graphs and inputs for them.
+"""Testing passes: random well-typed edgec graphs (hypothesis strategies) and an equivalence check.
 
-`graphs()` draws one of three families, each a random DAG built through `Graph.add` (so every
+    from edgec.testing import assert_equivalent
+    def test_my_pass():
+        assert_equivalent(MyPass, family="elementwise", examples=30)
+
+`assert_equivalent(pass_or_pipeline, family, examples)` runs random graphs through a pass (a `Pass`
+subclass, a registered name or a pipeline string), verifies the IR after it and compares the
+interpreter's outputs with the unoptimized graph's (`edgec.verify.compare` and `within`: f32 within
+1e-4 of the output's scale). On the first difference hypothesis shrinks the graph; the smallest
+failing graph is written as a runnable `.eir` (full constants) with its inputs (`.npz`), and the
+AssertionError says how to replay it (`edgec check-pass FILE --pass NAME --replay REPRO.eir`).
+`edgec check-pass` runs the same engine (`check_pass`) from the command line. Runs are
+reproducible: derandomized (or seeded), no example database, no deadline.
+
+`graphs()` draws one of four families, each a random DAG built through `Graph.add` (so every
 node is typed by the registry's inference):
 - elementwise graphs: 1-3 inputs of random shapes (rank 0-4, dims 1-4) combined by unary
   ops (every registered continuous f32 elementwise op, read from the registry, with attribute
@@ -9,7 +22,10 @@ node is typed by the registry's inference):
 - CNN graphs: a 4-D NCHW input through conv (groups, strides, pads, bias), batch_norm, pools,
   global pooling, resize, transposes and the elementwise ops between them;
 - MLP graphs: 2-D/3-D inputs through dense and matmul with constant weights and the adds,
-  batch norms and activations around them.
+  batch norms and activations around them;
+- transformer graphs: a (seq, d) or (1, seq, d) input through single-head attention (matmuls
+  with constant weights, a scaled q.k^T, softmax, a residual add) and the layer-norm
+  decomposition, with the MLP family's linear layers and activations between them.
 Every family mixes in the motifs the passes look for, written the ways exporters write them:
 x*1, x+0, identity, reshape/transpose/cast/pad/slice/expand that change nothing, duplicated
 nodes, constant-only subgraphs, x*sigmoid(x), the gelu erf and tanh forms, hard swish, the
@@ -19,18 +35,33 @@ Some outputs are intermediate values, so patterns with shared intermediates appe
 Inputs only take domains where every op stays finite (log and sqrt get |x| + 0.5, acos/atanh
 0.9*tanh(x), divisors |y| + 1, pow a positive base); `graph_and_inputs()` also rejects the rare
 example whose values overflow. Each node's origin is `n<k>`, so tests can check that passes keep origins.
+
+hypothesis is a test dependency (`pip install hypothesis`, or `pip install edgec[test]`):
+`import edgec` does not load this module, and importing it without hypothesis is an EdgecError.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-from hypothesis import assume, strategies as st
+
+from .errors import EdgecError
+
+try:
+    from hypothesis import HealthCheck, assume, given, settings, strategies as st
+    import hypothesis
+except ImportError:
+    raise EdgecError("edgec.testing needs hypothesis, which is not installed: pip install hypothesis "
+                     "(or pip install edgec[test])") from None
 
 import edgec
-from edgec.ir import Graph, TensorType, Value
-from edgec.ops import OPS
+from .ir import Graph, TensorType, Value
+from .ops import OPS
 
 
 class Builder:
@@ -390,9 +421,39 @@ NN_GENERATORS = [gen_conv, gen_conv, gen_pool, gen_unary, gen_binary, gen_noop, 
 MLP_GENERATORS = [gen_linear, gen_linear, gen_unary, gen_binary, gen_noop, gen_gelu, gen_layernorm, gen_duplicate]
 
 
+def gen_attention(b: Builder) -> Value | None:
+    """Single-head attention: softmax(q k^T * scale) v from constant projections, sometimes with
+    a residual add of the input."""
+    x = b.pick(lambda v: 2 <= v.type.rank <= 3)
+    if x is None:
+        return None
+    d = x.type.shape[-1]
+    h = b.choice([2, 4])
+    q, k, v = (b.add("matmul", [x, b.const((d, h), -1, 1)]) for _ in range(3))
+    scores = b.add("matmul", [q, k], {"transpose_b": 1})
+    scaled = (b.add("mul", [scores, b.scalar(1 / math.sqrt(h))]) if b.flag()
+              else b.add("div", [scores, b.scalar(math.sqrt(h))]))
+    y = b.add("matmul", [b.add("softmax", [scaled], {"axis": -1}), v])
+    y = b.add("matmul", [y, b.const((h, d), -1, 1)])
+    return b.add("add", [x, y]) if b.flag() else y
+
+
+TRANSFORMER_GENERATORS = [gen_attention, gen_attention, gen_layernorm, gen_layernorm, gen_linear, gen_binary,
+                          gen_gelu, gen_noop]
+
+
 # ---- graphs and inputs -------------------------------------------------------------------------------
 
-FAMILIES = ["elementwise", "cnn", "mlp"]
+FAMILIES = ["elementwise", "cnn", "mlp", "transformer"]
+
+
+def family_choices(family: str | list[str] | None) -> list[str]:
+    """The families `family` names (None: all); an unknown one is an EdgecError."""
+    choices = FAMILIES if family is None else [family] if isinstance(family, str) else list(family)
+    for name in choices:
+        if name not in FAMILIES:
+            raise EdgecError(f"unknown graph family '{name}'; the families: {', '.join(FAMILIES)}")
+    return choices
 
 
 @st.composite
@@ -400,8 +461,7 @@ def graphs(draw, family: str | list[str] | None = None, max_steps: int = 6, focu
     """A random well-typed graph (see the module docstring). `family` picks one family or a list to
     draw from (default: all); the generators in `focus` are drawn three times as often (a pass's
     test focuses on the motifs it rewrites)."""
-    choices = FAMILIES if family is None else [family] if isinstance(family, str) else list(family)
-    family = draw(st.sampled_from(choices))
+    family = draw(st.sampled_from(family_choices(family)))
     b = Builder(draw, draw(st.integers(0, 2 ** 32 - 1)))
     if family == "cnn":
         c = draw(st.integers(1, 3))
@@ -413,6 +473,11 @@ def graphs(draw, family: str | list[str] | None = None, max_steps: int = 6, focu
         lead = draw(st.sampled_from([(2,), (1,), (2, 3)]))
         b.keep(b.g.add_input("x", edgec.TensorType("f32", (*lead, k))))
         generators = MLP_GENERATORS
+    elif family == "transformer":
+        d = draw(st.integers(2, 6))
+        lead = draw(st.sampled_from([(3,), (1, 4), (2,)]))
+        b.keep(b.g.add_input("x", edgec.TensorType("f32", (*lead, d))))
+        generators = TRANSFORMER_GENERATORS
     else:
         n_inputs = draw(st.integers(1, 3))
         base = tuple(draw(st.lists(st.integers(1, 4), min_size=0, max_size=4)))
@@ -454,3 +519,196 @@ def graph_and_inputs(draw, family: str | list[str] | None = None, max_steps: int
     expected = edgec.interpret(g, feeds)
     assume(finite_and_moderate(expected))
     return g, feeds, expected
+
+
+# ---- the equivalence check ----------------------------------------------------------------------
+
+def pipeline_of(pass_or_pipeline) -> str:
+    """The pipeline string of a `Pass` subclass (registered now if it is not yet), a registered
+    pass name or a pipeline string (checked: unknown passes or options are an EdgecError)."""
+    from .passmanager import Pass, format_pipeline, parse_pipeline, register_pass
+    if isinstance(pass_or_pipeline, type) and issubclass(pass_or_pipeline, Pass):
+        try:
+            register_pass(pass_or_pipeline)
+        except ValueError as e:
+            raise EdgecError(f"cannot check pass class {pass_or_pipeline.__name__}: {e}") from None
+        return pass_or_pipeline.name
+    if not isinstance(pass_or_pipeline, str):
+        raise EdgecError(f"expected a Pass subclass, a pass name or a pipeline string, got {pass_or_pipeline!r}")
+    return format_pipeline(parse_pipeline(pass_or_pipeline))
+
+
+def difference(graph: Graph, feeds: dict[str, np.ndarray], pipeline: str) -> str | None:
+    """Why `pipeline` on a copy of `graph` is not equivalent to it on `feeds`, or None if it is:
+    the pipeline fails (or the verifier refuses its result), the optimized graph cannot be
+    interpreted, its outputs differ in name or shape, or an output leaves `verify.within` of the
+    unoptimized graph's (the max abs and relative errors say by how much)."""
+    from .interpreter import interpret
+    from .passmanager import PassManager
+    from .verify import compare, output_scale, within
+    expected = interpret(graph, feeds)
+    try:
+        optimized = PassManager(pipeline).run(graph.copy())  # verifies the IR after each pass
+    except EdgecError as e:
+        return str(e)
+    try:
+        got = interpret(optimized, feeds)
+    except Exception as e:  # noqa: BLE001 - the pass made a graph the interpreter cannot run
+        return f"the optimized graph does not run in the interpreter: {type(e).__name__}: {e}"
+    if list(got) != list(expected):
+        return f"the outputs changed: {list(expected)} -> {list(got)}"
+    bad = []
+    for name, value in zip(graph.output_names, graph.outputs):
+        err = compare(got[name], expected[name])
+        if not within(err, value.type.dtype, output_scale(expected[name])):
+            bad.append(f"output {name}: max abs error {err.abs:.6g}, relative to its scale {err.rel:.6g}"
+                       + (f" ({err.note})" if err.note else ""))
+    return "; ".join(bad) or None
+
+
+def pass_files(pipeline: str) -> list[str]:
+    """The source files of the pipeline's passes that are not edgec's own (for `--load-pass`)."""
+    from .passmanager import get_pass, parse_pipeline
+    files = []
+    for name, _ in parse_pipeline(pipeline):
+        cls = get_pass(name)
+        if not cls.__module__.startswith("edgec.passes"):
+            file = inspect.getfile(cls.run)
+            if file not in files:
+                files.append(file)
+    return files
+
+
+def replay_commands(pipeline: str, repro: Path) -> list[str]:
+    """The commands that run `pipeline` on the reproducer `repro` again: `edgec opt` (the IR after
+    it) and, when the passes come from at most one file, `edgec check-pass --replay` (the comparison)."""
+    files = pass_files(pipeline)
+    lines = [f"edgec opt {repro}{''.join(f' --load-pass {f}' for f in files)} --passes '{pipeline}'"]
+    if len(files) <= 1:
+        lines.append(f"edgec check-pass {''.join(f'{f} ' for f in files)}--pass '{pipeline}' --replay {repro}")
+    return lines
+
+
+def nodes(graph: Graph) -> str:
+    """'1 node', '3 nodes'."""
+    return f"{len(graph.nodes)} node{'s' * (len(graph.nodes) != 1)}"
+
+
+@dataclass
+class CheckResult:
+    """What `check_pass` found: `examples` graphs run; on a failure the shrunk graph, its inputs,
+    why it is not equivalent and the reproducer written (`.eir` and `.npz`)."""
+    pipeline: str
+    examples: int
+    graph: Graph | None = None
+    feeds: dict | None = None
+    reason: str = ""
+    reproducer: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.graph is None
+
+    def format(self) -> str:
+        if self.ok:
+            return f"{self.pipeline}: {self.examples} graphs, all equivalent"
+        from .text import print_ir
+        ops = ", ".join(n.op for n in self.graph.nodes)
+        lines = [f"{self.pipeline}: NOT equivalent on a graph of {nodes(self.graph)} ({ops}) "
+                 f"(shrunk from the failure at graph {self.examples}):",
+                 f"  {self.reason}", "", print_ir(self.graph).rstrip(), "",
+                 f"reproducer: {self.reproducer} (inputs: {self.reproducer.with_suffix('.npz')})", "replay it with:"]
+        lines += [f"  {cmd}" for cmd in replay_commands(self.pipeline, self.reproducer)]
+        return "\n".join(lines)
+
+
+def write_reproducer(graph: Graph, feeds: dict[str, np.ndarray], pipeline: str, out: Path | None) -> Path:
+    """`out/<first pass>-repro.eir` (full constants) and its inputs `.npz` next to it; `out` None:
+    a new temporary directory."""
+    import io
+    from .files import make_dirs, os_error, write_bytes, write_text
+    from .passmanager import parse_pipeline
+    from .text import print_ir
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="edgec-check-pass-")) if out is None else Path(out)
+        make_dirs(folder)
+    except OSError as e:
+        raise os_error("--out", Path(out or tempfile.gettempdir()), e) from None
+    path = folder / f"{parse_pipeline(pipeline)[0][0]}-repro.eir"
+    buf = io.BytesIO()
+    np.savez(buf, **feeds)
+    write_bytes(path.with_suffix(".npz"), buf.getvalue(), "--out")
+    write_text(path, print_ir(graph, full_constants=True), "--out")
+    return path
+
+
+def check_pass(pass_or_pipeline, family: str | list[str] | None = None, examples: int = 100,
+               seed: int | None = None, out: Path | None = None, max_steps: int = 6) -> CheckResult:
+    """Run `examples` random graphs of `family` (default: all) through the pass or pipeline and
+    compare (`difference`); on a failure hypothesis shrinks the graph, and the smallest failing one
+    is written by `write_reproducer` into `out`. Deterministic: derandomized, or seeded by `seed`;
+    no example database, no deadline."""
+    pipeline = pipeline_of(pass_or_pipeline)
+    if examples < 1:
+        raise EdgecError(f"examples must be at least 1, got {examples}")
+    family_choices(family)  # an unknown family: refused before hypothesis runs
+    runs = 0  # the graphs run until the first failure (or in all)
+    failure: list = []
+
+    @settings(max_examples=examples, derandomize=seed is None, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck), print_blob=False, report_multiple_bugs=False)
+    @given(graph_and_inputs(family, max_steps))
+    def check(data):
+        nonlocal runs
+        graph, feeds, _ = data
+        runs += not failure
+        reason = difference(graph, feeds, pipeline)
+        if reason is not None:
+            failure[:] = [graph, feeds, reason]  # the last failure hypothesis runs is the shrunk one
+            raise AssertionError(reason)
+
+    if seed is not None:
+        check = hypothesis.seed(seed)(check)
+    try:
+        check()
+    except AssertionError:
+        if not failure:
+            raise
+    if not failure:
+        return CheckResult(pipeline, runs)
+    graph, feeds, reason = failure
+    return CheckResult(pipeline, runs, graph, feeds, reason, write_reproducer(graph, feeds, pipeline, out))
+
+
+def replay(repro: Path, pass_or_pipeline, seed: int = 0) -> tuple[bool, str]:
+    """Run the pass or pipeline on the reproducer `repro` (an .eir file) with the inputs of the
+    `.npz` of the same name (random ones of `seed` if there is none) and compare (`difference`):
+    (equivalent, a line that says so or how the outputs differ)."""
+    import zipfile
+    from .driver import load_model
+    from .errors import InputError
+    from .verify import random_inputs
+    pipeline = pipeline_of(pass_or_pipeline)
+    graph = load_model(repro, {})[0]
+    npz = Path(repro).with_suffix(".npz")
+    if npz.is_file():
+        try:
+            with np.load(npz, allow_pickle=False) as data:
+                feeds = {name: data[name] for name in data.files}
+        except (OSError, ValueError, zipfile.BadZipFile) as e:
+            raise InputError(f"--replay {repro}: cannot read its inputs {npz} ({e})") from None
+        inputs = f"inputs {npz}"
+    else:
+        feeds, inputs = random_inputs(graph, seed), f"random inputs (seed {seed}; no {npz})"
+    reason = difference(graph, feeds, pipeline)
+    return reason is None, (f"{repro} ({nodes(graph)}, {inputs}): {pipeline} "
+                            + ("keeps the outputs" if reason is None else f"is NOT equivalent: {reason}"))
+
+
+def assert_equivalent(pass_or_pipeline, family: str | list[str] | None = None, examples: int = 100,
+                      seed: int | None = None, out: Path | None = None, max_steps: int = 6) -> None:
+    """For pytest: `check_pass`, and an AssertionError with its report (the shrunk graph, the
+    reproducer and the commands that replay it) if the pass is not equivalent."""
+    result = check_pass(pass_or_pipeline, family, examples, seed, out, max_steps)
+    if not result.ok:
+        raise AssertionError(result.format())
