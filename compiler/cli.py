@@ -306,6 +306,26 @@ def cmd_opt(args) -> int:
     return 0
 
 
+def cmd_view(args) -> int:
+    from .files import write_text
+    from .passmanager import resolve_pipeline
+    from .view import check_overlay, compare_overlay, load_graphs, profile_overlay, render_html
+    _load_passes(args.load_pass)
+    path = Path(args.model)
+    pipeline = None  # an .eir file is drawn as it is unless a pipeline is asked for
+    if not path.is_dir() and (path.suffix != ".eir" or args.level is not None or args.passes):
+        pipeline = resolve_pipeline(args.target or _default_target(), _level(args), args.passes)
+    profile = profile_overlay(args.profile) if args.profile else None
+    compare = compare_overlay(args.compare) if args.compare else None
+    graphs = load_graphs(path, _input_shapes(args), pipeline)
+    for overlay, option, file in ((profile, "--profile", args.profile), (compare, "--compare", args.compare)):
+        if overlay is not None:
+            check_overlay(overlay, graphs[-1][1], f"{option} {file}")
+    write_text(args.output, render_html(graphs, profile, compare), "view -o")
+    print(f"{args.output}: {len(graphs[-1][1].nodes)} nodes" + (f", {len(graphs)} graphs" if len(graphs) > 1 else ""))
+    return 0
+
+
 def _calibration_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("int8 quantization")
     g.add_argument("--calibration", metavar="DATA",
@@ -595,6 +615,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     _add_instrument_options(p)
     p.set_defaults(func=cmd_opt)
+
+    p = command("view", "draw a model, .eir file or --dump-ir directory as a self-contained HTML page")
+    p.add_argument("model", help="an ONNX model (optimized as by `edgec opt`), an .eir file (drawn as it is "
+                                 "unless -O or --passes is given) or a --dump-ir directory (every pass)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.html", help="the page to write")
+    p.add_argument("--profile", type=Path, default=None, metavar="FILE.json",
+                   help="colour nodes by their share of the time: the output of `edgec profile DIR --json`")
+    p.add_argument("--compare", type=Path, default=None, metavar="FILE.json",
+                   help="mark nodes not within tolerance: the output of `edgec compare MODEL --json`")
+    _add_pipeline_options(p)
+    _add_model_options(p)
+    p.set_defaults(func=cmd_view)
 
     p = command("quantize", "quantize a model to int8 (QDQ form) from calibration inputs")
     p.add_argument("model", help="the ONNX model (or .eir) file")

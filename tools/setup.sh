@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up edgec on a fresh Debian machine: Python packages (edgec editable, pinned TVM), and with
-# --test what the test suite needs (test packages, qemu-user and the aarch64 cross toolchain).
+# --test what the test suite needs (test packages, qemu-user, the aarch64 cross toolchain, chromium).
 # Idempotent: re-running installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,9 +23,10 @@ if (( want_test )); then
     command -v qemu-aarch64 >/dev/null 2>&1 || need+=(qemu-user)
     command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 || need+=(g++-aarch64-linux-gnu)
     command -v aarch64-linux-gnu-objdump >/dev/null 2>&1 || need+=(binutils-aarch64-linux-gnu)
+    command -v chromium >/dev/null 2>&1 || need+=(chromium)  # tests/test_view.py, through playwright
     if (( ${#need[@]} )); then
         if [[ $(id -u) -ne 0 ]]; then
-            echo "setup: need root to install ${need[*]} (apt-get); ARM tests will skip without them" >&2
+            echo "setup: need root to install ${need[*]} (apt-get); ARM and browser tests will skip without them" >&2
         else
             apt-get update -qq
             DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
