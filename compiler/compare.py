@@ -12,7 +12,8 @@ tolerance (`verify.within` for the dtype and scale). Cases:
   integers, such as max_pool or reshape): both sides dequantized with its scale and zero point,
   tolerance one step (an integer kernel may round a tie the other way);
 - integer values against float ones (an op fuse-qdq moved onto the integers, e.g. max_pool): the
-  integers dequantized with the dequantize the float was computed from, tolerance one step;
+  integers dequantized with the dequantize the float was computed from, tolerance one step
+  (with no such dequantize, compared as they are, with the float's tolerance);
 - other integer and bool values: exact;
 - nodes with no match: listed with reference None, never beyond tolerance.
 The first node (in optimized node order) beyond tolerance is named with its ONNX origins. With
@@ -105,7 +106,7 @@ class CompareReport:
         else:
             where = ", ".join(first.origins) or "(no ONNX origin)"
             lines.append(f"FAILED: first diverging node {first.node} '{first.op}' from ONNX node {where}"
-                         + (f", created by pass {first.passname}" if first.passname else ""))
+                         + (f", diverges after pass {first.passname}" if first.passname else ""))
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -153,7 +154,7 @@ def _compare_node(got: np.ndarray, ref_value: Value, ref: np.ndarray, rtol, atol
         if params is not None:
             ref = (ref.astype(np.float64) - params[1]) * params[0]
     elif got.dtype.kind in "iu":  # integers against the floats they stand for
-        params = _quant_params(ref_value, "dequantize_linear") or (1.0, 0)
+        params = _quant_params(ref_value, "dequantize_linear")
     if params is not None:
         got = (got.astype(np.float64) - params[1]) * params[0]
         dtype, bound_min = "f64", params[0] * (1 + 1e-6)

@@ -95,7 +95,7 @@ def test_bisect_names_the_wrong_pass(tiny):
     report = compare_model(tiny, passes="cse,test-compare-relu-to-leaky,fuse-elementwise,dce", bisect=True)
     assert not report.ok
     assert report.first.passname == "test-compare-relu-to-leaky"
-    assert "created by pass test-compare-relu-to-leaky" in report.format()
+    assert "diverges after pass test-compare-relu-to-leaky" in report.format()
 
 
 def test_wrong_pass_on_the_command_line_exits_1_with_json(tiny, tmp_path):
