@@ -340,17 +340,102 @@ def _node_key(node) -> tuple:
     return (node.op, node.origin, repr(sorted(node.attrs.items())), consts)
 
 
-def _match_key(node, index: int) -> tuple:
-    """How a value is matched between two graphs: its producer's op and origin, and output index."""
-    return (node.op, node.origin, index)
+def _group_sinks(graph: Graph, nodes: list) -> list[Value]:
+    """The results of `nodes` used outside them or returned by `graph`, in node order."""
+    inside = {id(n) for n in nodes}
+    outputs = {id(v) for v in graph.outputs}
+    return [o for n in nodes for o in n.outputs
+            if id(o) in outputs or any(id(user) not in inside for user, _ in o.uses())]
 
 
-def _unique_values(graph: Graph) -> dict[tuple, Value]:
-    seen: dict[tuple, list[Value]] = {}
+def _groups(graph: Graph):
+    """A function: origin set -> the nodes of `graph` whose (non-empty) origins all lie in it."""
+    by_origin: dict[str, list] = {}
+    for n in graph.nodes:
+        for o in set(n.origin):
+            by_origin.setdefault(o, []).append(n)
+    order = {id(n): i for i, n in enumerate(graph.nodes)}
+
+    def group(origins: frozenset) -> list:
+        found = {id(n): n for o in origins for n in by_origin.get(o, []) if set(n.origin) <= origins}
+        return sorted(found.values(), key=lambda n: order[id(n)])
+    return group
+
+
+def channels_first(rank: int) -> tuple[int, ...]:
+    """The permutation that takes a channels-last (NHWC) array of `rank` to channels-first (NCHW)."""
+    return (0, rank - 1, *range(1, rank - 1))
+
+
+def channels_last_values(graph: Graph) -> set[int]:
+    """ids of the results of `graph` laid out channels-last (what convert-layout makes):
+    - a node with a `layout` attribute such as "NHWC" (convs, pools);
+    - a transpose by the channels-last permutation of a channels-first value (and back: the
+      inverse permutation of a channels-last value is channels-first, any other is unknown, first);
+    - reshapes and ops that change the rank: channels-first;
+    - any other op (elementwise, fused, pad, concat): as its first non-constant input of the same rank."""
+    last: set[int] = set()
     for node in graph.nodes:
-        for i, o in enumerate(node.outputs):
-            seen.setdefault(_match_key(node, i), []).append(o)
-    return {k: vs[0] for k, vs in seen.items() if len(vs) == 1}
+        for o in node.outputs:
+            rank = o.type.rank
+            if rank < 3:
+                continue
+            layout = node.attrs.get("layout")
+            if isinstance(layout, str):
+                is_last = layout.startswith("N") and layout.endswith("C") and len(layout) == rank
+            elif node.op == "transpose":
+                src = id(node.inputs[0]) in last
+                perm = tuple(node.attrs.get("perm", ()))
+                to_last = tuple(np.argsort(channels_first(rank)))
+                is_last = (perm == to_last and not src) or (src and perm == tuple(range(rank)))
+            elif node.op == "reshape":
+                is_last = False
+            else:
+                same = [v for v in node.inputs if not v.is_const and v.type.rank == rank]
+                is_last = bool(same) and id(same[0]) in last
+            if is_last:
+                last.add(id(o))
+    return last
+
+
+def match_values(before: Graph, after: Graph) -> dict[int, tuple[Value, tuple[int, ...] | None]]:
+    """The one matching of values between a graph and its optimized form, by ONNX origin:
+    id(result of `after`) -> (result of `before`, permutation to apply to the `after` array or None).
+
+    A node of `after` with origins S is matched when, among the nodes of each graph whose origins
+    all lie in S (its group), exactly one result leaves the group (used outside it or returned),
+    and in `after` that result is the node's. When the optimized result is integer and the
+    reference sink is the float of a dequantize inside the group (fuse-qdq), the reference is the
+    integers it dequantizes. The two must have the same dtype (or integers against floats: ops that
+    fuse-qdq moved onto the integers, such as max_pool), and the same
+    shape, or the same once a channels-last result is moved to channels-first (convert-layout's
+    NHWC: the permutation is returned). Nodes without origin, or whose group has several or no
+    sinks on either side (a multi-output split, a node convert-layout added inside a group), are
+    not matched."""
+    group_before, group_after = _groups(before), _groups(after)
+    last = channels_last_values(after)
+    matched = {}
+    for node in after.nodes:
+        origins = frozenset(node.origin)
+        if not origins:
+            continue
+        sinks_after = _group_sinks(after, group_after(origins))
+        sinks_before = _group_sinks(before, group_before(origins))
+        if len(sinks_after) != 1 or len(sinks_before) != 1 or sinks_after[0].producer() is not node:
+            continue
+        got, ref = sinks_after[0], sinks_before[0]
+        members = {id(n) for n in group_before(origins)}
+        while (got.type.dtype != ref.type.dtype and ref.producer().op == "dequantize_linear"
+               and ref.producer().inputs[0].producer() is not None
+               and id(ref.producer().inputs[0].producer()) in members):
+            ref = ref.producer().inputs[0]  # fuse-qdq's integer result: the quantize's integers
+        if got.type.dtype != ref.type.dtype and not (got.type.np_dtype.kind in "iu" and ref.type.np_dtype.kind == "f"):
+            continue
+        perm = channels_first(got.type.rank) if id(got) in last else None
+        shape = got.type.shape if perm is None else tuple(got.type.shape[i] for i in perm)
+        if shape == ref.type.shape:
+            matched[id(got)] = (ref, perm)
+    return matched
 
 
 @dataclass
@@ -423,21 +508,17 @@ def changed_nodes(before: Graph, after: Graph) -> list[str]:
 
 def first_divergence(before: Graph, after: Graph, feeds: dict[str, np.ndarray],
                      rtol=None, atol=None) -> Divergence | None:
-    """The first value of `after` (in its node order) that differs from its match in `before`.
-
-    Values match when their producers have the same op, origin and output index, each unique in its
-    graph, and the same type; values with no match (fused, re-laid-out) are skipped."""
+    """The first value of `after` (in its node order) that differs from its match in `before`
+    (`match_values`: by ONNX origin group; values with no match are skipped)."""
     env_before, env_after = run_all_values(before, feeds), run_all_values(after, feeds)
-    values_before = _unique_values(before)
-    values_after = _unique_values(after)
+    matched = match_values(before, after)
     for node in after.nodes:
-        for i, o in enumerate(node.outputs):
-            key = _match_key(node, i)
-            ref = values_before.get(key)
-            if ref is None or values_after.get(key) is not o or ref.type != o.type:
+        for o in node.outputs:
+            if id(o) not in matched:
                 continue
-            exp = env_before[id(ref)]
-            err = compare(env_after[id(o)], exp)
+            ref, perm = matched[id(o)]
+            exp, got = env_before[id(ref)], env_after[id(o)]
+            err = compare(got if perm is None else np.transpose(got, perm), exp)
             scale = output_scale(exp)
             if not within(err, o.type.dtype, scale, rtol, atol):
                 return Divergence(node.op, node.origin, err, scale)
