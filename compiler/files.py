@@ -62,6 +62,12 @@ def write_bytes(path: Path, data: bytes, what: str) -> None:
     _write(path, data, "wb", what)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _write(path: Path, content: str | bytes, mode: str, what: str) -> None:
     if path.is_dir():
         raise EdgecError(f"{what} {path} is a directory; name a file")
@@ -73,6 +79,7 @@ def _write(path: Path, content: str | bytes, mode: str, what: str) -> None:
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, mode) as f:
             f.write(content)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; a user's output follows the umask
         interrupt.check()
         os.replace(tmp, path)
     except OSError as e:

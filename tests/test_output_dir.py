@@ -3,6 +3,7 @@ replaces a directory only when it is verifiably an edgec artifact (the manifest'
 file list) holding nothing else, needs --force for anything else, and never takes the current
 directory or one above it."""
 
+import os
 import json
 
 import numpy as np
@@ -110,3 +111,15 @@ def test_cli_refuses_with_exit_2_and_force_works(model, tmp_path):
     r = run("--force")
     assert r.returncode == 0, r.stderr
     assert json.loads((project / "manifest.json").read_text())["format"] == 2
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    """Files edgec writes (opt -o, view -o, reports) are made through a temporary file; they get
+    the permissions of any new file (0666 less the umask), not the temporary file's 0600."""
+    from edgec.files import write_text
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "page.html", "<html></html>", "view -o")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "page.html").stat().st_mode & 0o777 == 0o644
