@@ -3,8 +3,8 @@ replaces a directory only when it is verifiably an edgec artifact (the manifest'
 file list) holding nothing else, needs --force for anything else, and never takes the current
 directory or one above it."""
 
-import os
 import json
+import os
 
 import numpy as np
 import onnx
