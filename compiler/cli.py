@@ -7,7 +7,7 @@
     edgec quantize MODEL --calibration DATA -o OUT.eir|OUT.onnx [--method M] [--report FILE.md|.json]
     edgec tune MODEL [--target T] --db DIR [--trials N] [--rpc HOST:PORT [--key K]] [--threads N]
     edgec verify MODEL [--target T] [-O N] [--input NAME=FILE.npy] [--bisect]
-    edgec compare MODEL [--target T] [-O N | --passes STR] [--inputs FILE.npz] [--bisect] [--json]
+    edgec compare MODEL [--target T] [-O N | --passes STR] [--inputs FILE.npz] [--bisect] [--compiled] [--json]
     edgec inspect MODEL
     edgec diff A B | DIR [--json] [--html FILE]
     edgec view MODEL|IR|DIR -o PAGE.html [--profile FILE.json] [--compare FILE.json]
@@ -461,7 +461,8 @@ def cmd_compare(args) -> int:
         except (OSError, ValueError, zipfile.BadZipFile) as e:
             raise InputError(f"--inputs {args.inputs}: cannot read it as a .npz file ({e})") from None
     report = compare_model(args.model, target=args.target or _default_target(), level=_level(args),
-                           passes=args.passes, inputs=feeds, input_shapes=_input_shapes(args), bisect=args.bisect)
+                           passes=args.passes, inputs=feeds, input_shapes=_input_shapes(args), bisect=args.bisect,
+                           compiled=args.compiled)
     print(json.dumps(report.as_json(), indent=1) if args.json else report.format())
     return 0 if report.ok else 1
 
@@ -684,11 +685,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the pass on this reproducer (with the .npz of the same name as inputs) and compare")
     p.set_defaults(func=cmd_check_pass)
 
-    p = command("compare", "compare each node of the optimized graph with the unoptimized graph (interpreter)")
+    p = command("compare", "compare each node of the optimized graph (interpreter, or --compiled) "
+                           "with the unoptimized graph")
     p.add_argument("model", help="the ONNX model (or .eir) file")
     p.add_argument("--inputs", type=Path, default=None, metavar="FILE.npz",
                    help="input values by graph input name (default: seeded random inputs)")
     p.add_argument("--bisect", action="store_true", help="name the pass after which each diverging node diverged")
+    p.add_argument("--compiled", action="store_true",
+                   help="take the optimized side's values from the module compiled for --target (ARM under qemu), "
+                        "not the interpreter")
     p.add_argument("--json", action="store_true", help="print the report as JSON (stable keys) instead of the table")
     _add_pipeline_options(p)
     _add_model_options(p)

@@ -21,11 +21,17 @@ The first node (in optimized node order) beyond tolerance is named with its ONNX
 is matched to diverged: the pipeline runs pass by pass (a `passmanager.Instrument`), each
 intermediate graph matched and compared the same way (so a pass that breaks a value is named
 even when a later pass fuses it into another node).
+With `compiled=True` the optimized side's values come from the compiled module instead of the
+interpreter (`compiled_values`): every node result becomes a graph output of a copy of the
+optimized graph (each node is one kernel, so the kernels stay the same), which is built with no
+further passes by `driver.compile` and run as `edgec verify` runs it (`Artifact.run`: an ARM
+target under qemu).
 """
 
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +71,7 @@ class CompareReport:
     pipeline: str
     tolerance: str
     nodes: list[NodeReport] = field(default_factory=list)
+    values: str = "interpreter"  # what computed the optimized side: "interpreter" or "compiled for T"
 
     @property
     def first(self) -> NodeReport | None:
@@ -82,7 +89,7 @@ class CompareReport:
 
     def format(self) -> str:
         lines = [f"compare {self.model} --target {self.target}  pipeline: {self.pipeline or '(none)'}",
-                 f"tolerance: {self.tolerance}"]
+                 f"optimized values: {self.values}; tolerance: {self.tolerance}"]
         with_pass = any(n.passname for n in self.nodes)
         header = ["node", "op", "reference", "max abs", "max rel", "SQNR dB", "result"] + (["pass"] if with_pass else [])
         rows = [header]
@@ -194,14 +201,47 @@ class _Passes(Instrument):
                 self.first[ref] = label
 
 
+def compiled_values(graph: Graph, feeds: dict[str, np.ndarray], target: str) -> dict[int, np.ndarray]:
+    """Build `graph` for `target` with every node result a graph output (no passes: it is already
+    optimized) and run it on `feeds`: id(Value of `graph`) -> array, for each node result. Cases:
+    a result that is already a graph output is read from that output (it is not added twice);
+    graph inputs and constants are not node results, so they are never added."""
+    from .driver import compile as edgec_compile
+    from .text import node_names
+
+    probe = graph.copy()  # same node order: node i of `probe` is node i of `graph`
+    names = node_names(graph)
+    outputs, output_names = list(probe.outputs), list(probe.output_names)
+    taken = set(output_names)
+    name_of: dict[int, str] = dict(zip(map(id, graph.outputs), graph.output_names))
+    for node, copy in zip(graph.nodes, probe.nodes):
+        for i, (o, co) in enumerate(zip(node.outputs, copy.outputs)):
+            if id(o) in name_of:
+                continue
+            name = f"%{int(names[id(node)][1:]) + i}"
+            while name in taken:
+                name += "_"
+            taken.add(name)
+            outputs.append(co)
+            output_names.append(name)
+            name_of[id(o)] = name
+    probe.set_outputs(outputs, output_names)
+    with tempfile.TemporaryDirectory(prefix="edgec-compare-") as tmp:
+        artifact = edgec_compile(probe, target=target, output=f"{tmp}/artifact", passes="").artifact
+        got = artifact.run(feeds)
+    return {key: got[name] for key, name in name_of.items()}
+
+
 def compare_model(model: Any, target: str = "host", level: int | None = 2, passes: str | None = None,
                   inputs: dict[str, np.ndarray] | None = None, input_shapes: dict[str, tuple[int, ...]] | None = None,
-                  seed: int = 0, rtol=None, atol=None, bisect: bool = False) -> CompareReport:
+                  seed: int = 0, rtol=None, atol=None, bisect: bool = False,
+                  compiled: bool = False) -> CompareReport:
     """Compare each node of the optimized graph with the unoptimized value of the same origin.
 
     `model`: what `driver.load_model` reads; `inputs` (graph input name -> array) replaces the
     seeded random inputs; `bisect` names, for each diverging node, the first pass after which its
-    value diverged."""
+    value diverged; `compiled` takes the optimized graph's values from its compiled module for
+    `target` (`compiled_values`) instead of the interpreter."""
     from .driver import load_model
     from .interpreter import check_inputs
     from .passmanager import PassManager, resolve_pipeline
@@ -221,7 +261,7 @@ def compare_model(model: Any, target: str = "host", level: int | None = 2, passe
     env_before = run_all_values(graph, feeds)
     watch = _Passes(graph, env_before, feeds, rtol, atol) if bisect else None
     optimized = PassManager(pipeline, [watch] if watch else None).run(graph.copy())
-    env_after = run_all_values(optimized, feeds)
+    env_after = compiled_values(optimized, feeds, target) if compiled else run_all_values(optimized, feeds)
 
     names_before, names_after = node_names(graph), node_names(optimized)
 
@@ -231,7 +271,8 @@ def compare_model(model: Any, target: str = "host", level: int | None = 2, passe
     matched = match_values(graph, optimized)
     label = (graph.name or "<graph>") if isinstance(model, Graph) else _model_label(model)
     report = CompareReport(label, target, pipeline,
-                           "f32: max(1e-4, 1e-4 x max|reference|); quantized: one step; integers: exact")
+                           "f32: max(1e-4, 1e-4 x max|reference|); quantized: one step; integers: exact",
+                           values=f"compiled for {target}" if compiled else "interpreter")
     for node in optimized.nodes:
         row = NodeReport(names_after[id(node)], node.op, list(node.origin), None)
         for o in node.outputs:

@@ -4,7 +4,9 @@ Cases: a deliberately wrong pass (registered below: relu becomes leaky_relu) is 
 it changed, with that node's op and ONNX origin, and `--bisect` names the pass; the small example
 models at -O2 (convert-layout's NHWC values included, some with H == W == C, so only the layout
 tells how to compare them) and a quantized (QDQ) ResNet at -O2 are within tolerance at every
-matched node; the JSON keys; inputs from a .npz, and a name that is not a graph input.
+matched node; the JSON keys; inputs from a .npz, and a name that is not a graph input;
+`--compiled`: the compiled module's values for host (each node's own result: one perturbed
+output diverges at that node only) and for arm-a72 under qemu.
 """
 
 import json
@@ -19,7 +21,8 @@ from onnx import helper
 
 import edgec
 from edgec.compare import compare_model
-from edgec.errors import InputError
+from edgec.driver import Artifact
+from edgec.errors import InputError, ToolError
 from edgec.quantization import calibrate
 from onnx_util import make_model
 
@@ -148,3 +151,54 @@ def test_inputs_from_npz_and_a_wrong_name(tiny, tmp_path):
     assert r.stderr.startswith("edgec: error: ") and "'nope' is not an input" in r.stderr and "Traceback" not in r.stderr
     with pytest.raises(InputError, match="'nope' is not an input of the model"):
         compare_model(tiny, inputs={"x": X, "nope": X})
+
+
+def test_compiled_values_are_the_compiled_modules(tiny, monkeypatch):
+    report = compare_model(tiny, passes="cse", inputs={"x": X}, compiled=True)
+    assert report.ok, report.format()
+    assert [n.op for n in report.nodes] == ["mul", "relu", "add", "tanh"]
+    assert "optimized values: compiled for host" in report.format()
+    assert "optimized values: interpreter" in compare_model(tiny, passes="cse").format()
+    relu = report.nodes[1].node
+    run = Artifact.run
+
+    def perturbed(self, feeds):  # the relu's result, as the module returns it, off by 0.5
+        got = run(self, feeds)
+        got[relu] = got[relu] + 0.5
+        return got
+
+    monkeypatch.setattr(Artifact, "run", perturbed)
+    report = compare_model(tiny, passes="cse", inputs={"x": X}, compiled=True)
+    assert [n.within for n in report.nodes] == [True, False, True, True]  # the add read the true relu
+    assert report.first.max_abs == pytest.approx(0.5)
+
+
+def test_compiled_on_the_command_line(tiny):
+    r = edgec_cli("compare", tiny, "--compiled", "--target", "host", "-O", "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "optimized values: compiled for host" in r.stdout and "OK: all 1 matched nodes" in r.stdout
+
+
+def _have_qemu() -> bool:
+    from edgec.targets import crosslink, runners
+    try:
+        crosslink.find_toolchain(need_cxx=True)
+        runners.qemu_path()
+        return True
+    except ToolError:
+        return False
+
+
+@pytest.mark.skipif(not _have_qemu(), reason="needs qemu-user, the aarch64 libc in /usr/aarch64-linux-gnu and a "
+                    "cross compiler (apt-get install qemu-user g++-aarch64-linux-gnu)")
+def test_compiled_for_arm_under_qemu(tiny, monkeypatch):
+    from edgec.targets import runners
+    ran = []
+    run_artifact = runners.run_artifact
+    monkeypatch.setattr(runners, "run_artifact", lambda art, arrays: ran.append(art.manifest["target"])
+                        or run_artifact(art, arrays))
+    report = compare_model(tiny, target="arm-a72", passes="cse", inputs={"x": X}, compiled=True)
+    assert ran == ["arm-a72"]
+    assert report.ok, report.format()
+    assert len(report.nodes) == 4 and all(n.reference is not None for n in report.nodes)
+    assert "optimized values: compiled for arm-a72" in report.format()
