@@ -40,7 +40,8 @@ import numpy as np
 from .errors import InputError
 from .ir import Graph, Value
 from .passmanager import Instrument
-from .verify import (_model_label, compare, error_bound, match_values, output_scale, quantization_step,
+from .quantization import sqnr
+from .verify import (_model_label, compare, error_bound, matched_arrays, output_scale, quantization_step,
                      random_inputs, run_all_values)
 
 
@@ -141,16 +142,6 @@ def _quant_params(value: Value, op: str = "quantize_linear") -> tuple[float, int
     return None
 
 
-def sqnr_db(got: np.ndarray, ref: np.ndarray) -> float:
-    """10 log10(sum ref^2 / sum (got - ref)^2); inf when equal."""
-    ref, got = ref.astype(np.float64), got.astype(np.float64)
-    noise = float(np.sum((got - ref) ** 2))
-    if noise == 0:
-        return math.inf
-    signal = float(np.sum(ref ** 2))
-    return 10 * math.log10(signal / noise) if signal > 0 else -math.inf
-
-
 def _compare_node(got: np.ndarray, ref_value: Value, ref: np.ndarray, rtol, atol) -> tuple:
     """(max abs, max rel, SQNR dB, within) of one matched value."""
     dtype = ref_value.type.dtype
@@ -168,22 +159,14 @@ def _compare_node(got: np.ndarray, ref_value: Value, ref: np.ndarray, rtol, atol
     err = compare(got, ref)
     scale = output_scale(ref)
     bound = max(error_bound(dtype, scale, rtol, atol) if params is None else 0.0, bound_min)
-    sq = sqnr_db(got, ref) if got.shape == ref.shape else -math.inf
+    sq = sqnr(ref, got) if got.shape == ref.shape else -math.inf
     return err.abs, err.rel, sq, err.abs <= bound
 
 
 def _diverging(before: Graph, env_before: dict, after: Graph, env_after: dict, rtol, atol) -> dict[int, bool]:
     """id(unoptimized value) -> whether its match in `after` diverges, for each matched value."""
-    out = {}
-    matched = match_values(before, after)
-    for node in after.nodes:
-        for o in node.outputs:
-            if id(o) in matched:
-                ref, perm = matched[id(o)]
-                got = env_after[id(o)]
-                got = got if perm is None else np.transpose(got, perm)
-                out[id(ref)] = not _compare_node(got, ref, env_before[id(ref)], rtol, atol)[3]
-    return out
+    return {id(ref): not _compare_node(got, ref, exp, rtol, atol)[3]
+            for _, ref, got, exp in matched_arrays(before, env_before, after, env_after)}
 
 
 class _Passes(Instrument):
@@ -268,22 +251,18 @@ def compare_model(model: Any, target: str = "host", level: int | None = 2, passe
     def value_name(v: Value) -> str:
         return f"%{int(names_before[id(v.producer())][1:]) + v.index}"
 
-    matched = match_values(graph, optimized)
+    pairs = {id(node): (ref, got, exp) for node, ref, got, exp in matched_arrays(graph, env_before, optimized, env_after)}
     label = (graph.name or "<graph>") if isinstance(model, Graph) else _model_label(model)
     report = CompareReport(label, target, pipeline,
                            "f32: max(1e-4, 1e-4 x max|reference|); quantized: one step; integers: exact",
                            values=f"compiled for {target}" if compiled else "interpreter")
     for node in optimized.nodes:
         row = NodeReport(names_after[id(node)], node.op, list(node.origin), None)
-        for o in node.outputs:
-            if id(o) in matched:
-                ref, perm = matched[id(o)]
-                got = env_after[id(o)]
-                got = got if perm is None else np.transpose(got, perm)
-                row.reference = value_name(ref)
-                row.max_abs, row.max_rel, row.sqnr_db, row.within = _compare_node(
-                    got, ref, env_before[id(ref)], rtol, atol)
-                if watch is not None and not row.within:
-                    row.passname = watch.first.get(id(ref))
+        if id(node) in pairs:  # at most one result of a node is its group's sink
+            ref, got, exp = pairs[id(node)]
+            row.reference = value_name(ref)
+            row.max_abs, row.max_rel, row.sqnr_db, row.within = _compare_node(got, ref, exp, rtol, atol)
+            if watch is not None and not row.within:
+                row.passname = watch.first.get(id(ref))
         report.nodes.append(row)
     return report

@@ -506,22 +506,29 @@ def changed_nodes(before: Graph, after: Graph) -> list[str]:
     return sorted(origins)
 
 
+def matched_arrays(before: Graph, env_before: dict, after: Graph, env_after: dict):
+    """For each result of `after` that `match_values` matches, in node order: (its node, the matched
+    Value of `before`, the `after` array laid out as the reference, the reference array). `env_*`:
+    id(Value) -> array, as `run_all_values` gives."""
+    matched = match_values(before, after)
+    for node in after.nodes:
+        for o in node.outputs:
+            if id(o) in matched:
+                ref, perm = matched[id(o)]
+                got = env_after[id(o)]
+                yield node, ref, got if perm is None else np.transpose(got, perm), env_before[id(ref)]
+
+
 def first_divergence(before: Graph, after: Graph, feeds: dict[str, np.ndarray],
                      rtol=None, atol=None) -> Divergence | None:
     """The first value of `after` (in its node order) that differs from its match in `before`
     (`match_values`: by ONNX origin group; values with no match are skipped)."""
     env_before, env_after = run_all_values(before, feeds), run_all_values(after, feeds)
-    matched = match_values(before, after)
-    for node in after.nodes:
-        for o in node.outputs:
-            if id(o) not in matched:
-                continue
-            ref, perm = matched[id(o)]
-            exp, got = env_before[id(ref)], env_after[id(o)]
-            err = compare(got if perm is None else np.transpose(got, perm), exp)
-            scale = output_scale(exp)
-            if not within(err, o.type.dtype, scale, rtol, atol):
-                return Divergence(node.op, node.origin, err, scale)
+    for node, ref, got, exp in matched_arrays(before, env_before, after, env_after):
+        err = compare(got, exp)
+        scale = output_scale(exp)
+        if not within(err, ref.type.dtype, scale, rtol, atol):
+            return Divergence(node.op, node.origin, err, scale)
     return None
 
 
