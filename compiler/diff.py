@@ -254,7 +254,8 @@ def load_graph(path: str | Path) -> Graph:
 
 def dump_files(folder: Path) -> list[Path]:
     """The `NN-<pass>.eir` files of a `--dump-ir` directory, in order (at least `00-input.eir`)."""
-    files = sorted(p for p in folder.glob("[0-9][0-9]-*.eir") if p.is_file())
+    from .passmanager import dump_files as files_of
+    files = files_of(folder)
     if not files or files[0].name != "00-input.eir":
         raise EdgecError(f"{folder}: not an `edgec opt --dump-ir` directory (no 00-input.eir); "
                          "write one with `edgec opt MODEL --dump-ir DIR`")

@@ -242,8 +242,21 @@ class PrintIR(Instrument):
             self.out(f"// -----// IR after {label} //----- //\n{print_ir(graph)}")
 
 
+DUMP_FILE = re.compile(r"(\d+)-.+\.eir")  # what DumpIR writes: 00-input.eir, then NN-<pass>.eir
+
+
+def dump_files(folder: Path) -> list[Path]:
+    """The files `DumpIR` wrote into `folder`, in step order (by number, so 100- comes after 99-);
+    [] if there are none. `edgec diff DIR`, `edgec view DIR` and the Model Explorer adapter read
+    dump directories through this."""
+    files = [(int(m.group(1)), p.name, p) for p in folder.iterdir()
+             if p.is_file() and (m := DUMP_FILE.fullmatch(p.name))]
+    return [p for _, _, p in sorted(files)]
+
+
 class DumpIR(Instrument):
-    """Writes the input IR and the IR after each pass into a directory, numbered."""
+    """Writes the input IR and the IR after each pass into a directory, numbered (`dump_files`
+    reads them back in order)."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)

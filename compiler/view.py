@@ -64,12 +64,12 @@ def graph_json(graph: Graph, title: str) -> dict[str, Any]:
 
 
 def load_graphs(path: Path, input_shapes: dict, pipeline: str | None) -> list[tuple[str, Graph]]:
-    """[(title, graph)] of a model, an `.eir` file or a dump directory (its `.eir` files in name
-    order); `pipeline` (resolved by the caller, None for none) runs on a model or an `.eir` file."""
+    """[(title, graph)] of a model, an `.eir` file or a directory (a dump's files in step order,
+    else its `.eir` files in name order: an artifact's model.eir); `pipeline` (resolved by the caller, None for none) runs on a model or an `.eir` file."""
     from .driver import load_model
-    from .passmanager import PassManager
+    from .passmanager import PassManager, dump_files
     if path.is_dir():
-        files = sorted(path.glob("*.eir"))
+        files = dump_files(path) or sorted(path.glob("*.eir"))  # a dump in step order, else any IR files
         if not files:
             raise EdgecError(f"{path}: no .eir files in this directory; `edgec opt MODEL --dump-ir DIR` writes them")
         return [(f.name, load_model(f)[0]) for f in files]

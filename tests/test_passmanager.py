@@ -276,3 +276,13 @@ def test_no_ir_is_printed_unless_an_instrument_asks(monkeypatch):
         raise AssertionError("the IR was printed")
     monkeypatch.setattr(edgec.text, "print_ir", refuse)
     PassManager("fold-constants,cse,dce", Instruments(reproducer=True)).run(graph_with_foldable_chain())
+
+
+def test_dump_files_are_read_back_in_step_order(tmp_path):
+    """`dump_files` (what diff, view and the Model Explorer adapter read a --dump-ir folder with)
+    orders by step number, so a pipeline past 99 passes keeps its order; other files are not
+    steps."""
+    from edgec.passmanager import dump_files
+    for name in ("00-input.eir", "09-dce.eir", "100-cse.eir", "99-dce.eir", "notes.eir", "10-x.txt"):
+        (tmp_path / name).write_text("")
+    assert [p.name for p in dump_files(tmp_path)] == ["00-input.eir", "09-dce.eir", "99-dce.eir", "100-cse.eir"]

@@ -4,7 +4,6 @@ imports this module (Model Explorer loads `X.main` for `--extensions=X`); see
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from ..errors import EdgecError, ToolError
@@ -16,17 +15,15 @@ except ImportError:
     raise ToolError("edgec.explorer needs Model Explorer: pip install 'edgec[explorer]' "
                     "(the ai-edge-model-explorer package)") from None
 
-DUMP_FILE = re.compile(r"(\d+)-.+\.eir")  # what `--dump-ir` writes: NN-pass.eir
-
 
 def dump_files(folder: Path) -> list[Path]:
     """The IR files of a `--dump-ir` directory in step order (EdgecError if it holds none)."""
-    files = [(int(m.group(1)), p.name, p) for p in folder.iterdir()
-             if p.is_file() and (m := DUMP_FILE.fullmatch(p.name))]
+    from ..passmanager import dump_files as files_of
+    files = files_of(folder)
     if not files:
         raise EdgecError(f"{folder}: no NN-pass.eir files; give a directory that "
                          "`edgec opt MODEL --dump-ir DIR` wrote, or an .eir file")
-    return [p for _, _, p in sorted(files)]
+    return files
 
 
 def to_graph(graph, graph_id: str) -> gb.Graph:
