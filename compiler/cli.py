@@ -450,16 +450,10 @@ def cmd_check_pass(args) -> int:
 
 def cmd_compare(args) -> int:
     import json
-    import zipfile
     from .compare import compare_model
+    from .files import read_npz
     _load_passes(args.load_pass)
-    feeds = None
-    if args.inputs is not None:
-        try:
-            with np.load(args.inputs, allow_pickle=False) as data:
-                feeds = {k: data[k] for k in data.files}
-        except (OSError, ValueError, zipfile.BadZipFile) as e:
-            raise InputError(f"--inputs {args.inputs}: cannot read it as a .npz file ({e})") from None
+    feeds = read_npz(args.inputs, "--inputs") if args.inputs is not None else None
     report = compare_model(args.model, target=args.target or _default_target(), level=_level(args),
                            passes=args.passes, inputs=feeds, input_shapes=_input_shapes(args), bisect=args.bisect,
                            compiled=args.compiled)

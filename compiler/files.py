@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from . import interrupt
-from .errors import EdgecError
+from .errors import EdgecError, InputError
 
 
 def os_error(what: str, path: Path, e: OSError) -> EdgecError:
@@ -88,3 +88,16 @@ def _write(path: Path, content: str | bytes, mode: str, what: str) -> None:
         if tmp is not None:
             with interrupt.deferred():
                 Path(tmp).unlink(missing_ok=True)
+
+
+def read_npz(path: Path, what: str) -> dict:
+    """{name: array} of a `.npz` file (never unpickling); `what` names the file for the message
+    ("--inputs", "calibration file"): InputError when it cannot be read."""
+    import zipfile
+
+    import numpy as np
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise InputError(f"{what} {path}: cannot read it as a .npz file ({e})") from None

@@ -97,11 +97,8 @@ def load_samples(source: Any, graph: Graph) -> list[dict[str, np.ndarray]]:
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot read calibration file {path}: {e}") from None
+    from .files import read_npz
+    return read_npz(path, "calibration file")
 
 
 def _stacked(path: Path, names: list[str]) -> list[dict[str, np.ndarray]]:

@@ -684,19 +684,14 @@ def replay(repro: Path, pass_or_pipeline, seed: int = 0) -> tuple[bool, str]:
     """Run the pass or pipeline on the reproducer `repro` (an .eir file) with the inputs of the
     `.npz` of the same name (random ones of `seed` if there is none) and compare (`difference`):
     (equivalent, a line that says so or how the outputs differ)."""
-    import zipfile
     from .driver import load_model
-    from .errors import InputError
+    from .files import read_npz
     from .verify import random_inputs
     pipeline = pipeline_of(pass_or_pipeline)
     graph = load_model(repro, {})[0]
     npz = Path(repro).with_suffix(".npz")
     if npz.is_file():
-        try:
-            with np.load(npz, allow_pickle=False) as data:
-                feeds = {name: data[name] for name in data.files}
-        except (OSError, ValueError, zipfile.BadZipFile) as e:
-            raise InputError(f"--replay {repro}: cannot read its inputs {npz} ({e})") from None
+        feeds = read_npz(npz, f"--replay {repro}: its inputs")
         inputs = f"inputs {npz}"
     else:
         feeds, inputs = random_inputs(graph, seed), f"random inputs (seed {seed}; no {npz})"

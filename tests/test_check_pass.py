@@ -75,17 +75,15 @@ def test_check_pass_catches_a_wrong_pass_with_a_small_reproducer(tmp_path):
     assert opt.stdout.count("mul(") == str(graph).count("mul(") - 1
 
 
-class MulByAnyConstant(edgec.Pass):
-    name = "test-mul-by-any-constant"
-    summary = "mul(x, c) -> x for any constant c (deliberately wrong)"
+def _unregistered(source: str, name: str) -> type:
+    """The pass class that `source` defines, not registered (as a user's own class is)."""
+    namespace: dict = {}
+    exec(source.replace("@register_pass\n", ""), namespace)
+    cls = next(v for v in namespace.values() if isinstance(v, type) and issubclass(v, edgec.Pass) and v is not edgec.Pass)
+    return type(cls.__name__, (cls,), {"name": name})
 
-    def run(self, graph):
-        changed = False
-        for node in list(graph.nodes):
-            if node.op == "mul" and node.inputs[1].is_const and node.inputs[0].type == node.output.type:
-                graph.replace_all_uses_with(node.output, node.inputs[0])
-                changed = True
-        return changed
+
+MulByAnyConstant = _unregistered(MUL_BY_ANY_CONSTANT, "test-mul-by-any-constant")
 
 
 def test_assert_equivalent_accepts_cse():
@@ -132,7 +130,7 @@ def test_bad_arguments_are_clean_errors(tmp_path):
     assert replay(repro, "cse") == (True, f"{repro} (1 node, random inputs (seed 0; no {tmp_path / 'r.npz'})): "
                                           "cse keeps the outputs")
     (tmp_path / "r.npz").write_bytes(b"PK\x03\x04 not a zip file")
-    with pytest.raises(EdgecError, match="cannot read its inputs"):
+    with pytest.raises(EdgecError, match="its inputs .* cannot read it as a .npz file"):
         replay(repro, "cse")
     r = edgec_cli("check-pass", tmp_path / "missing.py", "--pass", "cse")
     assert r.returncode == 2 and "--load-pass" in r.stderr and "no such file" in r.stderr, r.stderr

@@ -61,7 +61,7 @@ def test_bad_calibration_data_is_named(mlp, tmp_path):
     cases = {tmp_path / "wrong_name.npz": "no array for input(s) input",
              tmp_path / "wrong_shape.npz": "calibration sample 0: input 'input' is float32[1, 63]",
              tmp_path / "empty": "has no .npy or .npz files",
-             tmp_path / "bad.npz": "cannot read calibration file",
+             tmp_path / "bad.npz": "bad.npz: cannot read it as a .npz file",
              tmp_path / "missing.npz": "expected a .npz file or a directory"}
     for source, message in cases.items():
         with pytest.raises(InputError) as e:
