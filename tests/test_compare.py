@@ -22,9 +22,10 @@ from onnx import helper
 import edgec
 from edgec.compare import compare_model
 from edgec.driver import Artifact
-from edgec.errors import InputError, ToolError
+from edgec.errors import InputError
 from edgec.quantization import calibrate
 from onnx_util import make_model
+from toolchain import needs_arm_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import make_models  # noqa: E402
@@ -179,18 +180,7 @@ def test_compiled_on_the_command_line(tiny):
     assert "optimized values: compiled for host" in r.stdout and "OK: all 1 matched nodes" in r.stdout
 
 
-def _have_qemu() -> bool:
-    from edgec.targets import crosslink, runners
-    try:
-        crosslink.find_toolchain(need_cxx=True)
-        runners.qemu_path()
-        return True
-    except ToolError:
-        return False
-
-
-@pytest.mark.skipif(not _have_qemu(), reason="needs qemu-user, the aarch64 libc in /usr/aarch64-linux-gnu and a "
-                    "cross compiler (apt-get install qemu-user g++-aarch64-linux-gnu)")
+@needs_arm_run
 def test_compiled_for_arm_under_qemu(tiny, monkeypatch):
     from edgec.targets import runners
     ran = []

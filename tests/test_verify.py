@@ -15,6 +15,7 @@ from edgec.ir import Graph
 from edgec.passmanager import PASSES, Pass, register_pass
 from edgec.verify import bisect, compare, verify_model
 from onnx_util import make_model
+from toolchain import needs_arm_run
 
 rng = np.random.default_rng(1)
 X = rng.standard_normal((2, 8)).astype(np.float32)
@@ -182,18 +183,7 @@ def test_model_from_a_file(tmp_path):
     assert report.ok and report.model == str(path)
 
 
-def _can_run_arm() -> bool:
-    from edgec.targets import crosslink, runners
-    try:
-        crosslink.find_toolchain(need_cxx=True)
-        runners.qemu_path()
-        return True
-    except ToolError:
-        return False
-
-
-@pytest.mark.skipif(not _can_run_arm(), reason="needs qemu-user, the aarch64 libc in /usr/aarch64-linux-gnu and "
-                    "a cross compiler (apt-get install qemu-user g++-aarch64-linux-gnu)")
+@needs_arm_run
 def test_verify_an_arm_target_through_its_runner():
     report = verify_model(small_model(), target="arm-a72", level=2)
     assert report.ok, report.format()
