@@ -178,13 +178,13 @@ def subgraphs(node) -> list[tuple[str, Any]]:
 
 def walk_nodes(gp, prefix: str = ""):
     """(node, name) for every node of `gp` and, after each node, of the subgraphs it holds, in
-    order; name is the node's name or #index in its own graph, after its outer nodes' names
-    (`Loop_3/#0`)."""
+    order; name is the node's name or #index in its own graph, after the names of the nodes and
+    attributes that hold it (`loop/body/#0`)."""
     for i, n in enumerate(gp.node):
         name = prefix + (n.name or f"#{i}")
         yield n, name
-        for _, sub in subgraphs(n):
-            yield from walk_nodes(sub, name + "/")
+        for attr, sub in subgraphs(n):
+            yield from walk_nodes(sub, f"{name}/{attr}/")
 
 
 def _read_model(model: Any):

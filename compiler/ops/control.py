@@ -96,8 +96,10 @@ def _onnx_loop(ctx, node, inputs, attrs):
     scans: list[list] = [[] for _ in range(n_scan)]
     i = 0
     while trips is None or i < trips:
-        what = "cond" if i == 0 else f"cond, as iteration {i - 1} of its body computes it ('{body.output[0].name}')"
-        if not bool(ctx.constant_of(cond, what, UNROLL_WHY).reshape(-1)[0]):
+        if i and not cond.is_const:
+            raise ctx.fail(f"the condition its body computes ('{body.output[0].name}', in iteration {i - 1}) "
+                           f"depends on data: {UNROLL_WHY}")
+        if not bool(ctx.constant_of(cond, "cond", UNROLL_WHY).reshape(-1)[0]):
             break
         if i == MAX_UNROLL:
             counted = f"a trip count of {trips}" if trips is not None else "no trip count"
