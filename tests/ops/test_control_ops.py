@@ -9,6 +9,7 @@ import edgec
 from edgec.errors import UnsupportedError
 from edgec.inspect import inspect_model
 from onnx_util import check_model, make_model
+from toolchain import needs_arm_run
 
 F = TensorProto.FLOAT
 rng = np.random.default_rng(0)
@@ -140,10 +141,9 @@ def test_loop_whose_condition_folds_as_it_unrolls():
     check_model(m, {"x": x}, compiled=False)
 
 
-def test_if_on_data_inside_a_loop():
-    """Nested subgraphs: an If inside the Loop's body selects on data, its branches capture a value
-    of the body (y) and one of the main graph two scopes out (w)."""
-    x = randn(3)
+def _if_inside_loop_model(x):
+    """Loop(4) whose body's If selects on data; its branches capture a value of the body (y) and
+    one of the main graph two scopes out (w)."""
     then = graph([helper.make_node("Add", ["y", "w"], ["t"])], "then", [], [vi("t")])
     other = graph([helper.make_node("Sub", ["y", "w"], ["e"])], "else", [], [vi("e")])
     body_nodes = [helper.make_node("ReduceSum", ["y"], ["s"], keepdims=0), const("zero", np.array(0, np.float32)),
@@ -154,11 +154,23 @@ def test_if_on_data_inside_a_loop():
                  [vi("c", TensorProto.BOOL, []), vi("y_out"), vi("scan")])
     nodes = [helper.make_node("Neg", ["v"], ["w"]), const("m", np.array(4, np.int64)),
              helper.make_node("Loop", ["m", "", "x"], ["y", "scans"], name="outer", body=body)]
-    m = make_model(nodes, {"x": x}, ["y", "scans"], {"v": randn(3)})
+    return make_model(nodes, {"x": x}, ["y", "scans"], {"v": randn(3)})
+
+
+def test_if_on_data_inside_a_loop():
+    x = randn(3)
+    m = _if_inside_loop_model(x)
     g = edgec.import_onnx(m)
     assert ops(g).count("where") == 4
     assert any(n.origin == ("outer/body[3]/inner/then_branch/Add_0",) for n in g.nodes)
     check_model(m, {"x": x}, compiled=False)
+
+
+@needs_arm_run
+def test_if_on_data_inside_a_loop_on_arm():
+    from edgec.verify import verify_model
+    report = verify_model(_if_inside_loop_model(randn(3)), target="arm-a72", level=2)
+    assert report.ok and all(o.compiled is not None for o in report.outputs), report.format()
 
 
 def _loop_model(x, trip_nodes, trip="m", cond_out="cond_in", extra=()):
