@@ -8,7 +8,9 @@ reports instead:
 - dynamic dims without a value: the report names the `--input-shape NAME=...` each such input
   needs in place of the node and MAC counts.
 From the ONNX file: the op histogram, and the parameters (initializers and the tensors of
-Constant nodes) with their bytes. From the imported graph: the node count and multiply-accumulates.
+Constant nodes) with their bytes, counting the nodes and initializers inside subgraphs (If's
+branches, Loop's and Scan's body) too, once each as the file holds them. From the imported
+graph: the node count and multiply-accumulates.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ class Inspection:
 def inspect_model(model: Any, input_shapes: dict | None = None) -> Inspection:
     """Inspect an ONNX model (path or ModelProto); raises the importer's EdgecError for a model
     that is malformed or fails to import for another reason than those reported."""
-    from .onnx_import import import_onnx, load_model, tensor_size
+    from .onnx_import import import_onnx, load_model, subgraphs, tensor_size, walk_nodes
     proto, opset = load_model(model)
     gp = proto.graph
     info = Inspection(opset=opset)
@@ -79,7 +81,9 @@ def inspect_model(model: Any, input_shapes: dict | None = None) -> Inspection:
     info.inputs = [i.name for i in gp.input if i.name not in init_names]
     info.outputs = [o.name for o in gp.output]
     constants = list(gp.initializer)
-    for n in gp.node:
+    for n, _ in walk_nodes(gp):
+        for _, sub in subgraphs(n):
+            constants += sub.initializer
         info.ops[n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"] += 1
         if n.op_type == "Constant" and n.domain in ("", "ai.onnx"):
             constants += [a.t for a in n.attribute if a.name == "value" and a.HasField("t")]

@@ -6,10 +6,15 @@ Each ONNX op type has a converter registered with `@onnx_op` beside the ops it p
   file (a truncated or malformed one is a `ModelError`); the declared size of every constant
   (initializers, Constant nodes), before any data is read; external data only from inside the
   model's own directory; the opset; the graph's structure (at least one output, every name
-  defined once and before its use: a dangling input or a cycle is refused);
-- lists every unsupported op type with the nodes that use it, in one message (an op of another
-  domain is supported when an importer is registered for `domain.OpType`, such as ONNX Runtime's
-  com.microsoft.QLinearAdd; its converter checks its arity, which ONNX has no schema for);
+  defined once and before its use: a dangling input or a cycle is refused), and that of every
+  subgraph (If's branches, Loop's and Scan's body), which may also use the names of the scopes
+  around it;
+- imports subgraphs inline, with the walker of the main graph (`ImportContext.subgraph`; the
+  If, Loop and Scan converters in `edgec.ops.control` say which cases they take);
+- lists every unsupported op type with the nodes that use it (in subgraphs too), in one message
+  (an op of another domain is supported when an importer is registered for `domain.OpType`, such
+  as ONNX Runtime's com.microsoft.QLinearAdd; its converter checks its arity, which ONNX has no
+  schema for);
 - fixes dynamic dims (a name or a negative dim_value such as -1) from `input_shapes`; refuses
   a dynamic dim left without a value (naming the `--input-shape` every such input needs), and
   a value that changes a static dim;
@@ -22,8 +27,9 @@ Each ONNX op type has a converter registered with `@onnx_op` beside the ops it p
 - refuses any tensor with a negative dim or more than MAX_ELEMENTS elements, naming the node,
   and constants made at import (Range, EyeLike) that would take all constants together past
   MAX_CONSTANT_BYTES, before allocating them;
-- omits a node's optional outputs that nothing reads (Dropout's mask in old exports, say), never
-  a variadic or required one (an unread second piece of a Split still fixes the first's size);
+- omits a node's optional outputs that nothing reads, nor any subgraph (Dropout's mask in old
+  exports, say), never a variadic or required one (an unread second piece of a Split still fixes
+  the first's size);
 - turns an unexpected exception inside a converter (a malformed attribute, say) into an
   `UnsupportedError` naming the ONNX node;
 - folds integer computations on constants as it goes (shape arithmetic such as
@@ -54,6 +60,8 @@ NEWER_ATTRS = {
     ("Range", "stash_type"): 1,  # opset 27, float16 accumulation
     ("SpaceToDepth", "mode"): "DCR",  # opset 28
 }
+STATIC_SHAPES = ("edgec compiles static shapes only; fix the model's input shapes with --input-shape so "
+                 "it can be computed")
 FOLD_LIMIT = 1 << 16  # elements: larger integer results are not folded at import
 FLOAT_FOLD_LIMIT = 64  # float results up to this size fold too (float shape arithmetic, scales)
 
@@ -71,6 +79,7 @@ class ImportContext:
         self.opset = opset
         self.node: Any = None  # the ONNX NodeProto being converted
         self.origin: str = ""
+        self.env: Any = {}  # ONNX name -> Value in the scope being converted (a ChainMap in a subgraph)
         self.constant_bytes = 0  # of the constants made through `const` so far
 
     def fail(self, message: str) -> UnsupportedError:
@@ -117,17 +126,65 @@ class ImportContext:
         self.constant_bytes += v.const.nbytes
         return v
 
-    def constant_of(self, value: Value | None, what: str) -> np.ndarray:
-        """The constant behind an input that edgec needs at compile time (a shape, axes, ...)."""
+    def constant_of(self, value: Value | None, what: str, why: str = STATIC_SHAPES) -> np.ndarray:
+        """The constant behind an input that edgec needs at compile time (a shape, axes, ...);
+        `why` says in the error why it must be one and what to do."""
         if value is None:
             raise self.fail(f"input '{what}' is missing")
         if not value.is_const:
-            err = self.fail(f"input '{what}' must be a constant: edgec compiles static shapes only; "
-                            "fix the model's input shapes with --input-shape so it can be computed")
+            err = self.fail(f"input '{what}' must be a constant: {why}")
             # The graph input it is, if any: the ONNX backend binds such inputs at their first run.
             err.needs_constant = value.name if any(v is value for v in self.graph.inputs) else None
             raise err
         return value.const_value()
+
+    def subgraph(self, gp, inputs: list[Value], name: str) -> list[Value]:
+        """Import subgraph `gp` (attribute `name` of the node being converted: If's branches,
+        Loop's and Scan's body) inline into the graph, by the walker of the main graph: its formal
+        inputs bound to `inputs`, its initializers made constants, and every other name it reads
+        resolved in the scopes around it (captured outer values, also from nested subgraphs).
+        Its nodes' origins are `<this node>/<name>/<their own>`. Returns its outputs' values."""
+        from collections import ChainMap
+        if len(inputs) != len(gp.input):
+            raise self.fail(f"its subgraph '{name}' takes {len(gp.input)} inputs; the node gives it {len(inputs)}")
+        node, origin, outer = self.node, self.origin, self.env
+        env = ChainMap({}, outer)
+        for t in gp.initializer:
+            env[t.name] = self.const(_tensor_array(t))
+        for formal, v in zip(gp.input, inputs):
+            env[formal.name] = v
+        try:
+            _convert_nodes(self, gp, env, f"{origin}/{name}/")
+        finally:
+            self.node, self.origin, self.env = node, origin, outer
+        missing = [o.name for o in gp.output if o.name not in env]
+        if missing:
+            raise self.fail(f"output '{missing[0]}' of its subgraph '{name}' is an output that edgec does not "
+                            "compute for its node")
+        return [env[o.name] for o in gp.output]
+
+
+def subgraphs(node) -> list[tuple[str, Any]]:
+    """(attribute name, GraphProto) for each subgraph a node's attributes hold (If's branches,
+    Loop's and Scan's body)."""
+    out = []
+    for a in node.attribute:
+        if a.type == 5:  # GRAPH
+            out.append((a.name, a.g))
+        elif a.type == 10:  # GRAPHS
+            out.extend((a.name, g) for g in a.graphs)
+    return out
+
+
+def walk_nodes(gp, prefix: str = ""):
+    """(node, name) for every node of `gp` and, after each node, of the subgraphs it holds, in
+    order; name is the node's name or #index in its own graph, after the names of the nodes and
+    attributes that hold it (`loop/body/#0`)."""
+    for i, n in enumerate(gp.node):
+        name = prefix + (n.name or f"#{i}")
+        yield n, name
+        for attr, sub in subgraphs(n):
+            yield from walk_nodes(sub, f"{name}/{attr}/")
 
 
 def _read_model(model: Any):
@@ -269,9 +326,12 @@ def _attr_values(node) -> dict[str, Any]:
     from onnx import helper
     out = {}
     for a in node.attribute:
-        if a.type in (5, 10, 11, 12):  # GRAPH, GRAPHS, SPARSE_TENSOR, SPARSE_TENSORS
+        if a.type == 5:  # GRAPH: the converter imports it with ctx.subgraph
+            out[a.name] = a.g
+            continue
+        if a.type in (10, 11, 12):  # GRAPHS, SPARSE_TENSOR, SPARSE_TENSORS
             raise UnsupportedError(f"ONNX node '{node.name or node.op_type}' ({node.op_type}): "
-                                   f"attribute '{a.name}' holds a subgraph or sparse tensor, not supported")
+                                   f"attribute '{a.name}' holds a list of graphs or a sparse tensor, not supported")
         try:
             v = helper.get_attribute_value(a)
         except Exception as e:  # noqa: BLE001 - protobuf content is untrusted
@@ -378,13 +438,16 @@ def _check_names_utf8(gp) -> None:
                              "UTF-8 text")
 
 
-def _check_graph(gp) -> None:
+def _check_graph(gp, outer: frozenset[str] | None = None, prefix: str = "") -> None:
     """The graph's structure: at least one output; every name defined once (initializers, inputs,
     node outputs) and before its use (a dangling input, a cycle or nodes out of topological order
-    are refused); every graph output produced; inputs are tensors of a supported data type."""
+    are refused); every graph output produced; inputs are tensors of a supported data type.
+    The subgraphs its nodes hold are checked the same way, as the node's attribute `prefix`
+    names them, where `outer` are the names of the scopes around them that they may read (their
+    formal inputs are bound by the node, so their types are the node's business)."""
+    where = f"subgraph '{prefix.rstrip('/')}'" if prefix else "the model"
     if not gp.output:
-        raise ModelError("the model has no outputs; an ONNX graph must declare at least one "
-                         "(graph.output)")
+        raise ModelError(f"{where} has no outputs; an ONNX graph must declare at least one (graph.output)")
     _check_names_utf8(gp)
     defined: set[str] = set()
     for t in gp.initializer:
@@ -397,25 +460,62 @@ def _check_graph(gp) -> None:
             continue
         if inp.name in defined:
             raise ModelError(f"input name '{inp.name}' is defined twice")
-        if not inp.type.HasField("tensor_type"):
-            raise UnsupportedError(f"input '{inp.name}' is not a tensor")
-        _dtype_of(inp.type.tensor_type.elem_type, f"input '{inp.name}'")
+        if outer is None:
+            if not inp.type.HasField("tensor_type"):
+                raise UnsupportedError(f"input '{inp.name}' is not a tensor")
+            _dtype_of(inp.type.tensor_type.elem_type, f"input '{inp.name}'")
         defined.add(inp.name)
+    outer = outer or frozenset()
     for i, n in enumerate(gp.node):
         for name in n.input:
-            if name and name not in defined:
-                raise ModelError(f"ONNX node '{_origin(n, i)}' ({n.op_type}) uses '{name}', which no "
+            if name and name not in defined and name not in outer:
+                raise ModelError(f"ONNX node '{prefix}{_origin(n, i)}' ({n.op_type}) uses '{name}', which no "
                                  "earlier node, input or initializer defines (a dangling input, a cycle "
                                  "or nodes out of topological order)")
+        for attr, sub in subgraphs(n):
+            _check_graph(sub, outer | defined, f"{prefix}{_origin(n, i)}/{attr}/")
         for name in n.output:
             if name in defined:
-                raise ModelError(f"ONNX node '{_origin(n, i)}' ({n.op_type}) defines '{name}', which is "
+                raise ModelError(f"ONNX node '{prefix}{_origin(n, i)}' ({n.op_type}) defines '{name}', which is "
                                  "already defined (names must be unique)")
             if name:
                 defined.add(name)
     for o in gp.output:
-        if o.name not in defined:
-            raise ModelError(f"graph output '{o.name}' is not produced by any node")
+        if o.name not in defined and o.name not in outer:
+            raise ModelError(f"{'graph' if not prefix else where} output '{o.name}' is not produced by any node")
+
+
+def _convert_nodes(ctx: ImportContext, gp, env, prefix: str = "") -> None:
+    """Convert the nodes of graph `gp` in order with their converters, reading their inputs from
+    `env` (ONNX name -> Value) and defining their outputs there; `prefix` goes before their
+    origins (a subgraph's nodes: `If_2/then_branch/`). The main graph and every subgraph
+    (`ImportContext.subgraph`) go through here."""
+    # Names read here or in the subgraphs of these nodes (captures): outputs to keep.
+    read = {name for n, _ in walk_nodes(gp) for name in n.input} | {o.name for o in gp.output}
+    ctx.env = env
+    opset = ctx.opset
+    for i, n in enumerate(gp.node):
+        if any(name and name not in read for name in n.output[1:]) and n.domain in ("", "ai.onnx"):
+            n = _without_unread_outputs(n, read, opset)
+        ctx.node, ctx.origin = n, prefix + _origin(n, i)
+        if n.domain in ("", "ai.onnx"):  # other domains' converters check their own arity
+            _check_arity(ctx, n)
+        attrs = _attr_values(n)
+        for (op_type, name), default in NEWER_ATTRS.items():
+            if n.op_type == op_type and attrs.get(name, default) != default:
+                raise ctx.fail(f"attribute {name}={attrs[name]!r} is not supported (only {default!r})")
+        for name in n.input:
+            if name and name not in env:  # defined (load_model checked) but not computed
+                raise ctx.fail(f"uses '{name}', an output that edgec does not compute for its node")
+        node_inputs = [env[name] if name else None for name in n.input]
+        try:
+            outs = ONNX_CONVERTERS[onnx_key(n.domain, n.op_type)](ctx, n, node_inputs, attrs)
+        except EdgecError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a malformed node must not crash the import
+            raise ctx.fail(f"the importer failed on this node ({type(e).__name__}: {e}); "
+                           "its attributes or inputs may be malformed") from e
+        env.update((name, v) for name, v in zip(n.output, outs) if name)
 
 
 def load_model(model: Any) -> tuple[Any, int]:
@@ -504,12 +604,12 @@ def import_onnx(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = No
     gp = proto.graph
     input_shapes = dict(input_shapes or {})
 
-    # Every unsupported op, at once.
+    # Every unsupported op, at once (in subgraphs too).
     unsupported: dict[str, list[str]] = {}
-    for i, n in enumerate(gp.node):
+    for n, name in walk_nodes(gp):
         key = onnx_key(n.domain, n.op_type)
         if key not in ONNX_CONVERTERS:
-            unsupported.setdefault(key, []).append(n.name or f"#{i}")
+            unsupported.setdefault(key, []).append(name)
     if unsupported:
         parts = [f"{t} (nodes: {', '.join(names[:10])}{', ...' if len(names) > 10 else ''})"
                  for t, names in sorted(unsupported.items())]
@@ -541,29 +641,7 @@ def import_onnx(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = No
         env[inp.name] = graph.add_input(inp.name, TensorType(ONNX_DTYPES[inp.type.tensor_type.elem_type],
                                                              shapes[inp.name]))
 
-    read = {name for n in gp.node for name in n.input} | {o.name for o in gp.output}
-    for i, n in enumerate(gp.node):
-        if any(name and name not in read for name in n.output[1:]) and n.domain in ("", "ai.onnx"):
-            n = _without_unread_outputs(n, read, opset)
-        ctx.node, ctx.origin = n, _origin(n, i)
-        if n.domain in ("", "ai.onnx"):  # other domains' converters check their own arity
-            _check_arity(ctx, n)
-        attrs = _attr_values(n)
-        for (op_type, name), default in NEWER_ATTRS.items():
-            if n.op_type == op_type and attrs.get(name, default) != default:
-                raise ctx.fail(f"attribute {name}={attrs[name]!r} is not supported (only {default!r})")
-        for name in n.input:
-            if name and name not in env:  # defined (load_model checked) but not computed
-                raise ctx.fail(f"uses '{name}', an output that edgec does not compute for its node")
-        node_inputs = [env[name] if name else None for name in n.input]
-        try:
-            outs = ONNX_CONVERTERS[onnx_key(n.domain, n.op_type)](ctx, n, node_inputs, attrs)
-        except EdgecError:
-            raise
-        except Exception as e:  # noqa: BLE001 - a malformed node must not crash the import
-            raise ctx.fail(f"the importer failed on this node ({type(e).__name__}: {e}); "
-                           "its attributes or inputs may be malformed") from e
-        env.update((name, v) for name, v in zip(n.output, outs) if name)
+    _convert_nodes(ctx, gp, env)
 
     outputs = []
     for o in gp.output:

@@ -590,12 +590,15 @@ def test_unsupported_ops_listed_in_one_message(tmp_path):
     expect_compile_error(save(m, tmp_path), tmp_path, UnsupportedError, "FooBar")
 
 
-def test_subgraph_attribute_refused():
-    """A control-flow op that is registered still refuses subgraphs cleanly (or is unsupported)."""
-    body = helper.make_graph([helper.make_node("Identity", ["x"], ["z"])], "body", [], [vi("z", F, [2])])
-    m = model([helper.make_node("If", ["cond"], ["y"], name="branch", then_branch=body, else_branch=body)],
+def test_malformed_subgraph_refused_before_import():
+    """A subgraph's structure is checked with the main graph's: a name that neither it nor the
+    scopes around it define (here one defined only after its node) is named with the node's path."""
+    then = helper.make_graph([helper.make_node("Relu", ["late"], ["t"])], "then", [], [vi("t", F, [2])])
+    other = helper.make_graph([helper.make_node("Relu", ["x"], ["e"])], "else", [], [vi("e", F, [2])])
+    m = model([helper.make_node("If", ["cond"], ["y"], name="branch", then_branch=then, else_branch=other),
+               helper.make_node("Neg", ["x"], ["late"])],
               [vi("cond", TensorProto.BOOL, []), vi("x", F, [2])], [vi("y", F, [2])])
-    expect_error(m, UnsupportedError, "If", "branch")
+    expect_error(m, ModelError, "ONNX node 'branch/then_branch/Relu_0' (Relu) uses 'late'")
 
 
 # ---- edgec inspect ---------------------------------------------------------------------------
