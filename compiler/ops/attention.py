@@ -11,7 +11,11 @@ matmul) and `fuse-elementwise` then compile into few kernels. `attend` is the sh
     probs  = where(fully masked row, 0, probs)      only when some row can be fully -inf masked
     y      = probs @ v
 
-on q [B, Hq, Sq, D], k [B, Hkv, Skv, D], v [B, Hkv, Skv, Dv] with Hq a multiple of Hkv (grouped
+For float16, q and k are each scaled by sqrt(scale) before the matmul instead (q @ k^T could
+overflow float16, as the ONNX spec warns), and the softmax runs in float32 unless
+softmax_precision says otherwise (with a float16 softmax, three of the backend's float16 cases
+miss the reference by an ulp). The shapes are
+q [B, Hq, Sq, D], k [B, Hkv, Skv, D], v [B, Hkv, Skv, Dv] with Hq a multiple of Hkv (grouped
 query attention: query head h uses key/value head h // (Hq / Hkv), by reshaping q to
 [B, Hkv, Hq/Hkv, Sq, D] against k and v as [B, Hkv, 1, Skv, .]; nothing is repeated).
 
@@ -117,9 +121,13 @@ def attend(ctx, q, k, v, bias=None, scale: float | None = None, softcap: float =
         raise ctx.fail(f"{hq} query heads cannot share {hkv} key and {v.type.shape[1]} value heads")
     groups = hq // hkv
     scale = 1 / math.sqrt(d) if scale is None else scale
+    if dtype == "f16":  # q and k each scaled by sqrt(scale) first, as the spec says: q @ k^T may overflow
+        root = _const(ctx, math.sqrt(scale), dtype)
+        q, k = ctx.emit1("mul", [q, root]), ctx.emit1("mul", [k, root])
     scores = ctx.emit1("matmul", [_grouped(ctx, q, groups), _key_side(ctx, k, groups)], {"transpose_b": 1})
     scores = _reshape(ctx, scores, [b, hq, sq, skv])
-    scores = ctx.emit1("mul", [scores, _const(ctx, scale, dtype)])
+    if dtype != "f16":
+        scores = ctx.emit1("mul", [scores, _const(ctx, scale, dtype)])
     modes = {0: scores}
     if softcap > 0:
         capped = ctx.emit1("tanh", [ctx.emit1("div", [scores, _const(ctx, softcap, dtype)])])
@@ -128,6 +136,7 @@ def attend(ctx, q, k, v, bias=None, scale: float | None = None, softcap: float =
     if bias is not None:
         scores = ctx.emit1("add", [scores, bias])
     modes[2] = scores
+    softmax_dtype = softmax_dtype or ("f32" if dtype == "f16" else None)  # float16 scores: float32 softmax
     if softmax_dtype not in (None, dtype):
         scores = ctx.emit1("cast", [scores], {"to": softmax_dtype})
     probs = ctx.emit1("softmax", [scores], {"axis": -1})
