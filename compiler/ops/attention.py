@@ -272,11 +272,11 @@ def _import_rotary_embedding(ctx, node, inputs, attrs):
             raise ctx.fail(f"3-D X {x.type} needs num_heads that divides its hidden size, got {heads}")
         work = _reshape(ctx, x, [shape[0], shape[1], heads, shape[2] // heads])  # [B, S, H, D]
         batch, seq = shape[0], shape[1]
-        cache_shape = lambda half: [batch, seq, 1, half]  # noqa: E731
+        cache_dims = [batch, seq, 1]  # the caches broadcast over the heads
     elif x.type.rank == 4:
         work = x  # [B, H, S, D]
         batch, seq = shape[0], shape[2]
-        cache_shape = lambda half: [batch, 1, seq, half]  # noqa: E731
+        cache_dims = [batch, 1, seq]
     else:
         raise ctx.fail(f"X must be 3-D or 4-D, got {x.type}")
     head = work.type.shape[3]
@@ -291,7 +291,7 @@ def _import_rotary_embedding(ctx, node, inputs, attrs):
         if c.type.shape[-1] != half or c.type.size != batch * seq * half:
             raise ctx.fail(f"{name} (indexed by position_ids, if given) is {c.type}; it must be "
                            f"[{batch}, {seq}, {half}] for rotary_embedding_dim {rot}")
-    cos, sin = _reshape(ctx, cos, cache_shape(half)), _reshape(ctx, sin, cache_shape(half))
+    cos, sin = _reshape(ctx, cos, [*cache_dims, half]), _reshape(ctx, sin, [*cache_dims, half])
 
     def part(start, end, step=1):
         return ctx.emit1("slice", [work], {"starts": [start], "ends": [end], "axes": [3], "steps": [step]})
