@@ -153,6 +153,10 @@ def _import_skip_layer_norm(ctx, node, inputs, attrs):
     else:
         y = ctx.emit1("layer_norm", [total, gamma] + ([beta] if beta is not None else []),
                       {"axis": -1, "epsilon": eps})
-        mean, inv_std = layer_norm_stats(ctx, total, -1, eps) if named[1] or named[2] else (None, None)
+        mean, inv_std = None, None
+        if named[1] or named[2]:
+            if total.type.dtype != "f32":
+                raise ctx.fail(f"the mean and inv_std_var outputs are supported for float32 input, got {total.type}")
+            mean, inv_std = layer_norm_stats(ctx, total, -1, eps)
     # An output that is not named is not computed (None): the importer skips unnamed outputs.
     return [y, mean, inv_std, total][:len(node.output)]

@@ -29,6 +29,8 @@ def _nll(ctx, log_prob, target, weight, attrs):
                        f"input {x}, target {target.type}")
     if target.type.dtype not in ("i32", "i64"):
         raise ctx.fail(f"the target must be int32 or int64, got {target.type}")
+    if weight is not None and weight.type.shape != (x.shape[1],):
+        raise ctx.fail(f"the weight must have one value per class, shape [{x.shape[1]}], got {weight.type}")
     reduction = attrs.get("reduction", "mean")
     if reduction not in REDUCTIONS:
         raise ctx.fail(f"reduction {reduction!r} is not one of {', '.join(REDUCTIONS)}")

@@ -184,6 +184,9 @@ def test_layer_normalization_before_opset_17():
     (lambda: ms_model("BiasGelu", {"x": XS}, {}), "has 1 inputs; com.microsoft.BiasGelu takes 2 to 2"),
     (lambda: ms_model("SkipSimplifiedLayerNormalization", {"x": XS, "skip": SKIP}, {"gamma": G}, outputs=2),
      "does not compute the mean output of SkipSimplifiedLayerNormalization"),
+    (lambda: ms_model("SkipLayerNormalization", {"x": XS.astype(np.float16), "skip": SKIP.astype(np.float16)},
+                      {"gamma": G.astype(np.float16)}, outputs=3),
+     "the mean and inv_std_var outputs are supported for float32 input, got f16[2,3,16]"),
     (lambda: node_model("SimplifiedLayerNormalization", {"x": XS}, {"scale": G, "b": G}, opset=17),
      "has 3 inputs; ONNX Runtime's SimplifiedLayerNormalization-1 takes 2 to 2"),
 ])

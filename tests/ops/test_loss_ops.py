@@ -62,17 +62,20 @@ def test_losses_compiled_at_O2():
     check_model(m, {"x": x, "t": target}, level=2)
 
 
-@pytest.mark.parametrize("target_shape,attrs,message", [
-    ((3, 2), {}, "the target must have the input's shape without its class axis"),
-    ((3, 4), {"reduction": "max"}, "reduction 'max' is not one of none, sum, mean"),
+@pytest.mark.parametrize("target_shape,weight_shape,attrs,message", [
+    ((3, 2), None, {}, "the target must have the input's shape without its class axis"),
+    ((3, 4), (C + 1,), {}, f"the weight must have one value per class, shape [{C}], got f32[{C + 1}]"),
+    ((3, 4), None, {"reduction": "max"}, "reduction 'max' is not one of none, sum, mean"),
 ])
-def test_bad_losses_are_refused(target_shape, attrs, message):
+def test_bad_losses_are_refused(target_shape, weight_shape, attrs, message):
     """Built without ONNX's shape inference, which would refuse the first model itself."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, (3, C, 4))
-    target = numpy_helper.from_array(np.zeros(target_shape, np.int64), "t")
-    node = helper.make_node("NegativeLogLikelihoodLoss", ["x", "t"], ["y"], name="NegativeLogLikelihoodLoss_node",
-                            **attrs)
-    graph = helper.make_graph([node], "bad", [x], [onnx.ValueInfoProto(name="y")], [target])
+    inits = [numpy_helper.from_array(np.zeros(target_shape, np.int64), "t")]
+    if weight_shape:
+        inits.append(numpy_helper.from_array(np.ones(weight_shape, np.float32), "w"))
+    node = helper.make_node("NegativeLogLikelihoodLoss", ["x", "t"] + ["w"] * bool(weight_shape), ["y"],
+                            name="NegativeLogLikelihoodLoss_node", **attrs)
+    graph = helper.make_graph([node], "bad", [x], [onnx.ValueInfoProto(name="y")], inits)
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(EdgecError, match="NegativeLogLikelihoodLoss_node") as info:
         edgec.import_onnx(m)
