@@ -13,6 +13,8 @@ ORT 1.32's CPU kernels (tests/ops/test_contrib_ops.py compares with it).
   Tanh, Softplus, Softsign, LeakyRelu (alpha), Elu (alpha), Celu (alpha), ThresholdedRelu (alpha),
   HardSigmoid (alpha, beta), Selu (alpha, gamma), ParametricSoftplus (alpha * softplus(beta * x)),
   ScaledTanh (alpha * tanh(beta * x)); ORT requires the activation and each of its parameters.
+- FusedMatMul(A, B) {alpha=1, transA, transB} -> matmul {transpose_a, transpose_b} [* alpha] (numpy
+  matmul; transBatchA/transBatchB other than 0 are refused).
 - Gelu(X) -> gelu (erf form); BiasGelu(A, B) -> gelu(A + B); FastGelu(X[, bias]) ->
   gelu{approximate="tanh"}(X + bias): ORT's 0.5 x (1 + tanh(0.797885 x + 0.035677 x^3)).
 - QuickGelu(X) {alpha=1.702} -> X * sigmoid(alpha * X).
@@ -101,6 +103,17 @@ def _import_fused_gemm(ctx, node, inputs, attrs):
     if missing:
         raise ctx.fail(f"activation {name} needs the attribute(s) {', '.join(missing)}")
     return [_activation(ctx, y, name, [attrs[f"activation_{p}"] for p in ACTIVATIONS[name][1]])]
+
+
+@onnx_op("FusedMatMul", domain=MS)
+def _import_fused_matmul(ctx, node, inputs, attrs):
+    a, b = _arity(ctx, inputs, 2, 2)
+    batched = [name for name in ("transBatchA", "transBatchB") if attrs.get(name, 0)]
+    if batched:
+        raise ctx.fail(f"{' and '.join(batched)} other than 0 is not supported")
+    y = ctx.emit1("matmul", [a, b], {"transpose_a": attrs.get("transA", 0), "transpose_b": attrs.get("transB", 0)})
+    alpha = attrs.get("alpha", 1.0)
+    return [y] if alpha == 1.0 else ctx.emit("mul", [y, ctx.const(_scalar(y, alpha))])
 
 
 @onnx_op("Gelu", domain=MS)

@@ -1,8 +1,11 @@
-"""ONNX Runtime's float contrib ops (com.microsoft FusedConv, FusedGemm, Gelu, FastGelu, BiasGelu,
+"""ONNX Runtime's float contrib ops (com.microsoft FusedConv, FusedGemm, FusedMatMul, Gelu, FastGelu, BiasGelu,
 QuickGelu, BiasAdd, SkipLayerNormalization, SkipSimplifiedLayerNormalization) and its ONNX-domain
 SimplifiedLayerNormalization and pre-opset-17 LayerNormalization against ONNX Runtime: the reference
 interpreter for every variant, one host build at -O2 of a model with each op, and the -O2 graph they
 become (the decompositions fuse back into one kernel each)."""
+
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +14,9 @@ from onnx import helper
 import edgec
 from edgec.errors import EdgecError
 from onnx_util import check_model, make_model, multi_node_model, node_model, run_ort, assert_close
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+import make_models  # noqa: E402
 
 MS = "com.microsoft"
 rng = np.random.default_rng(3)
@@ -63,6 +69,11 @@ FUSED_GEMM = [
      {"activation": "ParametricSoftplus", "activation_alpha": 0.3, "activation_beta": 2.0}),
     ("FusedGemm", {"a": A}, {"b": B, "c": C}, {"activation": "ScaledTanh", "activation_alpha": 1.5, "activation_beta": 0.5}),
 ]
+FUSED_MATMUL = [
+    ("FusedMatMul", {"a": randn(2, 3, 4, 6)}, {"b": randn(5, 6)}, {"transB": 1, "alpha": 0.125}),
+    ("FusedMatMul", {"a": randn(3, 6, 4), "b": randn(3, 6, 5)}, {}, {"transA": 1}),
+    ("FusedMatMul", {"a": randn(4, 6), "b": randn(2, 6, 5)}, {}, {}),
+]
 H = 16
 XS, SKIP, G, BETA, BIAS = randn(2, 3, H) * 3, randn(2, 3, H), randn(H), randn(H), randn(H)
 GELU = [
@@ -82,7 +93,7 @@ SKIP_NORM = [
     ("SkipSimplifiedLayerNormalization", {"x": XS, "skip": SKIP}, {"gamma": G}, {}),
     ("SkipSimplifiedLayerNormalization", {"x": XS, "skip": SKIP[:1]}, {"gamma": G, "bias": BIAS}, {"epsilon": 1e-3}),
 ]
-CASES = FUSED_CONV + FUSED_GEMM + GELU + SKIP_NORM
+CASES = FUSED_CONV + FUSED_GEMM + FUSED_MATMUL + GELU + SKIP_NORM
 
 
 def _case_id(case):
@@ -98,7 +109,7 @@ def test_contrib_op_interpreted(case):
 
 def test_contrib_ops_compiled_at_O2():
     """One case of each op in one model, built for the host at -O2 (one compile)."""
-    picked = [FUSED_CONV[6], FUSED_CONV[3], FUSED_GEMM[5], GELU[0], GELU[2], GELU[3], GELU[4], SKIP_NORM[2],
+    picked = [FUSED_CONV[6], FUSED_CONV[3], FUSED_GEMM[5], FUSED_MATMUL[0], GELU[0], GELU[2], GELU[3], GELU[4], SKIP_NORM[2],
               SKIP_NORM[5]]
     cases = [(f"{MS}.{c[0]}", *c[1:]) for c in picked]
     model, feeds = multi_node_model(cases)
@@ -136,6 +147,27 @@ def test_contrib_ops_fuse_into_one_kernel_each_at_O2():
         ("conv", "relu"), ("dense", "leaky_relu"), ("fused", ""), ("layer_norm", "")], graph
     body = computing[2].attrs["body"]
     assert 'dense(%0, %1, %2) {activation="gelu_tanh"' in body and "add(" in body, body
+
+
+@pytest.mark.parametrize("name,contrib_ops", [("mlp", {"FusedGemm"}), ("mobilenetv2", {"FusedConv"}),
+                                              ("transformer", {"SkipLayerNormalization", "Gelu", "FusedMatMul"})])
+def test_models_onnx_runtime_optimized(name, contrib_ops, tmp_path):
+    """tools/make_models.py's small models as ONNX Runtime writes them after its own fusions
+    (ORT_ENABLE_EXTENDED, saved with optimized_model_filepath): edgec's interpreter on that model
+    against ORT's run of it."""
+    import onnx
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(make_models.build(name, small=True).SerializeToString(), options,
+                         providers=["CPUExecutionProvider"])
+    model = onnx.load(options.optimized_model_filepath)
+    assert contrib_ops <= {n.op_type for n in model.graph.node if n.domain == MS}  # else the test proves nothing
+    graph = edgec.import_onnx(model)
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    feeds = {model.graph.input[0].name: rng.standard_normal(shape).astype(np.float32)}
+    assert_close(edgec.interpret(graph, feeds), run_ort(model, feeds), what=name)
 
 
 def test_ops_without_an_ort_cpu_kernel_match_their_onnx_form():
@@ -181,6 +213,8 @@ def test_layer_normalization_before_opset_17():
      "activation 'Gelu' is not one com.microsoft.FusedConv defines"),
     (lambda: ms_model("FusedConv", {"x": X4}, {"w": W4}, activation="Clip", activation_params=[0.0]),
      "activation Clip takes 2 activation_params, got 1"),
+    (lambda: ms_model("FusedMatMul", {"a": A}, {"b": B}, transBatchA=1),
+     "transBatchA other than 0 is not supported"),
     (lambda: ms_model("BiasGelu", {"x": XS}, {}), "has 1 inputs; com.microsoft.BiasGelu takes 2 to 2"),
     (lambda: ms_model("SkipSimplifiedLayerNormalization", {"x": XS, "skip": SKIP}, {"gamma": G}, outputs=2),
      "does not compute the mean output of SkipSimplifiedLayerNormalization"),
