@@ -28,10 +28,9 @@ def randn(*shape):
 
 def ms_model(op_type, inputs, initializers, names=None, outputs=1, **attrs):
     """A one-node com.microsoft model; `outputs` is a count or a list of output names ("" omitted)."""
-    outs = [f"out{i}" for i in range(outputs)] if isinstance(outputs, int) else outputs
-    names = names if names is not None else [*inputs, *initializers]
-    node = helper.make_node(op_type, names, outs, name=f"{op_type}_node", domain=MS, **attrs)
-    return make_model([node], inputs, [o for o in outs if o], initializers)
+    counted = isinstance(outputs, int)
+    return node_model(f"{MS}.{op_type}", inputs, initializers, n_outputs=outputs if counted else 1, input_names=names,
+                      output_names=None if counted else outputs, **attrs)
 
 
 X4, W4, B4 = randn(1, 3, 7, 7), randn(4, 3, 3, 3), randn(4)
