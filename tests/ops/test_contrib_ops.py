@@ -1,8 +1,9 @@
 """ONNX Runtime's float contrib ops (com.microsoft FusedConv, FusedGemm, FusedMatMul, Gelu, FastGelu, BiasGelu,
 QuickGelu, BiasAdd, SkipLayerNormalization, SkipSimplifiedLayerNormalization) and its ONNX-domain
 SimplifiedLayerNormalization and pre-opset-17 LayerNormalization against ONNX Runtime: the reference
-interpreter for every variant, one host build at -O2 of a model with each op, and the -O2 graph they
-become (the decompositions fuse back into one kernel each)."""
+interpreter for every variant, one host build at -O2 of a model with each op, the -O2 graph they
+become (the decompositions fuse back into one kernel each) and that chain on arm-a72 under qemu, and
+small models as ORT's own fusions write them."""
 
 import sys
 from pathlib import Path
@@ -13,7 +14,9 @@ from onnx import helper
 
 import edgec
 from edgec.errors import EdgecError
+from edgec.verify import verify_model
 from onnx_util import check_model, make_model, multi_node_model, node_model, run_ort, assert_close
+from toolchain import needs_arm_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 import make_models  # noqa: E402
@@ -126,11 +129,9 @@ def test_skip_layer_norm_extra_outputs():
                          outputs=["y", "", "inv_std", "sum"]), feeds)
 
 
-def test_contrib_ops_fuse_into_one_kernel_each_at_O2():
-    """The decompositions are what the fusion passes compile: a FusedConv with Relu is one conv
-    with the activation, FusedGemm one dense with its activation, MatMul + FastGelu(bias) one dense
-    with gelu_tanh, into which SkipLayerNormalization's add of the skip fuses (one kernel), then
-    the layer_norm."""
+def _fused_block():
+    """FusedConv (Relu) -> Flatten -> FusedGemm (LeakyRelu) -> MatMul -> FastGelu(bias) ->
+    SkipLayerNormalization, as ONNX Runtime's fusions leave such a chain."""
     nodes = [helper.make_node("FusedConv", ["x", "w", "b"], ["c"], domain=MS, pads=[1, 1, 1, 1], activation="Relu"),
              helper.make_node("Flatten", ["c"], ["f"]),
              helper.make_node("FusedGemm", ["f", "gw", "gb"], ["g"], domain=MS, activation="LeakyRelu",
@@ -140,12 +141,27 @@ def test_contrib_ops_fuse_into_one_kernel_each_at_O2():
              helper.make_node("SkipLayerNormalization", ["fg", "g", "lg", "lb"], ["y"], domain=MS)]
     inits = {"w": W4, "b": B4, "gw": randn(196, H), "gb": randn(H), "mw": randn(H, H), "mb": randn(H),
              "lg": G, "lb": BETA}
-    graph = edgec.optimize(edgec.import_onnx(make_model(nodes, {"x": X4}, ["y"], inits)), level=2)
+    return make_model(nodes, {"x": X4}, ["y"], inits)
+
+
+def test_contrib_ops_fuse_into_one_kernel_each_at_O2():
+    """The decompositions are what the fusion passes compile: a FusedConv with Relu is one conv
+    with the activation, FusedGemm one dense with its activation, MatMul + FastGelu(bias) one dense
+    with gelu_tanh, into which SkipLayerNormalization's add of the skip fuses (one kernel), then
+    the layer_norm."""
+    graph = edgec.optimize(edgec.import_onnx(_fused_block()), level=2)
     computing = [n for n in graph.nodes if n.op not in ("transpose", "reshape")]
     assert [(n.op, n.attrs.get("activation", "")) for n in computing] == [
         ("conv", "relu"), ("dense", "leaky_relu"), ("fused", ""), ("layer_norm", "")], graph
     body = computing[2].attrs["body"]
     assert 'dense(%0, %1, %2) {activation="gelu_tanh"' in body and "add(" in body, body
+
+
+@needs_arm_run
+def test_fused_block_on_arm():
+    """The same chain built for arm-a72 at -O2 and run under qemu, against ORT."""
+    report = verify_model(_fused_block(), target="arm-a72", level=2)
+    assert report.ok and all(o.compiled is not None for o in report.outputs), report.format()
 
 
 @pytest.mark.parametrize("name,contrib_ops", [("mlp", {"FusedGemm"}), ("mobilenetv2", {"FusedConv"}),
