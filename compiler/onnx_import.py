@@ -14,7 +14,9 @@ Each ONNX op type has a converter registered with `@onnx_op` beside the ops it p
 - lists every unsupported op type with the nodes that use it (in subgraphs too), in one message
   (an op of another domain is supported when an importer is registered for `domain.OpType`, such
   as ONNX Runtime's com.microsoft.QLinearAdd; its converter checks its arity, which ONNX has no
-  schema for);
+  schema for), and the ops of ONNX's own domain that ONNX Runtime defines where ONNX does not
+  (ORT_ONNX_DOMAIN: LayerNormalization before opset 17, SimplifiedLayerNormalization), checked
+  against ORT's schema;
 - fixes dynamic dims (a name or a negative dim_value such as -1) from `input_shapes`; refuses
   a dynamic dim left without a value (naming the `--input-shape` every such input needs), and
   a value that changes a static dim;
@@ -368,22 +370,32 @@ def _without_unread_outputs(node, read: set[str], opset: int):
     return copy
 
 
+# Ops of the ONNX domain that ONNX Runtime defines (its version 1) where ONNX does not (in the
+# model's opset), as ORT-optimized models carry them: (inputs, outputs) as (least, most) of
+# ORT's schema.
+ORT_ONNX_DOMAIN = {"LayerNormalization": ((2, 3), (1, 3)), "SimplifiedLayerNormalization": ((2, 2), (1, 2))}
+
+
 def _check_arity(ctx: ImportContext, node) -> None:
-    """The node's input and output counts against the ONNX schema of the model's opset."""
+    """The node's input and output counts against the ONNX schema of the model's opset, or
+    against ONNX Runtime's for an op of ORT_ONNX_DOMAIN that ONNX does not define in it."""
     import onnx.defs
     try:
         schema = onnx.defs.get_schema(node.op_type, ctx.opset, "")
+        name = f"{node.op_type}-{schema.since_version}"
+        ins, outs = (schema.min_input, schema.max_input), (schema.min_output, schema.max_output)
     except onnx.defs.SchemaError:
-        raise ctx.fail(f"ONNX defines no {node.op_type} in opset {ctx.opset}") from None
+        if node.op_type not in ORT_ONNX_DOMAIN:
+            raise ctx.fail(f"ONNX defines no {node.op_type} in opset {ctx.opset}") from None
+        name = f"ONNX Runtime's {node.op_type}-1"
+        ins, outs = ORT_ONNX_DOMAIN[node.op_type]
     n_in = len(node.input)
     while n_in and not node.input[n_in - 1]:  # trailing omitted optional inputs
         n_in -= 1
-    if not schema.min_input <= n_in <= schema.max_input:
-        raise ctx.fail(f"has {n_in} inputs; {node.op_type}-{schema.since_version} takes "
-                       f"{schema.min_input} to {schema.max_input}")
-    if not schema.min_output <= len(node.output) <= schema.max_output:
-        raise ctx.fail(f"has {len(node.output)} outputs; {node.op_type}-{schema.since_version} gives "
-                       f"{schema.min_output} to {schema.max_output}")
+    if not ins[0] <= n_in <= ins[1]:
+        raise ctx.fail(f"has {n_in} inputs; {name} takes {ins[0]} to {ins[1]}")
+    if not outs[0] <= len(node.output) <= outs[1]:
+        raise ctx.fail(f"has {len(node.output)} outputs; {name} gives {outs[0]} to {outs[1]}")
 
 
 def _check_declared_output(o, computed: TensorType, fixed_shapes: bool) -> None:

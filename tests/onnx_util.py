@@ -39,13 +39,17 @@ def make_model(nodes, inputs: dict[str, np.ndarray], outputs: list[str], initial
 
 
 def node_model(op_type: str, inputs: dict[str, np.ndarray], initializers: dict | None = None,
-               n_outputs: int = 1, opset: int = 17, input_names: list[str] | None = None, **attrs):
+               n_outputs: int = 1, opset: int = 17, input_names: list[str] | None = None,
+               output_names: list[str] | None = None, **attrs):
     """A one-node model; `input_names` orders the node's inputs (defaults: inputs then initializers,
-    "" for an omitted optional input)."""
+    "" for an omitted optional input); `output_names` names its outputs (default: n_outputs of
+    them, out0, out1, ...; "" for an omitted one). op_type may name a domain
+    ("com.microsoft.FusedConv"); the node is named `<op_type>_node` (without the domain)."""
     names = input_names if input_names is not None else [*inputs, *(initializers or {})]
-    outs = [f"out{i}" for i in range(n_outputs)]
-    node = helper.make_node(op_type, names, outs, name=f"{op_type}_node", **attrs)
-    return make_model([node], inputs, outs, initializers, opset)
+    outs = output_names if output_names is not None else [f"out{i}" for i in range(n_outputs)]
+    domain, _, op_type = op_type.rpartition(".")
+    node = helper.make_node(op_type, names, outs, name=f"{op_type}_node", domain=domain or None, **attrs)
+    return make_model([node], inputs, [o for o in outs if o], initializers, opset)
 
 
 def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -6,7 +6,8 @@
 For each ONNX op type with an importer: the opset range edgec accepts and the versions of the
 op's ONNX schema inside that range (each version is a semantic change that the importer handles).
 An op of another domain (ONNX Runtime's com.microsoft ops, which ONNX has no schemas for) is
-listed as `domain.OpType` with that domain's version 1.
+listed as `domain.OpType` with that domain's version 1; an op of the ONNX domain that ONNX Runtime
+defines where ONNX does not (`ORT_ONNX_DOMAIN`) with "ONNX Runtime's 1" before ONNX's versions.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import onnx.defs
 
-from edgec.onnx_import import MAX_OPSET, MIN_OPSET
+from edgec.onnx_import import MAX_OPSET, MIN_OPSET, ORT_ONNX_DOMAIN
 from edgec.ops import ONNX_CONVERTERS, OPS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -41,9 +42,11 @@ def table() -> str:
         if domain:
             rows.append(f"| {op} | {domain} 1 | 1 |")
             continue
-        versions = schema_versions(op)
-        first = max(MIN_OPSET, versions[0]) if versions else MIN_OPSET
-        rows.append(f"| {op} | {first}-{MAX_OPSET} | {', '.join(map(str, versions)) or '-'} |")
+        versions = [str(v) for v in schema_versions(op)]
+        first = max(MIN_OPSET, int(versions[0])) if versions else MIN_OPSET
+        if op in ORT_ONNX_DOMAIN:
+            first, versions = MIN_OPSET, ["ONNX Runtime's 1", *versions]
+        rows.append(f"| {op} | {first}-{MAX_OPSET} | {', '.join(versions) or '-'} |")
     return "\n".join(rows)
 
 

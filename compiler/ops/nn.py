@@ -711,11 +711,23 @@ register_op(OpDef("layer_norm", _ln_infer, _ln_ref, _ln_lower,
                   summary="layer normalization over axes [axis, rank), scale and optional bias"))
 
 
+def layer_norm_stats(ctx, x, axis: int, epsilon: float):
+    """(mean(x), 1 / sqrt(mean((x - mean)^2) + epsilon)) over axes [axis, rank) of a float32 x, the
+    normalized axes kept as 1, as edgec ops: LayerNormalization's Mean and InvStdDev outputs."""
+    reduce = {"axes": list(range(axis % x.type.rank, x.type.rank)), "keepdims": 1}
+    mean = ctx.emit1("reduce_mean", [x], reduce)
+    centered = ctx.emit1("sub", [x, mean])
+    var = ctx.emit1("reduce_mean", [ctx.emit1("mul", [centered, centered])], reduce)
+    std = ctx.emit1("sqrt", [ctx.emit1("add", [var, ctx.const(np.float32(epsilon))])])
+    return mean, ctx.emit1("reciprocal", [std])
+
+
 @_importer("LayerNormalization")
 def _import_layer_norm(ctx, node, inputs, attrs):
-    """axis, epsilon, optional bias. The optional Mean and InvStdDev outputs (shape of x with the
-    normalized axes kept as 1) are computed beside the layer_norm, for float32 x with the default
-    float32 stash_type: mean(x), 1 / sqrt(mean((x - mean)^2) + epsilon)."""
+    """axis, epsilon, optional bias (ONNX's opset 17, and ONNX Runtime's version 1 of the ONNX
+    domain that models of older opsets carry: the same op). The optional Mean and InvStdDev
+    outputs are computed beside the layer_norm (`layer_norm_stats`), for float32 x with the
+    default float32 stash_type."""
     x = inputs[0]
     eps = attrs.get("epsilon", 1e-5)
     ins = [v for v in inputs[:3] if v is not None]
@@ -725,34 +737,37 @@ def _import_layer_norm(ctx, node, inputs, attrs):
     if x.type.dtype != "f32" or attrs.get("stash_type", 1) != 1:
         raise ctx.fail(f"the Mean and InvStdDev outputs are supported for float32 input and stash_type 1, "
                        f"got {x.type.dtype} and stash_type {attrs.get('stash_type', 1)}")
-    axis = attrs.get("axis", -1) % x.type.rank
-    reduce = {"axes": list(range(axis, x.type.rank)), "keepdims": 1}
-    mean = ctx.emit1("reduce_mean", [x], reduce)
-    centered = ctx.emit1("sub", [x, mean])
-    var = ctx.emit1("reduce_mean", [ctx.emit1("mul", [centered, centered])], reduce)
-    std = ctx.emit1("sqrt", [ctx.emit1("add", [var, ctx.const(np.float32(eps))])])
-    return [y, mean, ctx.emit1("reciprocal", [std])][:len(node.output)]
+    return [y, *layer_norm_stats(ctx, x, attrs.get("axis", -1), eps)][:len(node.output)]
 
 
-@_importer("RMSNormalization")
-def _import_rms_norm(ctx, node, inputs, attrs):
-    """RMSNormalization (opset 23): x / sqrt(mean(x^2 over axes [axis, rank)) + epsilon) * scale,
-    decomposed into edgec ops; float16 input is computed in float32 (stash_type 1) and cast back."""
-    x, scale = inputs[0], inputs[1]
-    if attrs.get("stash_type", 1) != 1:
-        raise ctx.fail(f"stash_type {attrs['stash_type']} is not supported (1: float32)")
+def rms_norm(ctx, x, scale, axis: int, epsilon: float):
+    """(y, rms) as edgec ops: rms = sqrt(mean(x^2 over axes [axis, rank)) + epsilon), the normalized
+    axes kept as 1, and y = x / rms * scale. float16 is computed in float32 (y cast back, rms stays
+    float32); other dtypes are refused."""
     if x.type.dtype not in ("f16", "f32"):
-        raise ctx.fail(f"RMSNormalization takes float16 or float32 input, got {x.type}")
+        raise ctx.fail(f"RMS normalization takes float16 or float32 input, got {x.type}")
     dtype = x.type.dtype
     if dtype != "f32":
         x = ctx.emit1("cast", [x], {"to": "f32"})
         scale = ctx.emit1("cast", [scale], {"to": "f32"})
-    axis = attrs.get("axis", -1) % x.type.rank
     mean_square = ctx.emit1("reduce_mean", [ctx.emit1("mul", [x, x])],
-                            {"axes": list(range(axis, x.type.rank)), "keepdims": 1})
-    rms = ctx.emit1("sqrt", [ctx.emit1("add", [mean_square, ctx.const(np.float32(attrs.get("epsilon", 1e-5)))])])
+                            {"axes": list(range(axis % x.type.rank, x.type.rank)), "keepdims": 1})
+    rms = ctx.emit1("sqrt", [ctx.emit1("add", [mean_square, ctx.const(np.float32(epsilon))])])
     y = ctx.emit1("mul", [ctx.emit1("div", [x, rms]), scale])
-    return [y if dtype == "f32" else ctx.emit1("cast", [y], {"to": dtype})]
+    return (y if dtype == "f32" else ctx.emit1("cast", [y], {"to": dtype})), rms
+
+
+@_importer("RMSNormalization", "SimplifiedLayerNormalization")
+def _import_rms_norm(ctx, node, inputs, attrs):
+    """RMSNormalization (opset 23) and ONNX Runtime's SimplifiedLayerNormalization (its version 1
+    of the ONNX domain, which ONNX does not define; the same computation, with an optional second
+    output inv_std_var = 1 / rms in float32): `rms_norm`, stash_type 1 (float32) only."""
+    if attrs.get("stash_type", 1) != 1:
+        raise ctx.fail(f"stash_type {attrs['stash_type']} is not supported (1: float32)")
+    y, rms = rms_norm(ctx, inputs[0], inputs[1], attrs.get("axis", -1), attrs.get("epsilon", 1e-5))
+    if len(node.output) > 1 and node.output[1]:
+        return [y, ctx.emit1("reciprocal", [rms])]
+    return [y]
 
 
 @_importer("LpNormalization")

@@ -408,7 +408,7 @@ def _arity(ctx, inputs: list, least: int, most: int) -> list:
         n -= 1
     if not least <= n <= most:
         raise ctx.fail(f"has {n} inputs; {MS}.{ctx.node.op_type} takes {least} to {most}")
-    return list(inputs) + [None] * (most - len(inputs))
+    return (list(inputs) + [None] * most)[:most]
 
 
 def _scale_of(ctx, value, what: str) -> float:
