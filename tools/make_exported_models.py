@@ -129,7 +129,7 @@ def vad() -> onnx.ModelProto:
     y, _ = b.node("GRU", [x, *_rnn_weights(b, "gru", 3, features, hidden, 1)], "gru", n_outputs=2,
                   hidden_size=hidden, linear_before_reset=1)  # T x 1 x 1 x 64
     y = b.node("Squeeze", [y, b.constant("squeeze.axes", np.array([1], np.int64))], "Squeeze")  # T x 1 x 64
-    b.node("Sigmoid", [b.linear(y, hidden, 1, "fc")], "Sigmoid")
+    b.node("Sigmoid", [b.linear(y, hidden, 1, "fc", gain=16.0)], "Sigmoid")  # probabilities spread (0.3 to 0.85)
     b.nodes[-1].output[0] = "output"
     return b.model([("input", (1, frames, features))], [("output", (frames, 1, 1))])
 
