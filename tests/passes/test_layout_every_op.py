@@ -21,7 +21,7 @@ from tvm import relax
 
 import edgec
 from edgec import driver
-from edgec.ir import Graph, TensorType
+from edgec.ir import DTYPES, Graph, TensorType
 from edgec.ops import OPS
 from edgec.testing import ATTR_CHOICES, DISCONTINUOUS, DOMAINS, UNARY
 
@@ -36,11 +36,10 @@ class Example:
     """The graph the examples add to: `x()` a new conv's output (f32 SHAPE), `const`, `add`."""
 
     def __init__(self, g: Graph, x, seed: int):
-        self.g, self.input, self.rng, self.convs = g, x, np.random.default_rng(seed), 0
+        self.g, self.input, self.rng = g, x, np.random.default_rng(seed)
 
     def x(self):
         """A new conv of the graph input (weights of its own, so no two are merged by cse)."""
-        self.convs += 1
         w = self.const((SHAPE[1], self.input.type.shape[1], 3, 3), -0.5, 0.5)
         return self.add("conv", [self.input, w], {"pads": [1, 1, 1, 1]})
 
@@ -48,7 +47,7 @@ class Example:
         if dtype == "bool":
             return self.g.const(self.rng.random(shape) < 0.5)
         if dtype[0] in "iu":
-            return self.g.const(self.rng.integers(low, high + 1, size=shape).astype(np.dtype(_NP[dtype])))
+            return self.g.const(self.rng.integers(low, high + 1, size=shape).astype(DTYPES[dtype]))
         return self.g.const(self.rng.uniform(low, high, size=shape).astype(np.float32))
 
     def add(self, op, inputs, attrs=None):
@@ -71,7 +70,6 @@ class Example:
                                                         "dtype": dtype})
 
 
-_NP = {"i64": "int64", "i32": "int32", "i8": "int8", "u8": "uint8"}
 C = SHAPE[1]
 Q = {"x_scale": 0.02, "x_zero_point": 128, "y_scale": 0.05, "y_zero_point": 128}  # qlinear unary/pool
 QBIN = {"a_scale": 0.02, "a_zero_point": 128, "b_scale": 0.03, "b_zero_point": 120, "y_scale": 0.05,
