@@ -15,10 +15,11 @@ Each is a few hundred kilobytes, opset 17, float32, batch 1, with the node patte
   Reshape to [1, -1], the else branch a Flatten; then a Gemm to 10 classes.
 - `crnn`: a CRNN text recognizer: 1x1x32x160 -> three conv + Relu (+ BatchNormalization) stages
   with MaxPool down to height 1, Squeeze and Transpose to [T=40, 1, 64], a bidirectional LSTM
-  with hidden size 128, Transpose and Reshape to [40, 1, 256], MatMul + Add to 100 classes and
-  LogSoftmax over them.
+  with hidden size 128 (zero initial states as inputs, no sequence_lens, as torch exports it),
+  Transpose and Reshape to [40, 1, 256], MatMul + Add to 100 classes and LogSoftmax over them.
 - `vad`: a voice-activity detector: 1x32x40 (frames x filterbank features) -> Transpose to
-  [32, 1, 40], a GRU with hidden size 64 (linear_before_reset=1, as torch exports it), Squeeze,
+  [32, 1, 40], a GRU with hidden size 64 (linear_before_reset=1 and a zero initial state, as
+  torch exports it), Squeeze,
   MatMul + Add to one logit per frame and a Sigmoid: [32, 1, 1].
 - `transformer_block`: one pre-norm transformer block as torch exports it: 1x16x64 ->
   LayerNormalization, Q/K/V MatMul + Add, Reshape and Transpose to 4 heads, MatMul, Div by
@@ -112,7 +113,8 @@ def crnn() -> onnx.ModelProto:
     x = b.node("MaxPool", [x], "cnn.9", kernel_shape=[8, 1], strides=[8, 1])  # 1x40
     x = b.node("Squeeze", [x, b.constant("squeeze.axes", np.array([2], np.int64))], "Squeeze")  # 1x64x40
     x = b.node("Transpose", [x], "Transpose", perm=[2, 0, 1])  # T x 1 x 64
-    y, _, _ = b.node("LSTM", [x, *_rnn_weights(b, "rnn", 4, 64, hidden, 2)], "rnn", n_outputs=3,
+    zeros = b.constant("rnn.h0", np.zeros((2, 1, hidden), np.float32))  # torch passes the zero states
+    y, _, _ = b.node("LSTM", [x, *_rnn_weights(b, "rnn", 4, 64, hidden, 2), "", zeros, zeros], "rnn", n_outputs=3,
                      hidden_size=hidden, direction="bidirectional")  # T x 2 x 1 x 128
     y = b.node("Transpose", [y], "Transpose_1", perm=[0, 2, 1, 3])
     y = b.node("Reshape", [y, b.constant("rnn.shape", np.array([40, 1, 2 * hidden], np.int64))], "Reshape")
@@ -126,7 +128,8 @@ def vad() -> onnx.ModelProto:
     frames, features, hidden = 32, 40, 64
     b = ModelBuilder("vad", seed=24)
     x = b.node("Transpose", ["input"], "Transpose", perm=[1, 0, 2])  # T x 1 x 40
-    y, _ = b.node("GRU", [x, *_rnn_weights(b, "gru", 3, features, hidden, 1)], "gru", n_outputs=2,
+    h0 = b.constant("gru.h0", np.zeros((1, 1, hidden), np.float32))
+    y, _ = b.node("GRU", [x, *_rnn_weights(b, "gru", 3, features, hidden, 1), "", h0], "gru", n_outputs=2,
                   hidden_size=hidden, linear_before_reset=1)  # T x 1 x 1 x 64
     y = b.node("Squeeze", [y, b.constant("squeeze.axes", np.array([1], np.int64))], "Squeeze")  # T x 1 x 64
     b.node("Sigmoid", [b.linear(y, hidden, 1, "fc", gain=16.0)], "Sigmoid")  # probabilities spread (0.3 to 0.85)
