@@ -323,7 +323,17 @@ def _split_kernels(mod: tvm.IRModule, names: set[str]) -> tvm.IRModule:
                 return call
 
         bb.update_func(gv, Rename().visit_expr(func))
-    return relax.transform.InlinePrivateFunctions()(bb.get())
+    # InlinePrivateFunctions inlines every private function: the other node functions keep
+    # their own (so that FuseTIR makes each one kernel of its name) by having a global symbol
+    # for the time of the pass.
+    mod = bb.get()
+    others = [gv.name_hint for gv, func in mod.functions_items() if _is_primitive(func) and gv.name_hint not in names]
+    for name in others:
+        mod[name] = mod[name].with_attr("global_symbol", name)
+    mod = relax.transform.InlinePrivateFunctions()(mod)
+    for name in others:
+        mod[name] = mod[name].without_attr("global_symbol")
+    return mod
 
 
 @tvm.transform.module_pass(opt_level=0, name="edgec.FuseTIR")

@@ -1,21 +1,32 @@
-"""Whether this machine can build and run ARM code: `needs_arm_run` skips a test that builds for
-an ARM target and runs it under qemu when the cross toolchain or qemu-user is missing."""
+"""Whether this machine can build and run ARM code: `needs_arm_build` skips a test that builds
+(and links) a library for an ARM target when the cross toolchain is missing, `needs_arm_run` one
+that also runs it under qemu when qemu-user is missing too."""
 
 import pytest
 
 from edgec.errors import ToolError
 
 
-def can_run_arm() -> bool:
-    from edgec.targets import crosslink, runners
+def can_build_arm() -> bool:
+    from edgec.targets import crosslink
     try:
         crosslink.find_toolchain(need_cxx=True)
-        runners.qemu_path()
         return True
     except ToolError:
         return False
 
 
+def can_run_arm() -> bool:
+    from edgec.targets import runners
+    try:
+        runners.qemu_path()
+    except ToolError:
+        return False
+    return can_build_arm()
+
+
+needs_arm_build = pytest.mark.skipif(not can_build_arm(), reason="needs an aarch64 cross compiler to link the "
+                                     "library (apt-get install g++-aarch64-linux-gnu, or pip install ziglang)")
 needs_arm_run = pytest.mark.skipif(not can_run_arm(), reason="needs qemu-user, the aarch64 libc in "
                                    "/usr/aarch64-linux-gnu and a cross compiler "
                                    "(apt-get install qemu-user g++-aarch64-linux-gnu)")

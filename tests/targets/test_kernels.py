@@ -118,6 +118,25 @@ def test_a_node_whose_ops_fusetir_cannot_combine_has_numbered_kernels(tmp_path):
     assert_close(result.artifact.run({"x": x}), run_ort(model, {"x": x}), what="reverse cumsum")
 
 
+def test_the_other_nodes_keep_their_kernels_beside_numbered_ones(tmp_path):
+    """Beside a node whose ops stay separate kernels (a reverse CumSum), the other nodes are still
+    one kernel each, named after them (they used to be inlined with it: kernels named `relu`,
+    `negative` that were no node's)."""
+    import numpy as np
+    from onnx import helper
+    from onnx_util import assert_close, make_model, run_ort
+    x = np.arange(12, dtype=np.float32).reshape(3, 4) - 6
+    model = make_model([helper.make_node("Relu", ["x"], ["r"]),
+                        helper.make_node("CumSum", ["r", "axis"], ["c"], reverse=1),
+                        helper.make_node("Neg", ["c"], ["y"])], {"x": x}, ["y"], {"axis": np.array(1, np.int64)})
+    result = edgec.compile(model, target="host", output=tmp_path / "art")
+    manifest = json.loads((tmp_path / "art" / "manifest.json").read_text())
+    names = [k["name"] for k in manifest["kernels"]]
+    assert names[0] == "k0_relu" and names[-1] == "k2_neg", names
+    assert len(names) > 3 and names[1:-1] == [f"k1_cumsum__{i}" for i in range(len(names) - 2)], names
+    assert_close(result.artifact.run({"x": x}), run_ort(model, {"x": x}), what="relu, reverse cumsum, neg")
+
+
 def test_compile_and_the_onnx_backend_take_the_same_path(models, tmp_path):
     """One compile path (`edgec.driver.build`): `edgec compile` and the ONNX backend build the
     same optimized graph and the same kernels."""
