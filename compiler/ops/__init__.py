@@ -8,6 +8,7 @@
 | `reduce` | reductions, argmax/argmin |
 | `quant` | quantize/dequantize and integer conv/matmul |
 | `qlinear` | ONNX Runtime's QOperator ops (com.microsoft QLinearAdd, QGemm, ...) and DynamicQuantizeLinear |
+| `rnn` | recurrence: the time loop of ONNX LSTM, GRU and RNN |
 
 See `base.py` for what an op definition holds.
 """
@@ -15,4 +16,4 @@ See `base.py` for what an op definition holds.
 from .base import (MAX_FAN_IN, ONNX_CONVERTERS, OPS, REQUIRED, Attr, OpDef, balanced_tree,  # noqa: F401
                    broadcast_infer, broadcast_shapes, get_op, normalize_axis, onnx_key, onnx_op, ops_with, register_op,
                    same_as_first)
-from . import elementwise, nn, shape, reduce, quant, qlinear, fused  # noqa: F401,E402  (registers the ops)
+from . import elementwise, nn, shape, reduce, quant, qlinear, fused, rnn  # noqa: F401,E402  (registers the ops)
