@@ -22,7 +22,8 @@ An ONNX recurrent node imports as
 RNN; each of sigmoid, tanh, relu, affine, leakyrelu, thresholdedrelu, scaledtanh, hardsigmoid,
 elu, softsign, softplus), `activation_alpha`, `activation_beta` (one value per activation, the
 ONNX defaults filled in at import); `clip` (0: none; else pre-activations are clipped to
-[-clip, clip]); `input_forget` (LSTM: i = 1 - f); `linear_before_reset` (GRU).
+[-clip, clip]); `input_forget` (LSTM: f = 1 - i, as ONNX Runtime couples them);
+`linear_before_reset` (GRU).
 
 Sequence lengths: batch entry b runs steps 0 .. seq_lens[b] - 1 (the reverse direction from
 seq_lens[b] - 1 down to 0); y is 0 past its length, y_h and y_c hold the last valid step (the
@@ -54,9 +55,9 @@ DEFAULT_ACTIVATIONS = {"lstm": ["sigmoid", "tanh", "tanh"], "gru": ["sigmoid", "
 # activation: (default alpha, default beta); None: the activation takes no such parameter
 ACTIVATION_PARAMS = {
     "sigmoid": (None, None), "tanh": (None, None), "relu": (None, None), "softsign": (None, None),
-    "softplus": (None, None), "affine": (1.0, 0.0), "leakyrelu": (0.01, None), "thresholdedrelu": (1.0, None),
-    "scaledtanh": (1.0, 1.0), "hardsigmoid": (0.2, 0.5), "elu": (1.0, None),
-}
+    "softplus": (None, None), "affine": (0.0, 0.0), "leakyrelu": (0.01, None), "thresholdedrelu": (0.0, None),
+    "scaledtanh": (0.0, 0.0), "hardsigmoid": (0.2, 0.5), "elu": (1.0, None),
+}  # ONNX Runtime's defaults: ONNX's ops' for LeakyRelu, HardSigmoid and Elu, 0 for the others
 
 RECURRENCE_ATTRS = {
     "cell": Attr("str"), "direction": Attr("str", "forward"), "activations": Attr("str"),
@@ -158,8 +159,8 @@ def _recurrence_ref(xs, attrs):
                 a = x + h @ r
                 ai, ao, af, ac = (a[:, k * h_size:(k + 1) * h_size] for k in range(4))
                 pi, po, pf = (p[d, k * h_size:(k + 1) * h_size] for k in range(3))
-                fg = f(clipped(af + pf * c))
-                ig = 1 - fg if attrs["input_forget"] else f(clipped(ai + pi * c))
+                ig = f(clipped(ai + pi * c))
+                fg = 1 - ig if attrs["input_forget"] else f(clipped(af + pf * c))
                 c_new = fg * c + ig * g(clipped(ac))
                 og = f(clipped(ao + po * c_new))
                 h_new = og * hh(c_new)
@@ -254,13 +255,14 @@ def recurrence_primfunc(attrs: dict, steps: int, batch: int, h_size: int, lanes:
 
     same = _activations(attrs)[:per_direction] == _activations(attrs)[per_direction:]
 
-    def act(d, k, v):
-        """Activation k (f, g, h) of direction d applied to v (d a loop variable: a Select of
-        both directions' activations when they differ)."""
-        first = acts[k](clipped(v))
+    def act(d, k, v, clip_input=True):
+        """Activation k (f, g, h) of direction d applied to v, clipped first (but for LSTM's
+        h(c), as ONNX Runtime does); d is a loop variable: a Select of both directions'
+        activations when they differ."""
+        v = clipped(v) if clip_input else v
         if d_count == 1 or same:
-            return first
-        return tirx.Select(d == 0, first, acts[per_direction + k](clipped(v)))
+            return acts[k](v)
+        return tirx.Select(d == 0, acts[k](v), acts[per_direction + k](v))
 
     def time_of(d, s, n):
         """The time index of step s of direction d for a sequence of length n."""
@@ -285,14 +287,16 @@ def recurrence_primfunc(attrs: dict, steps: int, batch: int, h_size: int, lanes:
         tile, nt = tiles(gh)
 
         def cell_state(d, acc, p, c, j):
-            """c' = f * c + i * g(c~), from the old state c (i = 1 - f with input_forget)."""
-            fg = act(d, 0, acc[2 * h + j] + p[d, 2 * h + j] * c)
-            ig = _f32(1.0) - fg if attrs["input_forget"] else act(d, 0, acc[j] + p[d, j] * c)
-            return fg * c + ig * act(d, 1, acc[3 * h + j])
+            """c' = f * c + i * g(c~), from the old state c (f = 1 - i with input_forget)."""
+            ig = act(d, 0, acc[j] + p[d, j] * c)
+            if attrs["input_forget"]:
+                iv = tirx.Var("i", "float32")  # i is used twice: bound once
+                return tirx.Let(iv, ig, (_f32(1.0) - iv) * c + iv * act(d, 1, acc[3 * h + j]))
+            return act(d, 0, acc[2 * h + j] + p[d, 2 * h + j] * c) * c + ig * act(d, 1, acc[3 * h + j])
 
         def hidden(d, acc, p, c_new, j):
             """h' = o * h(c'), the output gate peeping at the new state c'."""
-            return act(d, 0, acc[h + j] + p[d, h + j] * c_new) * act(d, 2, c_new)
+            return act(d, 0, acc[h + j] + p[d, h + j] * c_new) * act(d, 2, c_new, clip_input=False)
 
         @T.prim_func(s_tir=True)
         def kernel(xp: T.Buffer((steps, batch, d_count, gh), f32), rt: T.Buffer((d_count, h, gh), f32),
@@ -301,9 +305,9 @@ def recurrence_primfunc(attrs: dict, steps: int, batch: int, h_size: int, lanes:
                    y: T.Buffer((steps, d_count, batch, h), f32), yh: T.Buffer((d_count, batch, h), f32),
                    yc: T.Buffer((d_count, batch, h), f32)):
             T.func_attr({"tirx.noalias": True})
-            acc = T.alloc_buffer((gh,), f32)
-            part = T.alloc_buffer((tile,), f32, scope="local")
             with T.sblock("root"):
+                acc = T.alloc_buffer((gh,), f32)
+                part = T.alloc_buffer((tile,), f32, scope="local")
                 for d, b, j in T.grid(d_count, batch, h):
                     yh[d, b, j] = h0[d, b, j]
                     yc[d, b, j] = c0[d, b, j]
@@ -347,11 +351,11 @@ def recurrence_primfunc(attrs: dict, steps: int, batch: int, h_size: int, lanes:
                    rbh: T.Buffer((d_count, h), f32), y: T.Buffer((steps, d_count, batch, h), f32),
                    yh: T.Buffer((d_count, batch, h), f32)):
             T.func_attr({"tirx.noalias": True})
-            acc = T.alloc_buffer((gh,), f32)
-            rh = T.alloc_buffer((h,), f32)
-            part = T.alloc_buffer((tile,), f32, scope="local")
-            part_h = T.alloc_buffer((tile_h,), f32, scope="local")
             with T.sblock("root"):
+                acc = T.alloc_buffer((gh,), f32)
+                rh = T.alloc_buffer((h,), f32)
+                part = T.alloc_buffer((tile,), f32, scope="local")
+                part_h = T.alloc_buffer((tile_h,), f32, scope="local")
                 for d, b, j in T.grid(d_count, batch, h):
                     yh[d, b, j] = h0[d, b, j]
                 for t, d, b, j in T.grid(steps, d_count, batch, h):
@@ -392,9 +396,9 @@ def recurrence_primfunc(attrs: dict, steps: int, batch: int, h_size: int, lanes:
                h0: T.Buffer((d_count, batch, h), f32), lens: T.Buffer((batch,), "int32"),
                y: T.Buffer((steps, d_count, batch, h), f32), yh: T.Buffer((d_count, batch, h), f32)):
         T.func_attr({"tirx.noalias": True})
-        acc = T.alloc_buffer((h,), f32)
-        part = T.alloc_buffer((tile,), f32, scope="local")
         with T.sblock("root"):
+            acc = T.alloc_buffer((h,), f32)
+            part = T.alloc_buffer((tile,), f32, scope="local")
             for d, b, j in T.grid(d_count, batch, h):
                 yh[d, b, j] = h0[d, b, j]
             for t, d, b, j in T.grid(steps, d_count, batch, h):
