@@ -483,7 +483,36 @@ def _import_recurrent(ctx, node, inputs, attrs):
     """LSTM, GRU, RNN (opsets 7, 14, 22; `layout` from 14): a dense input projection, one
     recurrence node, transposes for layout=1 (see the module's docstring). Y, Y_h and Y_c may
     each be omitted."""
-    cell = node.op_type.lower()
+    return _recurrent(ctx, node.op_type.lower(), inputs, attrs)
+
+
+@onnx_op("DynamicQuantizeLSTM", domain="com.microsoft")
+def _import_dynamic_quantize_lstm(ctx, node, inputs, attrs):
+    """ONNX Runtime's DynamicQuantizeLSTM (X, W, R, B, sequence_lens, initial_h, initial_c, P,
+    W_scale, W_zero_point, R_scale, R_zero_point; W [D, I, 4H] and R [D, H, 4H] int8 or uint8,
+    scales and zero points per direction or per direction and column): the float LSTM of the
+    dequantized constant weights. ONNX Runtime also quantizes X and h to uint8 at run time, so
+    its results differ from the float LSTM's by that rounding (about 1e-2 of the outputs' scale)."""
+    if len(node.input) != 12 or not all(node.input[i] for i in (0, 1, 2, 8, 9, 10, 11)):
+        raise ctx.fail("takes 12 inputs (X, W, R, B, sequence_lens, initial_h, initial_c, P, W_scale, "
+                       "W_zero_point, R_scale, R_zero_point); X, W, R and the scales and zero points are required")
+    weights = []
+    for k, (q, scale, zero) in enumerate(((1, 8, 9), (2, 10, 11))):
+        name = ("W", "R")[k]
+        wq = ctx.constant_of(inputs[q], name).astype(np.float32)
+        sc = ctx.constant_of(inputs[scale], f"{name}_scale").astype(np.float32)
+        zp = ctx.constant_of(inputs[zero], f"{name}_zero_point").astype(np.float32)
+        if wq.ndim != 3 or sc.shape != zp.shape or sc.shape not in ((wq.shape[0],), (wq.shape[0], wq.shape[2])):
+            raise ctx.fail(f"{name} must be [D, K, 4H] with a scale and zero point of shape [D] or [D, 4H], got "
+                           f"{list(wq.shape)}, {list(sc.shape)} and {list(zp.shape)}")
+        per = (slice(None), None, None) if sc.ndim == 1 else (slice(None), None, slice(None))
+        weights.append(ctx.const(np.ascontiguousarray(((wq - zp[per]) * sc[per]).transpose(0, 2, 1))))
+    return _recurrent(ctx, "lstm", [inputs[0], *weights, *inputs[3:8]], attrs)
+
+
+def _recurrent(ctx, cell: str, inputs: list, attrs: dict):
+    """The import of a recurrent layer of `cell` from ONNX's inputs (X, W, R[, B, sequence_lens,
+    initial_h, initial_c, P]) and attributes."""
     gates = CELLS[cell][0]
     x, w, r = inputs[:3]
     opt = lambda i: inputs[i] if len(inputs) > i else None  # noqa: E731
@@ -511,7 +540,7 @@ def _import_recurrent(ctx, node, inputs, attrs):
         if v is not None and v.type.shape != shape:
             raise ctx.fail(f"{name} must have shape {list(shape)}, got {v.type}")
     if x.type.dtype != "f32":
-        raise ctx.fail(f"only float32 {node.op_type} is supported, got X {x.type}")
+        raise ctx.fail(f"only float32 {cell.upper()} is supported, got X {x.type}")
     zeros = lambda *shape: ctx.const(np.zeros(shape, np.float32))  # noqa: E731
     batch_first = lambda v: v if v is None or not layout else ctx.emit1("transpose", [v], {"perm": [1, 0, 2]})  # noqa: E731
     h0, c0 = batch_first(h0), batch_first(c0)

@@ -208,6 +208,33 @@ def test_bad_attributes_are_refused_by_name(attrs, message):
 @needs_arm_run
 def test_lstm_on_arm_under_qemu():
     from edgec.verify import verify_model
-    model, _ = model_of("LSTM", [case("LSTM", "bidirectional", "lens")])
+    inputs, inits, names, attrs = case("LSTM", "bidirectional", "lens")
+    inits["lens"] = inputs.pop("lens")  # verify draws random inputs: the lengths are a constant
+    model, _ = model_of("LSTM", [(inputs, inits, names, attrs)])
     report = verify_model(model, target="arm-a72", level=2)
     assert report.ok, report.format()
+
+
+@pytest.mark.parametrize("direction,per_column", [("forward", True), ("bidirectional", False)])
+def test_dynamic_quantize_lstm_is_the_float_lstm_of_its_dequantized_weights(direction, per_column):
+    """com.microsoft.DynamicQuantizeLSTM: uint8 W and R with a zero point. ONNX Runtime also
+    quantizes X and h to uint8 at run time: edgec (float) is within 2e-2 of its outputs' scale."""
+    inputs, inits, names, attrs = case("LSTM", direction, "lens", seed=3)
+    d = 2 if direction == "bidirectional" else 1
+    w, r = inits.pop("w").transpose(0, 2, 1), inits.pop("r").transpose(0, 2, 1)  # [D, K, 4H]
+    axes = (1,) if per_column else (1, 2)
+    expand = (lambda v: v[:, None, :]) if per_column else (lambda v: v[:, None, None])  # noqa: E731
+    for name, v in (("w", w), ("r", r)):  # uint8, one zero point (ONNX Runtime asks for one)
+        scale = (np.abs(v).max(axis=axes) / 127).astype(np.float32)
+        zero = np.full(scale.shape, 128 if name == "w" else 120, np.uint8)
+        inits.update({f"{name}q": np.clip(np.round(v / expand(scale)) + expand(zero), 0, 255).astype(np.uint8),
+                      f"{name}s": scale, f"{name}z": zero})
+    names = ["x", "wq", "rq", *names[3:], "ws", "wz", "rs", "rz"]
+    node = helper.make_node("DynamicQuantizeLSTM", names, ["y", "y_h", "y_c"], domain="com.microsoft", **attrs)
+    model = make_model([node], inputs, ["y", "y_h", "y_c"], inits)
+    expected = run_ort(model, inputs)
+    assert expected["y"].shape == (T, d, B, H)
+    assert_close(edgec.interpret(edgec.import_onnx(model), inputs), expected, rtol=0, atol=2e-2, what="interpreter")
+    with tempfile.TemporaryDirectory() as tmp:
+        art = edgec.compile(model, target="host", output=f"{tmp}/out").artifact
+        assert_close(art.run(inputs), expected, rtol=0, atol=2e-2, what="compiled")
