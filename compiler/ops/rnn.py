@@ -26,8 +26,9 @@ ONNX defaults filled in at import); `clip` (0: none; else pre-activations are cl
 `linear_before_reset` (GRU).
 
 Sequence lengths: batch entry b runs steps 0 .. seq_lens[b] - 1 (the reverse direction from
-seq_lens[b] - 1 down to 0); y is 0 past its length, y_h and y_c hold the last valid step (the
-initial state for a length of 0), as ONNX Runtime computes them. Without ONNX's optional
+seq_lens[b] - 1 down to 0); y is 0 past its length, y_h and y_c hold the last valid step (0 for
+a length of 0), as ONNX Runtime computes them; a length over T counts as T
+(ONNX Runtime refuses it). Without ONNX's optional
 inputs the importer passes zeros (B, initial_h, initial_c, P) and T (sequence_lens).
 
 On CPU targets sigmoid and tanh are computed with a clamped rational polynomial (Eigen's and
@@ -135,7 +136,7 @@ def _recurrence_ref(xs, attrs):
     h_size = rt.shape[1]
     c0 = xs[3].astype(np.float64) if cell == "lstm" else None
     p = xs[4].astype(np.float64) if cell == "lstm" else None
-    lens = np.asarray(xs[{"lstm": 5, "gru": 3, "rnn": 3}[cell]]).astype(np.int64)
+    lens = np.minimum(np.asarray(xs[{"lstm": 5, "gru": 3, "rnn": 3}[cell]]).astype(np.int64), steps)
     rbh = xs[4].astype(np.float64) if cell == "gru" else None
     per_direction = CELLS[cell][1]
     acts = [_act_np(*a) for a in _activations(attrs)]
@@ -177,9 +178,10 @@ def _recurrence_ref(xs, attrs):
                 h_new = f(clipped(x + h @ r))
             h = np.where(valid[:, None], h_new, h)
             y[t[valid], d, rows[valid]] = h_new[valid]
-        y_h[d] = h
+        started = (lens > 0)[:, None]  # a sequence of length 0 ends in zeros (ONNX Runtime)
+        y_h[d] = np.where(started, h, 0)
         if cell == "lstm":
-            y_c[d] = c
+            y_c[d] = np.where(started, c, 0)
     out = [y, y_h] + ([y_c] if cell == "lstm" else [])
     return [o.astype(np.float32) for o in out]
 
@@ -265,7 +267,9 @@ def recurrence_primfunc(attrs: dict, steps: int, batch: int, h_size: int, lanes:
         return tirx.Select(d == 0, acts[k](v), acts[per_direction + k](v))
 
     def time_of(d, s, n):
-        """The time index of step s of direction d for a sequence of length n."""
+        """The time index of step s of direction d for a sequence of length n (at most steps:
+        a longer one reads and writes nothing out of bounds)."""
+        n = tirx.min(n, steps)
         if reverse_all:
             return n - 1 - s
         return s if d_count == 1 else tirx.Select(d == 0, s, n - 1 - s)
@@ -309,8 +313,8 @@ def recurrence_primfunc(attrs: dict, steps: int, batch: int, h_size: int, lanes:
                 acc = T.alloc_buffer((gh,), f32)
                 part = T.alloc_buffer((tile,), f32, scope="local")
                 for d, b, j in T.grid(d_count, batch, h):
-                    yh[d, b, j] = h0[d, b, j]
-                    yc[d, b, j] = c0[d, b, j]
+                    yh[d, b, j] = T.if_then_else(lens[b] > 0, h0[d, b, j], T.float32(0))
+                    yc[d, b, j] = T.if_then_else(lens[b] > 0, c0[d, b, j], T.float32(0))
                 for t, d, b, j in T.grid(steps, d_count, batch, h):
                     y[t, d, b, j] = T.float32(0)
                 for d, s, b in T.grid(d_count, steps, batch):
@@ -357,7 +361,7 @@ def recurrence_primfunc(attrs: dict, steps: int, batch: int, h_size: int, lanes:
                 part = T.alloc_buffer((tile,), f32, scope="local")
                 part_h = T.alloc_buffer((tile_h,), f32, scope="local")
                 for d, b, j in T.grid(d_count, batch, h):
-                    yh[d, b, j] = h0[d, b, j]
+                    yh[d, b, j] = T.if_then_else(lens[b] > 0, h0[d, b, j], T.float32(0))
                 for t, d, b, j in T.grid(steps, d_count, batch, h):
                     y[t, d, b, j] = T.float32(0)
                 for d, s, b in T.grid(d_count, steps, batch):
@@ -400,7 +404,7 @@ def recurrence_primfunc(attrs: dict, steps: int, batch: int, h_size: int, lanes:
             acc = T.alloc_buffer((h,), f32)
             part = T.alloc_buffer((tile,), f32, scope="local")
             for d, b, j in T.grid(d_count, batch, h):
-                yh[d, b, j] = h0[d, b, j]
+                yh[d, b, j] = T.if_then_else(lens[b] > 0, h0[d, b, j], T.float32(0))
             for t, d, b, j in T.grid(steps, d_count, batch, h):
                 y[t, d, b, j] = T.float32(0)
             for d, s, b in T.grid(d_count, steps, batch):

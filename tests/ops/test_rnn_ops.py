@@ -238,3 +238,19 @@ def test_dynamic_quantize_lstm_is_the_float_lstm_of_its_dequantized_weights(dire
     with tempfile.TemporaryDirectory() as tmp:
         art = edgec.compile(model, target="host", output=f"{tmp}/out").artifact
         assert_close(art.run(inputs), expected, rtol=0, atol=2e-2, what="compiled")
+
+
+def test_sequence_lengths_of_zero_and_past_the_end():
+    """A length of 0 gives zeros, also for Y_h and Y_c (as ONNX Runtime); one over T counts as T
+    (ONNX Runtime refuses it): the compiled kernel reads and writes nothing out of bounds."""
+    inputs, inits, names, attrs = case("LSTM", "bidirectional", "lens")
+    inputs["lens"] = np.array([0, 3, 5], np.int32)
+    model, feeds = model_of("LSTM", [(inputs, inits, names, attrs)])
+    expected = check_interpreter(model, feeds)
+    assert not np.any(expected["y0"][:, :, 0]) and not np.any(expected["y_h0"][:, 0]) and np.any(inputs["h0"][:, 0])
+    with tempfile.TemporaryDirectory() as d:
+        art = edgec.compile(model, target="host", output=f"{d}/out").artifact
+        assert_close(art.run(feeds), expected, what="compiled")
+        longer = {**feeds, "lens0": np.array([0, 3, 1000], np.int32)}
+        assert_close(art.run(longer), art.run(feeds), what="length 1000 as 5")
+    assert_close(edgec.interpret(edgec.import_onnx(model), longer), expected, what="interpreter, length 1000")
