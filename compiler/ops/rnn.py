@@ -49,6 +49,7 @@ tvm = LazyModule("tvm")
 relax = LazyModule("tvm.relax")
 tirx = LazyModule("tvm.tirx")
 
+TILE_VECTORS = 4  # accumulator registers of the recurrent product
 CELLS = {"lstm": (4, 3), "gru": (3, 2), "rnn": (1, 1)}  # cell: (gates, activations per direction)
 CELL_INPUTS = {"lstm": 6, "gru": 5, "rnn": 4}
 DIRECTIONS = ("forward", "reverse", "bidirectional")
@@ -235,14 +236,23 @@ def _largest_divisor(n: int, limit: int, multiple_of: int = 1) -> int:
     return 1
 
 
-def recurrence_primfunc(attrs: dict, steps: int, batch: int, h_size: int, lanes: int):
+def product_tile(width: int, lanes: int) -> int:
+    """The columns of the recurrent product computed together (in registers): up to
+    TILE_VECTORS vectors of `lanes` floats, a divisor of `width`."""
+    tile = _largest_divisor(width, TILE_VECTORS * lanes, lanes)
+    return tile if tile > 1 else _largest_divisor(width, TILE_VECTORS * lanes)
+
+
+def recurrence_primfunc(attrs: dict, steps: int, batch: int, h_size: int, lanes: int, packed: bool = False):
     """The TIR function of a `recurrence` node: loops over the directions and the time steps
     (serial), the batch entries still running at that step, then per step
     - the recurrent product acc[j] = xp[t, b, d, j] + sum_k h[k] * rt[d, k, j] in tiles of up to
       4 vectors of `lanes` floats, each tile accumulated in a local buffer (registers) over k;
     - the gates, vectorized over the hidden units, written to y[t, d, b] and to the state
       (y_h and y_c are the state: they start as h0 and c0).
-    Arguments: the node's inputs, then y, y_h[, y_c]."""
+    Arguments: the node's inputs, then y, y_h[, y_c]. `packed` (LSTM and RNN): rt comes as
+    [D, G * H / tile, H, tile] (`pack_recurrent_weight`), so that each tile reads its weights
+    contiguously."""
     from tvm.script import tirx as T
     cell = attrs["cell"]
     gates, per_direction = CELLS[cell]
@@ -274,11 +284,8 @@ def recurrence_primfunc(attrs: dict, steps: int, batch: int, h_size: int, lanes:
             return n - 1 - s
         return s if d_count == 1 else tirx.Select(d == 0, s, n - 1 - s)
 
-    # The recurrent product over the columns [lo, lo + width) of the gates.
     def tiles(width):
-        tile = _largest_divisor(width, 4 * lanes, lanes)
-        if tile == 1:
-            tile = _largest_divisor(width, 4 * lanes)
+        tile = product_tile(width, lanes)
         return tile, width // tile
 
     vec = _largest_divisor(h, 2 * lanes, lanes)
@@ -289,6 +296,10 @@ def recurrence_primfunc(attrs: dict, steps: int, batch: int, h_size: int, lanes:
 
     if cell == "lstm":
         tile, nt = tiles(gh)
+        rt_shape = (d_count, nt, h, tile) if packed else (d_count, h, gh)
+
+        def r_at(rt, d, k, jo, ji):
+            return rt[d, jo, k, ji] if packed else rt[d, k, jo * tile + ji]
 
         def cell_state(d, acc, p, c, j):
             """c' = f * c + i * g(c~), from the old state c (f = 1 - i with input_forget)."""
@@ -303,7 +314,7 @@ def recurrence_primfunc(attrs: dict, steps: int, batch: int, h_size: int, lanes:
             return act(d, 0, acc[h + j] + p[d, h + j] * c_new) * act(d, 2, c_new, clip_input=False)
 
         @T.prim_func(s_tir=True)
-        def kernel(xp: T.Buffer((steps, batch, d_count, gh), f32), rt: T.Buffer((d_count, h, gh), f32),
+        def kernel(xp: T.Buffer((steps, batch, d_count, gh), f32), rt: T.Buffer(rt_shape, f32),
                    h0: T.Buffer((d_count, batch, h), f32), c0: T.Buffer((d_count, batch, h), f32),
                    p: T.Buffer((d_count, 3 * h), f32), lens: T.Buffer((batch,), "int32"),
                    y: T.Buffer((steps, d_count, batch, h), f32), yh: T.Buffer((d_count, batch, h), f32),
@@ -324,7 +335,7 @@ def recurrence_primfunc(attrs: dict, steps: int, batch: int, h_size: int, lanes:
                                 part[ji] = xp[time_of(d, s, lens[b]), b, d, jo * tile + ji]
                             for k in T.serial(h):
                                 for ji in T.vectorized(tile):
-                                    part[ji] = part[ji] + yh[d, b, k] * rt[d, k, jo * tile + ji]
+                                    part[ji] = part[ji] + yh[d, b, k] * r_at(rt, d, k, jo, ji)
                             for ji in T.vectorized(tile):
                                 acc[jo * tile + ji] = part[ji]
                         for jo in T.serial(hv):
@@ -394,9 +405,13 @@ def recurrence_primfunc(attrs: dict, steps: int, batch: int, h_size: int, lanes:
         return kernel
 
     tile, nt = tiles(h)
+    rt_shape = (d_count, nt, h, tile) if packed else (d_count, h, h)
+
+    def r_at(rt, d, k, jo, ji):
+        return rt[d, jo, k, ji] if packed else rt[d, k, jo * tile + ji]
 
     @T.prim_func(s_tir=True)
-    def kernel(xp: T.Buffer((steps, batch, d_count, h), f32), rt: T.Buffer((d_count, h, h), f32),
+    def kernel(xp: T.Buffer((steps, batch, d_count, h), f32), rt: T.Buffer(rt_shape, f32),
                h0: T.Buffer((d_count, batch, h), f32), lens: T.Buffer((batch,), "int32"),
                y: T.Buffer((steps, d_count, batch, h), f32), yh: T.Buffer((d_count, batch, h), f32)):
         T.func_attr({"tirx.noalias": True})
@@ -414,7 +429,7 @@ def recurrence_primfunc(attrs: dict, steps: int, batch: int, h_size: int, lanes:
                             part[ji] = xp[time_of(d, s, lens[b]), b, d, jo * tile + ji]
                         for k in T.serial(h):
                             for ji in T.vectorized(tile):
-                                part[ji] = part[ji] + yh[d, b, k] * rt[d, k, jo * tile + ji]
+                                part[ji] = part[ji] + yh[d, b, k] * r_at(rt, d, k, jo, ji)
                         for ji in T.vectorized(tile):
                             acc[jo * tile + ji] = part[ji]
                     for jo in T.serial(hv):
@@ -424,16 +439,28 @@ def recurrence_primfunc(attrs: dict, steps: int, batch: int, h_size: int, lanes:
     return kernel
 
 
+def pack_recurrent_weight(rt: np.ndarray, tile: int) -> np.ndarray:
+    """rt[D, H, G * H] -> [D, G * H / tile, H, tile]: the tiles of columns, each contiguous."""
+    d, h, gh = rt.shape
+    return np.ascontiguousarray(rt.reshape(d, h, gh // tile, tile).transpose(0, 2, 1, 3))
+
+
 def _recurrence_lower(ctx, xs, attrs, out_types):
-    """One call_tir of `recurrence_primfunc`, marked scheduled: the CPU schedule rules leave it as
-    it is ("prescheduled" in the manifest)."""
+    """One call_tir of `recurrence_primfunc`, a loop nest without blocks: the CPU schedule rules
+    leave it as it is ("prescheduled" in the manifest). A constant rt of an LSTM or RNN is
+    repacked by tiles at compile time."""
     steps, d_count, batch, h = out_types[0].shape
     lanes = max(1, getattr(ctx.target, "vector_bits", 128) // 32)
-    func = recurrence_primfunc(attrs, steps, batch, h, lanes)
+    xs = list(xs)
+    packed = attrs["cell"] in ("lstm", "rnn") and isinstance(xs[1], tvm.ir.expr.Constant)
+    if packed:
+        rt = xs[1].value.numpy()
+        xs[1] = relax.const(pack_recurrent_weight(rt, product_tile(rt.shape[2], lanes)), "float32")
+    func = recurrence_primfunc(attrs, steps, batch, h, lanes, packed)
     func = func.with_attr("tirx.is_scheduled", True).without_attr("global_symbol")
     gv = ctx.bb.add_func(func, f"recurrence_{attrs['cell']}")
     outs = [relax.TensorType(list(t.shape), "float32") for t in out_types]
-    call = ctx.emit(relax.call_tir(gv, list(xs), outs))
+    call = ctx.emit(relax.call_tir(gv, xs, outs))
     return [relax.TupleGetItem(call, i) for i in range(len(outs))]
 
 
