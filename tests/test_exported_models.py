@@ -12,7 +12,6 @@ import numpy as np
 import onnx
 import pytest
 
-from edgec.ops import ONNX_CONVERTERS
 from edgec.verify import verify_model
 
 from toolchain import needs_arm_run
@@ -21,13 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import make_exported_models  # noqa: E402
 
 NAMES = make_exported_models.NAMES
-REQUIRES = {"shape_if": "If", "crnn": "LSTM", "vad": "GRU"}  # model -> an op it needs that may be missing
-
-
-def imports(name: str):
-    op = REQUIRES.get(name)
-    return pytest.param(name, marks=pytest.mark.skipif(
-        op is not None and op not in ONNX_CONVERTERS, reason=f"edgec does not import {op} yet"))
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +65,12 @@ def _verify(path, target, level):
 
 
 @pytest.mark.parametrize("level", [2, 3])
-@pytest.mark.parametrize("name", [imports(n) for n in NAMES])
+@pytest.mark.parametrize("name", NAMES)
 def test_verify_on_host(models, name, level):
     _verify(models[name], "host", level)
 
 
 @needs_arm_run
-@pytest.mark.parametrize("name", [imports(n) for n in NAMES])
+@pytest.mark.parametrize("name", NAMES)
 def test_verify_on_arm_a72(models, name):
     _verify(models[name], "arm-a72", 2)

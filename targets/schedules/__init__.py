@@ -150,6 +150,27 @@ class _RepackCallArgs(relax.PyExprMutator):
         return relax.Call(call.op, args, call.attrs, call.ty_args)
 
 
+def _has_block(stmt) -> bool:
+    """Whether the statement holds a block (stops at the first)."""
+    from tvm import s_tir
+    if isinstance(stmt, s_tir.SBlockRealize):
+        return True
+    if isinstance(stmt, tirx.SeqStmt):
+        return any(_has_block(s) for s in stmt.seq)
+    if isinstance(stmt, tirx.IfThenElse):
+        return _has_block(stmt.then_case) or (stmt.else_case is not None and _has_block(stmt.else_case))
+    body = getattr(stmt, "body", None)
+    return body is not None and _has_block(body)
+
+
+def _is_loop_nest(func: tirx.PrimFunc) -> bool:
+    """Whether the kernel has no blocks under its root: a lowering that writes its own loops
+    (the `recurrence`'s time loop), which no rule schedules; it runs as written."""
+    from tvm import s_tir
+    root = func.body
+    return isinstance(root, s_tir.SBlockRealize) and not _has_block(root.block.body)
+
+
 @tvm.transform.module_pass(opt_level=0, name="edgec.ApplySchedules")
 class ApplySchedules:
     """Schedule every unscheduled PrimFunc of the module with edgec's rules, and repack the
@@ -157,7 +178,7 @@ class ApplySchedules:
     knobs} from a tuning database (`tuning.best_knobs`); those kernels get the tiled rule with
     these knobs. `self.applied` maps each kernel to the rule that scheduled it ("tuned" for the
     kernels scheduled with knobs from the database, "prescheduled" for PrimFuncs that arrived
-    already scheduled)."""
+    already scheduled and for loop nests without blocks, `_is_loop_nest`)."""
 
     def __init__(self, target, tuned: dict[str, dict] | None = None, progress=None):
         self.target = target  # the edgec Target
@@ -196,6 +217,9 @@ class ApplySchedules:
                 continue
             if relax.analysis.has_reshape_pattern(func):
                 continue  # left as it is for TVM's RewriteDataflowReshape, which makes it a view
+            if _is_loop_nest(func):
+                self.applied[gv.name_hint] = "prescheduled"
+                continue
             constant = constant_params(sites, gv.name_hint)
             packs: list = []
             new, rule = self._schedule(func, constant, packs)
