@@ -259,8 +259,8 @@ class VerifyReport:
                    f"{o.interpreter.abs:.2e}", f"{o.interpreter.rel:.2e}"]
             if has_compiled:
                 row += ([f"{o.compiled.abs:.2e}", f"{o.compiled.rel:.2e}"] if o.compiled is not None else ["-", "-"])
-            notes = "; ".join(filter(None, [o.interpreter.note, o.compiled.note if o.compiled else ""]))
-            notes = "; ".join(filter(None, [notes, "vacuous" if o.vacuous else ""]))
+            notes = "; ".join(filter(None, [o.interpreter.note, o.compiled.note if o.compiled else "",
+                                            "vacuous" if o.vacuous else ""]))
             row.append(("ok" if o.ok else "MISMATCH") + (f" ({notes})" if notes else ""))
             rows.append(row)
         widths = [max(len(r[i]) for r in rows) for i in range(len(header) + 1)]
