@@ -606,8 +606,9 @@ def _blocked_row_reduction(sch: s_tir.Schedule, block, vector_bits: int) -> bool
     - when the row's length is a multiple of the vector's lanes (and at least two vectors), each
       row or chunk keeps `lanes` partial results in a vector (a second rfactor, its loop
       vectorized), combined at the end.
+    A reduction to several buffers (argmax's value and index: exact in any order) is not chunked.
     True when applied; the schedule is left unchanged when the block does not fit (several
-    reduction axes, loops that do not bind the block's iterations) or the row is short and not a
+    reduction axes, loops that do not bind the block's iterations) or is neither chunked nor a
     multiple of the lanes."""
     shape = _reduction_shape(sch, block)
     if shape is None or shape[1] != 1 or not _loops_match_iters(sch, block):
@@ -620,13 +621,15 @@ def _blocked_row_reduction(sch: s_tir.Schedule, block, vector_bits: int) -> bool
         return False
     if lanes < 2 or extent % lanes or extent < 2 * lanes:
         lanes = 1
-    if extent <= ROW_CHUNK and lanes == 1:
+    # argmax's chunks fail to build ("Trying to update var ... with a different value") once the
+    # last one is partitioned off.
+    chunked = extent > ROW_CHUNK and len(sch.get(block).writes) == 1
+    if not chunked and lanes == 1:
         return False
     rows = shape[0]
     k = loops[-1]
     if lanes > 1:
         k = sch.split(k, [None, lanes])[0]
-    chunked = extent > ROW_CHUNK
     if chunked:
         # [chunk, k, lane]: the last chunk's bound does not depend on the lane.
         chunk = sch.split(k, [None, ROW_CHUNK // lanes])[0]

@@ -325,6 +325,18 @@ def test_long_rows_against_float64(op, n, rules_of):
     assert err <= LONG_ROW_ATOL[op], f"{op} over rows of {n}: max abs error {err:.3g} against float64"
 
 
+@pytest.mark.parametrize("rules_of", ["host", "neon"])
+@pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
+def test_long_row_argmax_with_ties(op, rules_of):
+    """argmax and argmin (a reduction to a value and an index) over rows longer than a chunk and
+    not a whole number of them build, and pick the first of equal values as ONNX Runtime does."""
+    x = np.random.default_rng(1).integers(0, 5, (3, 1003)).astype(np.float32)
+    model = node_model(op, {"x": x}, axis=-1, keepdims=0)
+    mod = neon_module(model) if rules_of == "neon" else scheduled_module(model)
+    (expected,) = run_ort(model, {"x": x}).values()
+    np.testing.assert_array_equal(run_module(mod, {"x": x})[0], expected)
+
+
 def test_elementwise_broadcast_chain():
     x = rand(2, 3, 5, 7)
     nodes = [helper.make_node("Add", ["x", "b"], ["y"]), helper.make_node("Relu", ["y"], ["z"]),
