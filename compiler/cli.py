@@ -6,7 +6,7 @@
     edgec opt MODEL|IR (--passes STR | -O N) [-o OUT.eir] [--full-constants] [instruments]
     edgec quantize MODEL --calibration DATA -o OUT.eir|OUT.onnx [--method M] [--report FILE.md|.json]
     edgec tune MODEL [--target T] --db DIR [--trials N] [--rpc HOST:PORT [--key K]] [--threads N]
-    edgec verify MODEL [--target T] [-O N] [--input NAME=FILE.npy] [--bisect]
+    edgec verify MODEL [--target T] [-O N] [--input NAME=FILE.npy | --inputs FILE.npz] [--bisect]
     edgec compare MODEL [--target T] [-O N | --passes STR] [--inputs FILE.npz] [--bisect] [--compiled] [--json]
     edgec inspect MODEL
     edgec diff A B | DIR [--json] [--html FILE]
@@ -420,9 +420,10 @@ def cmd_quantize(args) -> int:
 
 
 def cmd_verify(args) -> int:
+    from .files import read_npz
     from .verify import bisect, verify_model
     _load_passes(args.load_pass)
-    feeds = _read_inputs(args.input) or None
+    feeds = read_npz(args.inputs, "--inputs") if args.inputs is not None else _read_inputs(args.input) or None
     target = args.target or _default_target()
     if args.bisect:
         found = bisect(args.model, target=target, level=_level(args), passes=args.passes,
@@ -655,9 +656,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_quantize)
 
     p = command("verify", "compare interpreter and compiled outputs with ONNX Runtime")
+    p.epilog = ("Without --input or --inputs the inputs are seeded random values (edgec.verify.random_inputs): "
+                "a 4-D float input with 1 or 3 channels (dim 1 or dim 3: an image) uniform in [0, 1], other "
+                "floats standard normal, integers in [0, 10), bools fair. An output no larger than its "
+                "tolerance is reported as vacuous (an all-zero result would pass): check it on real inputs.")
     p.add_argument("model", help="the ONNX model file")
-    p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE.npy",
-                   help="the value of input NAME (default: random inputs)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE.npy",
+                   help="the value of input NAME (default: seeded random inputs, see below)")
+    g.add_argument("--inputs", type=Path, default=None, metavar="FILE.npz",
+                   help="input values by graph input name, as `edgec compare --inputs` takes them")
     p.add_argument("--bisect", action="store_true", help="find the first pass after which outputs diverge")
     _add_pipeline_options(p)
     _add_model_options(p)

@@ -7,10 +7,10 @@ reports instead:
 - unsupported op types, listed with the nodes that use them, all at once;
 - dynamic dims without a value: the report names the `--input-shape NAME=...` each such input
   needs in place of the node and MAC counts.
-From the ONNX file: the op histogram, and the parameters (initializers and the tensors of
-Constant nodes) with their bytes, counting the nodes and initializers inside subgraphs (If's
-branches, Loop's and Scan's body) too, once each as the file holds them. From the imported
-graph: the node count and multiply-accumulates.
+From the ONNX file: the op histogram, and the parameters (initializers and the values of
+Constant nodes: tensors, value_float(s), value_int(s)) with their bytes, counting the nodes and
+initializers inside subgraphs (If's branches, Loop's and Scan's body) too, once each as the file
+holds them. From the imported graph: the node count and multiply-accumulates.
 """
 
 from __future__ import annotations
@@ -28,6 +28,22 @@ def node_macs(node: Node) -> int:
     from .ops import get_op
     macs = get_op(node.op).macs
     return macs(node) if macs is not None else 0
+
+
+# Bytes per element of a Constant node's number attributes (f32 and i64, as the importer makes them).
+NUMBER_ATTRIBUTES = {"value_float": 4, "value_floats": 4, "value_int": 8, "value_ints": 8}
+
+
+def constant_size(attr) -> tuple[int, int]:
+    """(elements, bytes) of one attribute of a Constant node: `value` (a tensor, by its declared
+    size), `value_float(s)` and `value_int(s)`; (0, 0) for the others (strings, sparse values)."""
+    from .onnx_import import tensor_size
+    if attr.name == "value" and attr.HasField("t"):
+        return tensor_size(attr.t, "a Constant node's value")
+    if attr.name not in NUMBER_ATTRIBUTES:
+        return 0, 0
+    count = len(attr.floats) + len(attr.ints) if attr.name.endswith("s") else 1
+    return count, count * NUMBER_ATTRIBUTES[attr.name]
 
 
 @dataclass
@@ -80,17 +96,15 @@ def inspect_model(model: Any, input_shapes: dict | None = None) -> Inspection:
     init_names = {t.name for t in gp.initializer}
     info.inputs = [i.name for i in gp.input if i.name not in init_names]
     info.outputs = [o.name for o in gp.output]
-    constants = list(gp.initializer)
+    sizes = [tensor_size(t) for t in gp.initializer]
     for n, _ in walk_nodes(gp):
         for _, sub in subgraphs(n):
-            constants += sub.initializer
+            sizes += [tensor_size(t) for t in sub.initializer]
         info.ops[n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"] += 1
         if n.op_type == "Constant" and n.domain in ("", "ai.onnx"):
-            constants += [a.t for a in n.attribute if a.name == "value" and a.HasField("t")]
-    for t in constants:
-        count, nbytes = tensor_size(t)
-        info.parameters += count
-        info.parameter_bytes += nbytes
+            sizes += [constant_size(a) for a in n.attribute]
+    info.parameters = sum(count for count, _ in sizes)
+    info.parameter_bytes = sum(nbytes for _, nbytes in sizes)
     try:
         info.graph = import_onnx(proto, input_shapes)
     except UnsupportedError as e:

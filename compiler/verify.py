@@ -13,7 +13,9 @@ f32 `rtol = atol = 1e-4` (that is, 1e-4 relative to the output scale, never tigh
 f16 1e-2, f64 1e-9; integer and bool outputs must match exactly, but for quantized outputs: one
 quantization step (`quantization_step`: the scale of the dequantize that makes a float output, 1
 for a quantize's integers), what rounding a tie differently changes. A NaN where the oracle has none
-(or the reverse), or a shape difference, is an infinite error.
+(or the reverse), or a shape difference, is an infinite error. An output whose scale is not above
+its tolerance is reported as vacuous (an all-zero result would pass): its check needs inputs of
+the model's real range. Generated inputs are seeded and in a typical range (`random_inputs`).
 
 `bisect(model, target, level)` runs the pipeline one pass at a time with the interpreter and
 returns the first pass after which the outputs leave the unoptimized graph's tolerance, with the
@@ -41,13 +43,23 @@ DEFAULT_ATOL = {"f16": 1e-2, "f32": 1e-4, "f64": 1e-9}
 
 
 # ---- inputs, oracle, comparison ------------------------------------------------------------
+def is_image(shape: tuple[int, ...]) -> bool:
+    """Whether a float input of `shape` is taken for an image: 4-D, with 1 or 3 channels first
+    (NCHW) or last (NHWC)."""
+    return len(shape) == 4 and (shape[1] in (1, 3) or shape[3] in (1, 3))
+
+
 def random_inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded inputs for each graph input: floats standard normal, integers in [0, 10), bools fair."""
+    """Seeded inputs for each graph input, in the range typical for it: a 4-D float input with 1
+    or 3 channels (an image, `is_image`) uniform in [0, 1], other floats standard normal,
+    integers in [0, 10), bools fair (the rule `edgec verify --help` states)."""
     rng = np.random.default_rng(seed)
     feeds = {}
     for v in graph.inputs:
         t = v.type
-        if t.np_dtype.kind == "f":
+        if t.np_dtype.kind == "f" and is_image(t.shape):
+            arr = rng.random(t.shape)
+        elif t.np_dtype.kind == "f":
             arr = rng.standard_normal(t.shape)
         elif t.np_dtype.kind in "iu":
             arr = rng.integers(0, 10, t.shape)
@@ -213,6 +225,13 @@ class OutputReport:
         errors = [self.interpreter] + ([self.compiled] if self.compiled is not None else [])
         return all(e.abs <= self.bound for e in errors)
 
+    @property
+    def vacuous(self) -> bool:
+        """Whether the check says nothing: a float output whose scale is not above its tolerance,
+        so that an all-zero result would pass (inputs outside the model's range, such as
+        random ones, can make an output that small)."""
+        return self.bound > 0 and self.scale <= self.bound
+
 
 @dataclass
 class VerifyReport:
@@ -240,7 +259,8 @@ class VerifyReport:
                    f"{o.interpreter.abs:.2e}", f"{o.interpreter.rel:.2e}"]
             if has_compiled:
                 row += ([f"{o.compiled.abs:.2e}", f"{o.compiled.rel:.2e}"] if o.compiled is not None else ["-", "-"])
-            notes = "; ".join(filter(None, [o.interpreter.note, o.compiled.note if o.compiled else ""]))
+            notes = "; ".join(filter(None, [o.interpreter.note, o.compiled.note if o.compiled else "",
+                                            "vacuous" if o.vacuous else ""]))
             row.append(("ok" if o.ok else "MISMATCH") + (f" ({notes})" if notes else ""))
             rows.append(row)
         widths = [max(len(r[i]) for r in rows) for i in range(len(header) + 1)]
@@ -250,6 +270,11 @@ class VerifyReport:
                 lines.append("  ".join("-" * w for w in widths))
         lines.append(("OK: every output matches ONNX Runtime within tolerance" if self.ok else
                       "FAILED: some output differs from ONNX Runtime beyond tolerance"))
+        for o in self.outputs:
+            if o.vacuous:
+                lines.append(f"warning: output '{o.name}' has scale {o.scale:.3g} (max |value|), not above its "
+                             f"tolerance {o.bound:.1e}: an all-zero result would pass, so its check means little; "
+                             f"verify it on inputs of the model's real range (--inputs FILE.npz)")
         if self.seconds:
             lines.append("time: " + ", ".join(f"{k} {v:.2f}s" for k, v in self.seconds.items()))
         return "\n".join(lines)

@@ -32,6 +32,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import edgec
 from edgec.errors import EdgecError, ModelError, ShapeError, UnsupportedError
+from edgec.inspect import inspect_model
 from edgec.onnx_import import MAX_OPSET, MIN_OPSET
 
 from onnx_util import assert_close, run_ort
@@ -633,6 +634,29 @@ def test_inspect_counts_weights_in_constant_nodes(tmp_path, capsys):
     assert status == 0, err
     assert "parameters: 112 (0.00 MB)" in out  # 108 weights in the Constant node, 4 biases
     assert f"MACs: {4 * 8 * 8 * 27:,}" in out
+
+
+def test_inspect_counts_number_attributes_of_constant_nodes(tmp_path, capsys):
+    """Constant nodes with value_floats, value_float and value_ints count as parameters too."""
+    nodes = [helper.make_node("Constant", [], ["b"], value_floats=[1.0, 2.0, 3.0]),
+             helper.make_node("Constant", [], ["s"], value_float=2.0),
+             helper.make_node("Constant", [], ["shape"], value_ints=[3, 1]),
+             helper.make_node("Add", ["x", "b"], ["a"]), helper.make_node("Mul", ["a", "s"], ["m"]),
+             helper.make_node("Reshape", ["m", "shape"], ["y"])]
+    m = model(nodes, [vi("x", F, [1, 3])], [vi("y", F, None)])
+    status, out, err = inspect_cli(save(m, tmp_path), capsys)
+    assert status == 0, err
+    assert "parameters: 6 (0.00 MB)" in out  # 3 + 1 floats, 2 int64s
+    assert inspect_model(m).parameter_bytes == 3 * 4 + 4 + 2 * 8
+
+
+@pytest.mark.parametrize("dim", ["n", -1])
+def test_inspect_names_the_input_shape_a_dynamic_dim_needs(tmp_path, capsys, dim):
+    """A dim written as a name or as -1 (some exporters): inspect names the --input-shape."""
+    m = model([helper.make_node("Relu", ["x"], ["y"])], [vi("x", F, [dim, 4])], [vi("y", F, None)])
+    status, out, err = inspect_cli(save(m, tmp_path), capsys)
+    assert status == 0 and err == ""
+    assert "edgec nodes and MACs after import: need --input-shape x=D0,4 (dynamic dims)" in out
 
 
 # ---- fuzzing ---------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from onnx import helper
 from edgec.errors import InputError, ToolError
 from edgec.ir import Graph
 from edgec.passmanager import PASSES, Pass, register_pass
-from edgec.verify import bisect, compare, verify_model
+from edgec.verify import bisect, compare, random_inputs, verify_model
 from onnx_util import make_model
 from toolchain import needs_arm_run
 
@@ -210,3 +210,60 @@ def test_quantized_outputs_are_allowed_one_quantization_step():
     bounds = {r.name: r.bound for r in report.outputs}
     assert bounds["q"] == 1.0 and bounds["dq"] == pytest.approx(0.1, rel=1e-5) and bounds["r"] <= 1e-3
     assert report.ok
+
+
+def tiny_output_model():
+    """y = x * 1e-6: standard normal x makes an output far below the 1e-4 tolerance."""
+    return make_model([helper.make_node("Mul", ["x", "k"], ["y"])], {"x": X}, ["y"], {"k": np.float32(1e-6)})
+
+
+def test_an_output_smaller_than_its_tolerance_is_reported_vacuous():
+    report = verify_model(tiny_output_model(), compiled=False)
+    (out,) = report.outputs
+    assert out.ok and out.vacuous and out.scale < 1e-5
+    text = report.format()
+    assert "ok (vacuous)" in text
+    assert "warning: output 'y'" in text and "--inputs FILE.npz" in text
+    large = verify_model(tiny_output_model(), inputs={"x": X * 1000}, compiled=False)
+    assert not large.outputs[0].vacuous and "warning" not in large.format()
+    assert not any(o.vacuous for o in verify_model(small_model(), compiled=False).outputs)
+
+
+def test_generated_inputs_are_in_a_typical_range():
+    """Images (4-D, 1 or 3 channels first or last) uniform in [0, 1]; other floats standard normal."""
+    from edgec.ir import Graph, TensorType
+    g = Graph()
+    for name, shape in [("nchw", (1, 3, 8, 8)), ("nhwc", (2, 8, 8, 3)), ("gray", (1, 1, 16, 16)),
+                        ("features", (1, 4, 8, 8)), ("tokens", (2, 64))]:
+        g.add_input(name, TensorType("f32", shape))
+    feeds = random_inputs(g, 0)
+    for name in ("nchw", "nhwc", "gray"):
+        assert feeds[name].min() >= 0 and feeds[name].max() <= 1 and feeds[name].std() > 0.2, name
+    for name in ("features", "tokens"):
+        assert feeds[name].min() < -1 and feeds[name].max() > 1, name
+
+
+def test_cli_verify_reads_inputs_from_an_npz(tmp_path):
+    """`edgec verify --inputs FILE.npz` uses its arrays (a large x: the check is not vacuous); a
+    file naming no model input is refused with one message; --input and --inputs exclude each other."""
+    import subprocess
+    import sys
+    model = tmp_path / "tiny.onnx"
+    model.write_bytes(tiny_output_model().SerializeToString())
+
+    def verify(*args):
+        return subprocess.run([sys.executable, "-m", "edgec", "verify", str(model), "--target", "host", "-O0", *args],
+                              capture_output=True, text=True, timeout=300)
+
+    generated = verify()
+    assert generated.returncode == 0 and "warning: output 'y'" in generated.stdout, generated.stdout
+    np.savez(tmp_path / "big.npz", x=X * 1000)
+    given = verify("--inputs", tmp_path / "big.npz")
+    assert given.returncode == 0 and "ok" in given.stdout and "warning" not in given.stdout, given.stdout
+    np.savez(tmp_path / "wrong.npz", image=X)
+    wrong = verify("--inputs", tmp_path / "wrong.npz")
+    assert wrong.returncode == 2 and wrong.stderr.startswith("edgec: error:") and "Traceback" not in wrong.stderr
+    assert "missing 'x'" in wrong.stderr, wrong.stderr
+    np.save(tmp_path / "x.npy", X)
+    both = verify("--inputs", tmp_path / "big.npz", "--input", f"x={tmp_path / 'x.npy'}")
+    assert both.returncode == 2 and "not allowed with" in both.stderr, both.stderr

@@ -5,7 +5,8 @@ flag are its fields) turns a module from `lower_graph` (one Primitive Relax
 function per IR node) into a VM module:
 
 1. `front_passes`: legalization, where erf, GELU and softmax use TVM's `fast_erf` / `fast_exp`
-   polynomials for float32 (vectorizable; the default ones are scalar libm calls per element);
+   polynomials for float32 (vectorizable; the default ones are scalar libm calls per element)
+   and take (Gather, Resize, lookup tables) is written out without topi.take's warning;
    constant folding inside the node functions; their constants become kernel arguments; FuseTIR
    makes each node function one PrimFunc named after the node. No fusion or layout pass of
    TVM's: the IR's nodes and layouts are the kernels';
@@ -63,9 +64,33 @@ def _legalize_softmax(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
     return bb.call_te(fn, call.args[0], call.attrs.axis, primfunc_name_hint="softmax")
 
 
+def _legalize_take(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
+    """take along an axis in TVM's "fast" mode (the index read as it is), written as the TE
+    compute topi.take makes, without the warning topi.take logs for that mode ("Fast mode
+    segfaults when there are out-of-bounds indices", once per take: 4-12 times per compile of a
+    model with Gather or Resize). edgec's indices are in bounds: constant ones are checked at
+    import, those of Resize and of lookup tables are made in range. Other modes (and a take
+    without an axis) go to topi.take."""
+    from tvm import te, topi
+    from tvm.relax.transform.legalize_ops import index as default_index
+    if call.attrs.axis is None or call.attrs.mode != "fast":
+        return default_index._take(bb, call)  # noqa: SLF001 - TVM's registered default
+
+    def te_take(x, idx):
+        axis = int(call.attrs.axis) % len(x.shape)
+        n = len(idx.shape)
+
+        def element(*i):
+            at = idx(*i[axis:axis + n]).astype(str(x.shape[axis].ty))
+            return x(*i[:axis], at, *i[axis + n:])
+        return te.compute([*x.shape[:axis], *idx.shape, *x.shape[axis + 1:]], element, name="T_take")
+
+    return bb.call_te(te_take, call.args[0], call.args[1], primfunc_name_hint="take")
+
+
 # Legalizations that differ from TVM's defaults on CPU targets.
 CPU_LEGALIZE = {"relax.erf": _legalize_erf, "relax.nn.gelu": _legalize_gelu,
-                "relax.nn.softmax": _legalize_softmax}
+                "relax.nn.softmax": _legalize_softmax, "relax.take": _legalize_take}
 
 
 def schedule_func(func: tirx.PrimFunc, target, constant_params=frozenset(), packs: list | None = None,

@@ -29,10 +29,11 @@ Rules, tried in this order by `schedule_func`:
   rest fused and run in parallel.
 - `rowwise`: anything else (softmax, layer norm, reductions over the innermost axes): each
   root-level block on its own, spatial blocks parallel and vectorized, reduction blocks parallel
-  over their leading spatial loops (on 128-bit NEON a reduction over the innermost axis keeps 4
-  partial results per row in a vector: `_vectorized_row_reduction`). (dlight's CPU `Reduction` rule is not used: for a softmax
-  over a [1, N] tensor it parallelizes the N output elements around the whole row reduction,
-  which is quadratic and races on the shared row maximum.)
+  over their leading spatial loops; a reduction over the innermost axis adds up a long row in
+  chunks of `ROW_CHUNK` elements and keeps a vector of partial results per row or chunk when the
+  row is a multiple of the lanes (`_blocked_row_reduction`). (dlight's CPU `Reduction` rule is
+  not used: for a softmax over a [1, N] tensor it parallelizes the N output elements around the
+  whole row reduction, which is quadratic and races on the shared row maximum.)
 """
 
 from __future__ import annotations
@@ -573,30 +574,42 @@ def rowwise(func: tirx.PrimFunc, vector_bits: int) -> s_tir.Schedule | None:
     """Every other kernel (reductions over the innermost axes: softmax, layer norm, means over
     the last axes; kernels with several reductions): each root-level block on its own. Spatial
     blocks get parallel outer loops and a vectorized innermost loop; reduction blocks run their
-    leading spatial loops in parallel and keep their reduction loops serial (the order of a float
-    sum is kept), except on 128-bit targets, where a reduction over the innermost axis is
-    vectorized across 4 partial results (`_vectorized_row_reduction`). Nothing is inlined or
-    moved, so no value is computed twice."""
+    leading spatial loops in parallel and keep their reduction loops serial, except a
+    reduction over the innermost axis, which is added up in chunks and vector lanes
+    (`_blocked_row_reduction`). Nothing is inlined or moved, so no value is computed twice."""
     sch = s_tir.Schedule(func)
     for block in root_blocks(sch):
         try:
             if _is_spatial(sch, block):
                 dtype_bits = tvm.DataType(str(sch.get(block).writes[0].source.dtype)).bits
                 schedule_spatial_block(sch, block, max(1, vector_bits // max(8, dtype_bits)))
-            elif not (vector_bits == 128 and _vectorized_row_reduction(sch, block, vector_bits)):
+            elif not _blocked_row_reduction(sch, block, vector_bits):
                 _parallel_leading_spatial(sch, block)
         except Exception:  # noqa: BLE001 - a primitive refused: leave this block as it is
             pass
     return sch
 
 
-def _vectorized_row_reduction(sch: s_tir.Schedule, block, vector_bits: int) -> bool:
-    """A reduction over the innermost axis (softmax's max and sum, layer norm's mean and variance)
-    computed `lanes` partial results at a time: the reduction loop is split by the lane count and
-    rfactored into a [rows..., lanes] buffer (one vector accumulator per row, its loop vectorized),
-    then the lanes are combined. Float sums change their order of additions (a rounding
-    difference). True when applied; the schedule is left unchanged when the block does not fit
-    (several reduction axes, an extent that is not a multiple of two vectors)."""
+# Elements of a row that one partial result of a long row reduction adds up serially
+# (`_blocked_row_reduction`).
+ROW_CHUNK = 256
+
+
+def _blocked_row_reduction(sch: s_tir.Schedule, block, vector_bits: int) -> bool:
+    """A reduction over the innermost axis (softmax's max and sum, log-softmax's sum, layer
+    norm's mean and variance) computed as partial results, so that no float32 accumulator adds up
+    a long row one element at a time (a serial sum over 18,385 peaked softmax terms erred by 1e-4):
+    - a row longer than `ROW_CHUNK` is cut into chunks of `ROW_CHUNK` contiguous elements, each
+      summed into a [rows..., chunks] buffer (rfactor), in parallel over rows and chunks; the
+      chunk sums are then added up per row. A shorter last chunk gets a loop of its own (so the
+      others check no bound), and the rows alone run in parallel;
+    - when the row's length is a multiple of the vector's lanes (and at least two vectors), each
+      row or chunk keeps `lanes` partial results in a vector (a second rfactor, its loop
+      vectorized), combined at the end.
+    A reduction to several buffers (argmax's value and index: exact in any order) is not chunked.
+    True when applied; the schedule is left unchanged when the block does not fit (several
+    reduction axes, loops that do not bind the block's iterations) or is neither chunked nor a
+    multiple of the lanes."""
     shape = _reduction_shape(sch, block)
     if shape is None or shape[1] != 1 or not _loops_match_iters(sch, block):
         return False
@@ -604,15 +617,34 @@ def _vectorized_row_reduction(sch: s_tir.Schedule, block, vector_bits: int) -> b
     lanes = max(1, vector_bits // dtype_bits)
     loops = sch.get_loops(block)
     extent = _extent(sch, loops[-1])
-    if lanes < 2 or extent is None or extent % lanes or extent < 2 * lanes:
+    if extent is None:
         return False
-    ns = shape[0]
-    k_outer, k_inner = sch.split(loops[-1], [None, lanes])
-    rf_block = sch.rfactor(k_inner, factor_axis=ns)
-    rf_loops = sch.get_loops(rf_block)  # rfactor replaced the loops: [rows..., k_outer, k_inner]
-    k_outer, k_inner = rf_loops[-2], rf_loops[-1]
-    lead = rf_loops[:ns]
+    if lanes < 2 or extent % lanes or extent < 2 * lanes:
+        lanes = 1
+    # argmax's chunks fail to build ("Trying to update var ... with a different value") once the
+    # last one is partitioned off.
+    chunked = extent > ROW_CHUNK and len(sch.get(block).writes) == 1
+    if not chunked and lanes == 1:
+        return False
+    rows = shape[0]
+    k = loops[-1]
+    if lanes > 1:
+        k = sch.split(k, [None, lanes])[0]
+    if chunked:
+        # [chunk, k, lane]: the last chunk's bound does not depend on the lane.
+        chunk = sch.split(k, [None, ROW_CHUNK // lanes])[0]
+        block = sch.rfactor(chunk, factor_axis=rows)  # its loops: [rows..., chunk, k(, lane)]
+    if lanes > 1:
+        block = sch.rfactor(sch.get_loops(block)[-1], factor_axis=rows + chunked)  # [rows..., (chunk,) k, lane]
+    loops = sch.get_loops(block)
+    if lanes > 1:
+        sch.vectorize(loops[-1])
+    lead = loops[:rows + chunked]
+    if chunked and extent % ROW_CHUNK:
+        # The init stays in the block: decompose_reduction does not take partitioned loops.
+        lead = loops[:rows]
+        sch.loop_partition(loops[rows], [extent // ROW_CHUNK, None])
+    else:
+        sch.decompose_reduction(block, loops[-2 if lanes > 1 else -1])  # at the k loop; after vectorize
     sch.parallel(sch.fuse(*lead) if len(lead) > 1 else lead[0])
-    sch.vectorize(k_inner)
-    sch.decompose_reduction(rf_block, k_outer)  # after vectorize: it needs the block's init
     return True

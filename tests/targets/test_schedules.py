@@ -284,6 +284,59 @@ def test_layer_norm():
     check(model, {"x": x}, "layer_norm", atol=1e-4)
 
 
+# ---- long rows: softmax, log-softmax and layer norm over 10^4-10^5 elements -----------------------
+
+def long_row_case(op: str, n: int):
+    """(model, x, float64 result) for 4 rows of n elements. Softmax and log-softmax: a CTC
+    recognizer's peaked logits (noise, and the blank class, the first, 15 ahead: the row's sum is
+    one term near 1 followed by many small ones, which a serial float32 sum rounds off); layer
+    norm: values around 30."""
+    r = np.random.default_rng(n)
+    if op == "LayerNormalization":
+        x = (r.standard_normal((4, n)) + 30).astype(np.float32)
+        xd = x.astype(np.float64)
+        centered = xd - xd.mean(-1, keepdims=True)
+        expected = centered / np.sqrt((centered**2).mean(-1, keepdims=True) + 1e-5)
+        return node_model(op, {"x": x}, {"g": np.ones(n, np.float32)}, axis=-1), x, expected
+    x = r.standard_normal((4, n)) * 2
+    x[:, 0] += 15
+    x = x.astype(np.float32)
+    shifted = x.astype(np.float64) - x.max(-1, keepdims=True)
+    log_sum = np.log(np.exp(shifted).sum(-1, keepdims=True))
+    expected = shifted - log_sum if op == "LogSoftmax" else np.exp(shifted - log_sum)
+    return node_model(op, {"x": x}, axis=-1), x, expected
+
+
+# Max abs error against float64 (with serial row sums: 6e-5 to 7e-4; blocked: at most 8e-6).
+LONG_ROW_ATOL = {"Softmax": 1e-5, "LogSoftmax": 1e-5, "LayerNormalization": 2e-5}
+
+
+@pytest.mark.parametrize("rules_of", ["host", "neon"])
+@pytest.mark.parametrize("n", [18385, 100000])
+@pytest.mark.parametrize("op", list(LONG_ROW_ATOL))
+def test_long_rows_against_float64(op, n, rules_of):
+    """Row sums of 18,385 (an OCR recognizer's classes: a shorter last chunk, no whole vectors) and
+    100,000 elements are added up in chunks, not one element after another: the results stay
+    within a few float32 roundings of float64, with the host's rules and the NEON ones."""
+    model, x, expected = long_row_case(op, n)
+    mod = neon_module(model) if rules_of == "neon" else scheduled_module(model)
+    (got,) = run_module(mod, {"x": x})
+    err = float(np.max(np.abs(got - expected)))
+    assert err <= LONG_ROW_ATOL[op], f"{op} over rows of {n}: max abs error {err:.3g} against float64"
+
+
+@pytest.mark.parametrize("rules_of", ["host", "neon"])
+@pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
+def test_long_row_argmax_with_ties(op, rules_of):
+    """argmax and argmin (a reduction to a value and an index) over rows longer than a chunk and
+    not a whole number of them build, and pick the first of equal values as ONNX Runtime does."""
+    x = np.random.default_rng(1).integers(0, 5, (3, 1003)).astype(np.float32)
+    model = node_model(op, {"x": x}, axis=-1, keepdims=0)
+    mod = neon_module(model) if rules_of == "neon" else scheduled_module(model)
+    (expected,) = run_ort(model, {"x": x}).values()
+    np.testing.assert_array_equal(run_module(mod, {"x": x})[0], expected)
+
+
 def test_elementwise_broadcast_chain():
     x = rand(2, 3, 5, 7)
     nodes = [helper.make_node("Add", ["x", "b"], ["y"]), helper.make_node("Relu", ["y"], ["z"]),
