@@ -26,3 +26,13 @@ def test_bench_small_mlp(tmp_path):
     assert results["ort-1t"]["ratio_vs_ort_1t"] == 1.0
     table = (tmp_path / "bench.md").read_text()
     assert "| mlp | edgec-O2 |" in table and "| mlp | edgec speed-up over tvm |" in table
+
+
+def test_bench_loads_the_exported_models_by_name(tmp_path):
+    sys.path.insert(0, str(TOOLS))
+    import bench
+    import onnx
+    paths = bench.load_models(["crnn", "vad"], small=False, work=tmp_path)
+    assert list(paths) == ["crnn", "vad"]
+    ops = {name: {n.op_type for n in onnx.load(str(p)).graph.node} for name, p in paths.items()}
+    assert "LSTM" in ops["crnn"] and "GRU" in ops["vad"], ops

@@ -37,7 +37,9 @@ above what it held before loading (Python, the runtime libraries and the inputs 
 `/proc/self/clear_refs` resets the peak). Compile-time memory is not part of it.
 
 Models: `resnet18`, `mobilenetv2`, `transformer`, `mlp` from tools/make_models.py, and
-`resnet50`, `squeezenet` from the onnx package's `light` backend test data when present. A runner
+`resnet50`, `squeezenet` from the onnx package's `light` backend test data when present; by name
+only, `crnn` (a CRNN recognizer with a bidirectional LSTM head), `unet` and `vad` (a GRU) from
+tools/make_exported_models.py. A runner
 that fails (an unsupported op, say) is reported as failed with its message; the others go on.
 
 Outputs: a markdown table on stdout and, with `--out DIR`, DIR/bench.md and DIR/bench.json.
@@ -67,6 +69,7 @@ sys.path.insert(0, str(HERE))
 
 MAKE_MODELS = ("resnet18", "mobilenetv2", "transformer", "mlp")
 LIGHT_MODELS = {"resnet50": "light_resnet50.onnx", "squeezenet": "light_squeezenet.onnx"}
+EXPORTED_MODELS = ("crnn", "unet", "vad")  # of tools/make_exported_models.py; asked for by name
 ALL_MODELS = (*MAKE_MODELS, *LIGHT_MODELS)
 
 
@@ -131,6 +134,10 @@ def load_models(names: list[str], small: bool, work: Path) -> dict[str, Path]:
     if wanted:
         import make_models
         paths.update(make_models.build_all(work / "models", small=small, names=tuple(wanted)))
+    exported = tuple(n for n in names if n in EXPORTED_MODELS)
+    if exported:
+        import make_exported_models
+        paths.update(make_exported_models.build_all(work / "models", names=exported))
     for n in names:
         if n in LIGHT_MODELS:
             p = light_dir() / LIGHT_MODELS[n]
@@ -138,8 +145,8 @@ def load_models(names: list[str], small: bool, work: Path) -> dict[str, Path]:
                 paths[n] = p
             else:
                 print(f"note: {n}: {p} is not in this onnx package; skipped", file=sys.stderr)
-        elif n not in MAKE_MODELS:
-            raise SystemExit(f"unknown model {n!r}; known: {', '.join(ALL_MODELS)}")
+        elif n not in MAKE_MODELS and n not in EXPORTED_MODELS:
+            raise SystemExit(f"unknown model {n!r}; known: {', '.join(ALL_MODELS + EXPORTED_MODELS)}")
     return {n: paths[n] for n in names if n in paths}
 
 
