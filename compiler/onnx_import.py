@@ -124,10 +124,33 @@ class ImportContext:
         if not value.is_const:
             err = self.fail(f"input '{what}' must be a constant: edgec compiles static shapes only; "
                             "fix the model's input shapes with --input-shape so it can be computed")
-            # The graph input it is, if any: the ONNX backend binds such inputs at their first run.
-            err.needs_constant = value.name if any(v is value for v in self.graph.inputs) else None
+            # The graph input it is computed from, if any: the ONNX backend binds such inputs at
+            # their first run.
+            err.needs_constant = self._shape_input_behind(value)
             raise err
         return value.const_value()
+
+    def _shape_input_behind(self, value: Value) -> str | None:
+        """The name of the graph input `value` is, or is computed from when every graph input it
+        depends on is an integer tensor (a size or shape fed as an input, as in Range(0, size)
+        or Pad(x, Concat(shape - Shape(x), ...))); None when a float or bool input (data) is among
+        them."""
+        inputs = {id(v): v for v in self.graph.inputs}
+        found: list[Value] = []
+        seen: set[int] = set()
+        todo = [value]
+        while todo:
+            v = todo.pop()
+            if id(v) in seen or v.is_const:
+                continue
+            seen.add(id(v))
+            if id(v) in inputs:
+                found.append(v)
+            elif v.producer() is not None:
+                todo.extend(v.producer().inputs)
+        if not found or any(v.type.dtype == "bool" or is_float(v.type.dtype) for v in found):
+            return None
+        return found[0].name
 
 
 def _read_model(model: Any):
