@@ -10,8 +10,9 @@ the executable is loaded into a Relax VM in this process. Cases handled:
   reduction axes fed as inputs, as the ONNX node tests do): edgec compiles static shapes only, so
   such an input is bound to the value given at run time and the model is compiled then (once
   per distinct value). The importer names such inputs (`needs_constant` on its error): a graph
-  input used as a shape-like operand, or an integer graph input one is computed from (a window
-  size, a crop shape), never a float or bool input (data); inputs
+  input it needs as a constant (also the data of an op whose output shape depends on values:
+  Unique, NonMaxSuppression, Compress's condition), or an integer graph input a shape-like operand
+  is computed from (a window size, a crop shape), never a float or bool one; inputs
   declared with a zero-sized dim (no values, only a shape) are bound the same way;
 - inputs given as a list/tuple (by position, in the order of the model's non-initializer
   inputs), as a dict by name, or as one array for a single-input model;

@@ -131,11 +131,13 @@ class ImportContext:
         return value.const_value()
 
     def _shape_input_behind(self, value: Value) -> str | None:
-        """The name of the graph input `value` is, or is computed from when every graph input it
-        depends on is an integer tensor (a size or shape fed as an input, as in Range(0, size)
-        or Pad(x, Concat(shape - Shape(x), ...))); None when a float or bool input (data) is among
-        them."""
+        """The name of the graph input `value` is (any dtype: the input is used as a shape-like
+        operand), or is computed from when every graph input it depends on is an integer tensor
+        (a size or shape fed as an input, as in Range(0, size) or Pad(x, Concat(shape - Shape(x),
+        ...))); None when a float or bool input (data) is among them."""
         inputs = {id(v): v for v in self.graph.inputs}
+        if id(value) in inputs:
+            return value.name
         found: list[Value] = []
         seen: set[int] = set()
         todo = [value]
