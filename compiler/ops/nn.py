@@ -24,7 +24,9 @@ position for any rank (NCHW: channels first, NHWC: channels last).
 Pooling with ceil_mode follows ONNX Runtime and PyTorch: a last window that would start in the end
 padding is dropped. Gemm imports to `dense` when B is constant (see `_import_gemm`); Resize and
 Upsample to `resize` with the output size computed at import and coordinates computed the way ONNX
-Runtime computes them.
+Runtime computes them. CausalConvWithState imports to concat + depthwise `conv` (+ silu) + slice,
+Col2Im to `conv_transpose` with a one-hot kernel, AffineGrid to `matmul` with a constant base grid,
+MeanVarianceNormalization to reductions and elementwise ops.
 """
 
 from __future__ import annotations
@@ -755,6 +757,19 @@ def _import_rms_norm(ctx, node, inputs, attrs):
     return [y if dtype == "f32" else ctx.emit1("cast", [y], {"to": dtype})]
 
 
+@_importer("MeanVarianceNormalization")
+def _onnx_mean_variance_normalization(ctx, node, inputs, attrs):
+    """(x - mean(x)) / (sqrt(mean(x^2) - mean(x)^2) + 1e-9) over `axes` (default 0, 2, 3), as ONNX's
+    function body computes it."""
+    x = inputs[0]
+    reduce = {"axes": [normalize_axis(a, x.type.rank) for a in attrs.get("axes", [0, 2, 3])], "keepdims": 1}
+    mean = ctx.emit1("reduce_mean", [x], reduce)
+    mean_square = ctx.emit1("reduce_mean", [ctx.emit1("mul", [x, x])], reduce)
+    std = ctx.emit1("sqrt", [ctx.emit1("sub", [mean_square, ctx.emit1("mul", [mean, mean])])])
+    eps = ctx.const(np.asarray(1e-9, x.type.np_dtype))
+    return ctx.emit("div", [ctx.emit1("sub", [x, mean]), ctx.emit1("add", [std, eps])])
+
+
 @_importer("LpNormalization")
 def _import_lp_norm(ctx, node, inputs, attrs):
     """LpNormalization: x / ||x||_p along `axis` (p 1: sum of |x|; p 2: sqrt of the sum of
@@ -1437,3 +1452,86 @@ for _name, _plan, _onnx in (("depth_to_space", _d2s_plan, "DepthToSpace"), ("spa
         return ctx.emit(name, [inputs[0]], {"blocksize": attrs["blocksize"], "mode": mode})
 
     _importer(_onnx)(_import_block)
+
+
+# ---- ONNX ops decomposed into conv, conv_transpose and matmul ---------------------------------
+
+@_importer("CausalConvWithState")
+def _import_causal_conv_with_state(ctx, node, inputs, attrs):
+    """CausalConvWithState (x [B, C, L], w [C, 1, k], optional bias [C], optional past_state
+    [B, C, k-1], activation none/silu/swish): the depthwise conv of past_state (zeros when
+    absent) ++ x, then SiLU; the present state is the last k-1 steps of past_state ++ x."""
+    x, w = inputs[0], inputs[1]
+    bias = inputs[2] if len(inputs) > 2 else None
+    past = inputs[3] if len(inputs) > 3 else None
+    activation = attrs.get("activation", "none")
+    if activation not in ("none", "silu", "swish"):
+        raise ctx.fail(f"activation {activation!r} is not supported (none, silu, swish)")
+    if x.type.rank != 3 or w.type.rank != 3 or w.type.shape[::2] != (x.type.shape[1], w.type.shape[2]) \
+            or w.type.shape[1] != 1:
+        raise ctx.fail(f"expects x [batch, channels, length] and w [channels, 1, k], got {x.type} and {w.type}")
+    (b, c, _), k = x.type.shape, w.type.shape[2]
+    if past is None:
+        past = ctx.const(np.zeros((b, c, k - 1), x.type.np_dtype))
+    padded = x if k == 1 else ctx.emit1("concat", [past, x], {"axis": 2})
+    y = ctx.emit1("conv", [padded, w] + ([bias] if bias is not None else []), {"group": c})
+    if activation != "none":
+        y = ctx.emit1("silu", [y])
+    length = padded.type.shape[2]
+    if k == 1:  # an empty state: [B, C, 0]
+        return [y, ctx.const(np.zeros((b, c, 0), x.type.np_dtype))]
+    state = ctx.emit1("slice", [padded], {"starts": [length - (k - 1)], "ends": [length], "axes": [2], "steps": [1]})
+    return [y, state]
+
+
+@_importer("Col2Im")
+def _import_col2im(ctx, node, inputs, attrs):
+    """Col2Im (x [N, C * prod(block), L], constant image_shape and block_shape, 2-D): the sum of
+    the blocks back into the image is a conv_transpose of x (as [N, C * K, blocks...]) with a
+    one-hot kernel per block position, group C."""
+    x = inputs[0]
+    image = [int(v) for v in ctx.constant_of(inputs[1], "image_shape").reshape(-1)]
+    block = [int(v) for v in ctx.constant_of(inputs[2], "block_shape").reshape(-1)]
+    n = len(image)
+    if n != 2 or len(block) != 2 or x.type.rank != 3:
+        raise ctx.fail(f"Col2Im is supported for 2-D images and x [N, C * K, L], got image_shape {image}, "
+                       f"block_shape {block} and {x.type}")
+    strides = _full(attrs.get("strides", []), n, 1, "strides")
+    dils = _full(attrs.get("dilations", []), n, 1, "dilations")
+    pads = _full(attrs.get("pads", []), 2 * n, 0, "pads")
+    count = [(image[i] + pads[i] + pads[n + i] - dils[i] * (block[i] - 1) - 1) // strides[i] + 1 for i in range(n)]
+    size = math.prod(block)
+    batch, rows, length = x.type.shape
+    if rows % size or math.prod(count) != length or min(count) < 1:
+        raise ctx.fail(f"x {x.type} does not hold {size}-element blocks at {count} positions")
+    channels = rows // size
+    kernel = np.zeros((rows, 1, *block), x.type.np_dtype)
+    for r in range(rows):
+        kernel[r, 0].reshape(-1)[r % size] = 1
+    blocks = ctx.emit1("reshape", [x], {"shape": [batch, rows, *count]})
+    return ctx.emit("conv_transpose", [blocks, ctx.const(kernel)],
+                    {"strides": strides, "pads": pads, "dilations": dils, "group": channels})
+
+
+@_importer("AffineGrid")
+def _import_affine_grid(ctx, node, inputs, attrs):
+    """AffineGrid (theta [N, 2, 3] or [N, 3, 4], constant size [N, C, (D,) H, W]): the grid of
+    normalized coordinates in [-1, 1] (pixel centers, or corners with align_corners), x first,
+    in homogeneous form [positions, 3|4], times theta^T: one matmul, reshaped to [N, (D,) H, W, 2|3]."""
+    theta = inputs[0]
+    size = [int(v) for v in ctx.constant_of(inputs[1], "size").reshape(-1)]
+    spatial = size[2:]
+    if len(spatial) not in (2, 3) or theta.type.shape != (size[0], len(spatial), len(spatial) + 1):
+        raise ctx.fail(f"expects theta [N, 2, 3] with size [N, C, H, W], or [N, 3, 4] with [N, C, D, H, W]; "
+                       f"got {theta.type} and {size}")
+    axes = []
+    for extent in spatial:
+        step = np.arange(extent, dtype=np.float64)
+        if attrs.get("align_corners", 0):
+            axes.append(step * (2.0 / (extent - 1)) - 1 if extent > 1 else np.zeros(1))
+        else:
+            axes.append((2 * step + 1) / extent - 1)
+    mesh = np.meshgrid(*axes, indexing="ij")  # (D,) H, W
+    base = np.stack([*mesh[::-1], np.ones_like(mesh[0])], -1).reshape(1, -1, len(spatial) + 1)
+    grid = ctx.emit1("matmul", [ctx.const(base.astype(theta.type.np_dtype)), theta], {"transpose_b": 1})
+    return ctx.emit("reshape", [grid], {"shape": [size[0], *spatial, len(spatial)]})
