@@ -22,6 +22,7 @@ broadcast, ...) so that an op's attributes always say exactly what it does.
 | `tile` | repeats | Tile |
 | `identity` | | Identity, Dropout (inference) |
 | `cast` | to (an edgec dtype name) | Cast, CastLike |
+| `bitcast` | to (same size) | BitCast |
 | `where` | | Where |
 | `trilu` | upper, k | Trilu |
 | `one_hot` | depth, axis, off_value, on_value, dtype | OneHot |
@@ -52,6 +53,8 @@ from .base import (MAX_FAN_IN, Attr, OpDef, balanced_tree, broadcast_shapes, nor
 tvm = LazyModule("tvm")
 relax = LazyModule("tvm.relax")
 topi = LazyModule("tvm.topi")
+te = LazyModule("tvm.te")
+tirx = LazyModule("tvm.tirx")
 R = LazyModule("tvm.relax.op")
 INDEX_DTYPES = ("i32", "i64")
 
@@ -918,6 +921,34 @@ def _onnx_cast(ctx, node, inputs, attrs):
 @onnx_op("CastLike")
 def _onnx_cast_like(ctx, node, inputs, attrs):
     return _emit_cast(ctx, inputs[0], inputs[1].type.dtype)
+
+
+def _bitcast_infer(types, attrs):
+    to, x = attrs["to"], types[0]
+    if to not in DTYPES or "bool" in (to, x.dtype) or DTYPES[to].itemsize != DTYPES[x.dtype].itemsize:
+        raise VerifyError(f"bitcast of {x} to '{to}': both dtypes must be numeric and of the same size")
+    return [TensorType(to, x.shape)]
+
+
+def _bitcast_lower(ctx, xs, a, out):
+    to = tvm_dtype(a["to"])
+    return ctx.bb.call_te(lambda t: te.compute(t.shape, lambda *i: tirx.reinterpret(to, t(*i)), name="bitcast"), xs[0])
+
+
+register_op(OpDef(
+    name="bitcast", kind="elementwise", attrs={"to": Attr("str")}, infer=_bitcast_infer,
+    reference=lambda xs, a: xs[0].view(DTYPES[a["to"]]), lower=_bitcast_lower,
+    summary="the same bits read as another dtype of the same size"))
+
+
+@onnx_op("BitCast")
+def _onnx_bitcast(ctx, node, inputs, attrs):
+    """BitCast (opset 26) between numeric types of the same size."""
+    from ..onnx_import import ONNX_DTYPES
+    to = attrs.get("to")
+    if to not in ONNX_DTYPES:
+        raise ctx.fail(f"BitCast to ONNX data type {to} is not supported")
+    return ctx.emit("bitcast", [inputs[0]], {"to": ONNX_DTYPES[to]})
 
 
 def _where_infer(types, attrs):

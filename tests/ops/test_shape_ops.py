@@ -586,3 +586,19 @@ def test_reverse_sequence(attrs):
 def test_dropout_mask(consts):
     """Inference Dropout, or training with ratio 0: the identity and an all-true mask."""
     check("Dropout", X, consts, opset=17, n_outputs=2)
+
+
+@pytest.mark.parametrize("x,to", [
+    (X, TensorProto.INT32), (XI, TensorProto.DOUBLE), (X.astype(np.float16), TensorProto.UINT16),
+    ((XI + 60).astype(np.uint8), TensorProto.INT8)], ids=["f32-i32", "i64-f64", "f16-u16", "u8-i8"])
+def test_bitcast(x, to):
+    check("BitCast", x, opset=26, to=to)
+
+
+def test_bitcast_between_sizes_is_refused():
+    graph = helper.make_graph([helper.make_node("BitCast", ["x"], ["y"], name="BitCast_node", to=TensorProto.INT64)],
+                              "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT64, [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 26)])  # onnx's checker refuses it too
+    with pytest.raises(EdgecError, match="BitCast_node.*same size"):
+        edgec.import_onnx(model)
