@@ -729,3 +729,18 @@ def test_mean_variance_normalization(axes):
     on the function body of a node without `axes` built here.)"""
     x = randn(2, 3, 4, 5)
     check_model(node_model("MeanVarianceNormalization", {"x": x}, opset=18, axes=axes), {"x": x})
+
+
+@pytest.mark.parametrize("spatial,modes", [((5, 6), ("linear", "nearest", "cubic")), ((3, 4, 5), ("linear", "nearest"))],
+                         ids=["2d", "3d"])
+def test_grid_sample(spatial, modes):
+    """Every mode, padding mode and align_corners in one model; the grid reaches outside [-1, 1]."""
+    from onnx_util import multi_node_model
+    g = np.random.default_rng(7)
+    x = g.standard_normal((2, 3, *spatial)).astype(np.float32)
+    grid = g.uniform(-1.4, 1.4, (2, 4, 3, len(spatial))).astype(np.float32) if len(spatial) == 2 else \
+        g.uniform(-1.4, 1.4, (2, 2, 3, 4, 3)).astype(np.float32)
+    cases = [("GridSample", {"x": x, "grid": grid}, {}, {"mode": m, "padding_mode": p, "align_corners": a})
+             for m in modes for p in ("zeros", "border", "reflection") for a in (0, 1)]
+    model, feeds = multi_node_model(cases, opset=20)
+    check_model(model, feeds)
