@@ -1506,6 +1506,7 @@ def _import_col2im(ctx, node, inputs, attrs):
     if rows % size or math.prod(count) != length or min(count) < 1:
         raise ctx.fail(f"x {x.type} does not hold {size}-element blocks at {count} positions")
     channels = rows // size
+    ctx.check_size((rows, 1, *block), x.type.dtype)
     kernel = np.zeros((rows, 1, *block), x.type.np_dtype)
     for r in range(rows):
         kernel[r, 0].reshape(-1)[r % size] = 1
@@ -1525,6 +1526,7 @@ def _import_affine_grid(ctx, node, inputs, attrs):
     if len(spatial) not in (2, 3) or theta.type.shape != (size[0], len(spatial), len(spatial) + 1):
         raise ctx.fail(f"expects theta [N, 2, 3] with size [N, C, H, W], or [N, 3, 4] with [N, C, D, H, W]; "
                        f"got {theta.type} and {size}")
+    ctx.check_size([math.prod(spatial), len(spatial) + 1], theta.type.dtype)
     axes = []
     for extent in spatial:
         step = np.arange(extent, dtype=np.float64)

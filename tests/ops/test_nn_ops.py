@@ -744,3 +744,18 @@ def test_grid_sample(spatial, modes):
              for m in modes for p in ("zeros", "border", "reflection") for a in (0, 1)]
     model, feeds = multi_node_model(cases, opset=20)
     check_model(model, feeds)
+
+
+def test_col2im_and_affine_grid_refuse_huge_constants():
+    """A hostile block or grid size is refused before the one-hot kernel or base grid is made."""
+    x = randn(1, 200000, 1)
+    model = node_model("Col2Im", {"x": x}, {"image": np.array([1, 200000], np.int64),
+                                            "block": np.array([1, 200000], np.int64)}, opset=18)
+    with pytest.raises(EdgecError, match="Col2Im_node.*elements"):
+        edgec.import_onnx(model)
+    graph = helper.make_graph([helper.make_node("AffineGrid", ["theta", "size"], ["y"], name="grid")], "g",
+                              [helper.make_tensor_value_info("theta", 1, [1, 2, 3])],
+                              [helper.make_tensor_value_info("y", 1, None)],
+                              [helper.make_tensor("size", 7, [4], [1, 1, 100000, 100000])])
+    with pytest.raises(EdgecError, match="grid.*elements"):
+        edgec.import_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]))
