@@ -27,7 +27,7 @@ padding is dropped. Gemm imports to `dense` when B is constant (see `_import_gem
 Upsample to `resize` with the output size computed at import and coordinates computed the way ONNX
 Runtime computes them. CausalConvWithState imports to concat + depthwise `conv` (+ silu) + slice,
 Col2Im to `conv_transpose` with a one-hot kernel, AffineGrid to `matmul` with a constant base grid,
-MeanVarianceNormalization to reductions and elementwise ops.
+MeanVarianceNormalization to reductions and elementwise ops, Det (n <= 3) to cofactor expansion.
 """
 
 from __future__ import annotations
@@ -1753,3 +1753,29 @@ def _import_grid_sample(ctx, node, inputs, attrs):
     mode = {"bilinear": "linear", "bicubic": "cubic"}.get(attrs.get("mode", "linear"), attrs.get("mode", "linear"))
     return ctx.emit("grid_sample", inputs[:2], {"mode": mode, "padding_mode": attrs.get("padding_mode", "zeros"),
                                                 "align_corners": attrs.get("align_corners", 0)})
+
+
+@_importer("Det")
+def _import_det(ctx, node, inputs, attrs):
+    """Det of [..., n, n] for n up to 3, by cofactor expansion in elementwise ops (n 1: the element;
+    2: ad - bc; 3: along the first row); larger matrices are refused."""
+    x = inputs[0]
+    if x.type.rank < 2 or x.type.shape[-1] != x.type.shape[-2] or x.type.shape[-1] > 3 or not is_float(x.type.dtype):
+        raise ctx.fail(f"Det is supported for float [..., n, n] with n up to 3, got {x.type}")
+    rank, n = x.type.rank, x.type.shape[-1]
+    batch = list(x.type.shape[:-2])
+
+    def at(i, j):
+        e = ctx.emit1("slice", [x], {"starts": [i, j], "ends": [i + 1, j + 1], "axes": [rank - 2, rank - 1],
+                                     "steps": [1, 1]})
+        return ctx.emit1("reshape", [e], {"shape": batch})
+
+    def det(rows, cols):
+        if len(rows) == 1:
+            return at(rows[0], cols[0])
+        total = None
+        for k, c in enumerate(cols):
+            term = ctx.emit1("mul", [at(rows[0], c), det(rows[1:], cols[:k] + cols[k + 1:])])
+            total = term if total is None else ctx.emit1("sub" if k % 2 else "add", [total, term])
+        return total
+    return [det(list(range(n)), list(range(n)))]

@@ -759,3 +759,14 @@ def test_col2im_and_affine_grid_refuse_huge_constants():
                               [helper.make_tensor("size", 7, [4], [1, 1, 100000, 100000])])
     with pytest.raises(EdgecError, match="grid.*elements"):
         edgec.import_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (4, 3, 3), (2, 2, 2, 2)])
+def test_det(shape):
+    x = randn(*shape)
+    check_model(node_model("Det", {"x": x}, opset=22), {"x": x})
+
+
+def test_det_of_a_large_matrix_is_refused():
+    with pytest.raises(EdgecError, match="Det_node.*n up to 3"):
+        edgec.import_onnx(node_model("Det", {"x": randn(4, 4)}, opset=22))
