@@ -1545,8 +1545,8 @@ def _import_affine_grid(ctx, node, inputs, attrs):
 # reference and the TE kernel compute the same expressions (ONNX's reference, vectorized).
 
 class _NumpyMath:
-    floor, rint, where, clip = staticmethod(np.floor), staticmethod(np.rint), staticmethod(np.where), staticmethod(np.clip)
-    abs = staticmethod(np.abs)
+    floor, rint, abs = staticmethod(np.floor), staticmethod(np.rint), staticmethod(np.abs)
+    where, clip = staticmethod(np.where), staticmethod(np.clip)
     and_, or_ = staticmethod(np.logical_and), staticmethod(np.logical_or)
 
     @staticmethod
@@ -1681,7 +1681,8 @@ GRID_SAMPLE_ATTRS = {"mode": Attr("str", "linear"), "padding_mode": Attr("str", 
 
 def _grid_sample_infer(types, attrs):
     x, grid = types
-    if attrs["mode"] not in ("linear", "nearest", "cubic") or attrs["padding_mode"] not in ("zeros", "border", "reflection"):
+    if attrs["mode"] not in ("linear", "nearest", "cubic") \
+            or attrs["padding_mode"] not in ("zeros", "border", "reflection"):
         raise VerifyError(f"grid_sample mode {attrs['mode']!r} (linear, nearest, cubic) or padding_mode "
                           f"{attrs['padding_mode']!r} (zeros, border, reflection) is not supported")
     n = x.rank - 2
