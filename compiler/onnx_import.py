@@ -117,13 +117,16 @@ class ImportContext:
         self.constant_bytes += v.const.nbytes
         return v
 
-    def constant_of(self, value: Value | None, what: str) -> np.ndarray:
-        """The constant behind an input that edgec needs at compile time (a shape, axes, ...)."""
+    def constant_of(self, value: Value | None, what: str, data_dependent: bool = False) -> np.ndarray:
+        """The constant behind an input that edgec needs at compile time (a shape, axes, ...;
+        `data_dependent`: the input of an op whose output shape depends on its values)."""
         if value is None:
             raise self.fail(f"input '{what}' is missing")
         if not value.is_const:
-            err = self.fail(f"input '{what}' must be a constant: edgec compiles static shapes only; "
-                            "fix the model's input shapes with --input-shape so it can be computed")
+            why = ("the output shape depends on its values, and edgec compiles static shapes only"
+                   if data_dependent else "edgec compiles static shapes only; fix the model's input shapes "
+                   "with --input-shape so it can be computed")
+            err = self.fail(f"input '{what}' must be a constant: {why}")
             # The graph input it is computed from, if any: the ONNX backend binds such inputs at
             # their first run.
             err.needs_constant = self._shape_input_behind(value)

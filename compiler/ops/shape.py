@@ -1298,10 +1298,7 @@ def _onnx_range(ctx, node, inputs, attrs):
 
 @onnx_op("NonZero")
 def _onnx_non_zero(ctx, node, inputs, attrs):
-    if not inputs[0].is_const:
-        raise ctx.fail("NonZero of a non-constant tensor has a data-dependent shape, which edgec "
-                       "does not support (static shapes only)")
-    x = inputs[0].const_value()
+    x = ctx.constant_of(inputs[0], "X", data_dependent=True)
     return [ctx.const(np.array(np.nonzero(x), dtype=np.int64).reshape(x.ndim, -1))]
 
 
@@ -1361,7 +1358,7 @@ def _onnx_unique(ctx, node, inputs, attrs):
     """Unique of a constant: (values, first indices, inverse indices, counts), sorted or in order
     of first occurrence, flattened or along `axis`. A non-constant input is refused (its output
     shape depends on its values)."""
-    x = ctx.constant_of(inputs[0], "X")
+    x = ctx.constant_of(inputs[0], "X", data_dependent=True)
     axis = attrs.get("axis")
     if axis is not None:
         axis = normalize_axis(axis, x.ndim)
@@ -1383,7 +1380,7 @@ def _onnx_compress(ctx, node, inputs, attrs):
     """The slices of x (along `axis`, or of x flattened) where a constant condition is true: a
     gather of constant indices. A non-constant condition is refused (data-dependent shape)."""
     x = inputs[0]
-    cond = ctx.constant_of(inputs[1], "condition").reshape(-1).astype(bool)
+    cond = ctx.constant_of(inputs[1], "condition", data_dependent=True).reshape(-1).astype(bool)
     axis = attrs.get("axis")
     if axis is None:
         x, axis = ctx.emit1("reshape", [x], {"shape": [x.type.size]}), 0
@@ -1456,7 +1453,8 @@ def _onnx_non_max_suppression(ctx, node, inputs, attrs):
     """NonMaxSuppression of constant boxes and scores, computed at import (the number of boxes
     kept depends on their values, and edgec compiles static shapes only)."""
     names = ("boxes", "scores", "max_output_boxes_per_class", "iou_threshold", "score_threshold")
-    values = [ctx.constant_of(v, w) if v is not None else None for v, w in zip(inputs, names)]
+    values = [ctx.constant_of(v, w, data_dependent=True) if v is not None else None
+              for v, w in zip(inputs, names)]
     values += [None] * (5 - len(values))
     boxes, scores, limit, iou, score = values
     if boxes.ndim != 3 or boxes.shape[2] != 4 or scores.ndim != 3 or scores.shape[::2] != boxes.shape[:2]:
