@@ -9,8 +9,10 @@ the executable is loaded into a Relax VM in this process. Cases handled:
 - a graph input that edgec needs as a compile-time constant (a Reshape shape, Slice starts,
   reduction axes fed as inputs, as the ONNX node tests do): edgec compiles static shapes only, so
   such an input is bound to the value given at run time and the model is compiled then (once
-  per distinct value). The importer names such inputs (`needs_constant` on its error); only
-  graph inputs used directly as shape-like operands are bound, never data tensors; inputs
+  per distinct value). The importer names such inputs (`needs_constant` on its error): a graph
+  input it needs as a constant (also the data of an op whose output shape depends on values:
+  NonZero, Unique, NonMaxSuppression, Compress's condition), or an integer graph input a shape-like operand
+  is computed from (a window size, a crop shape), never a float or bool one; inputs
   declared with a zero-sized dim (no values, only a shape) are bound the same way;
 - inputs given as a list/tuple (by position, in the order of the model's non-initializer
   inputs), as a dict by name, or as one array for a single-input model;

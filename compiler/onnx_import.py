@@ -135,10 +135,35 @@ class ImportContext:
             raise self.fail(f"input '{what}' is missing")
         if not value.is_const:
             err = self.fail(f"input '{what}' must be a constant: {why}")
-            # The graph input it is, if any: the ONNX backend binds such inputs at their first run.
-            err.needs_constant = value.name if any(v is value for v in self.graph.inputs) else None
+            # The graph input it is computed from, if any: the ONNX backend binds such inputs at
+            # their first run.
+            err.needs_constant = self._shape_input_behind(value)
             raise err
         return value.const_value()
+
+    def _shape_input_behind(self, value: Value) -> str | None:
+        """The name of the graph input `value` is (any dtype: the input is used as a shape-like
+        operand), or is computed from when every graph input it depends on is an integer tensor
+        (a size or shape fed as an input, as in Range(0, size) or Pad(x, Concat(shape - Shape(x),
+        ...))); None when a float or bool input (data) is among them."""
+        inputs = {id(v): v for v in self.graph.inputs}
+        if id(value) in inputs:
+            return value.name
+        found: list[Value] = []
+        seen: set[int] = set()
+        todo = [value]
+        while todo:
+            v = todo.pop()
+            if id(v) in seen or v.is_const:
+                continue
+            seen.add(id(v))
+            if id(v) in inputs:
+                found.append(v)
+            elif v.producer() is not None:
+                todo.extend(v.producer().inputs)
+        if not found or any(v.type.dtype == "bool" or is_float(v.type.dtype) for v in found):
+            return None
+        return found[0].name
 
     def subgraph(self, gp, inputs: list[Value], name: str) -> list[Value]:
         """Import subgraph `gp` (attribute `name` of the node being converted: If's branches,

@@ -124,3 +124,31 @@ def test_backend_binds_shape_inputs_at_run():
         out = rep.run([x, np.array(shape, np.int64)])[0]
         np.testing.assert_allclose(out, np.maximum(x.reshape(shape), 0))
     assert rep.bound_names == ["shape"] and len(rep._compiled) == 2
+
+
+def _range_model(size_dtype):
+    """y = Range(0, Cast(size * 2, float), 1): the limit is computed from the graph input `size`."""
+    from onnx import TensorProto, helper, numpy_helper
+    import numpy as np
+    consts = [numpy_helper.from_array(np.array(0, np.float32), "start"),
+              numpy_helper.from_array(np.array(1, np.float32), "delta"),
+              numpy_helper.from_array(np.array(2, size_dtype), "two")]
+    nodes = [helper.make_node("Mul", ["size", "two"], ["double"]),
+             helper.make_node("Cast", ["double"], ["limit"], to=TensorProto.FLOAT),
+             helper.make_node("Range", ["start", "limit", "delta"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
+        "size", helper.np_dtype_to_tensor_dtype(np.dtype(size_dtype)), [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], consts)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_backend_binds_inputs_a_shape_is_computed_from():
+    """An integer graph input that a shape-like operand is computed from (not the operand itself)
+    is bound too; a float input (data) never is."""
+    import numpy as np
+    from edgec.errors import UnsupportedError
+    rep = EdgecBackend.prepare(_range_model(np.int64))
+    np.testing.assert_array_equal(rep.run([np.array(3, np.int64)])[0], np.arange(6, dtype=np.float32))
+    assert rep.bound_names == ["size"]
+    with pytest.raises(UnsupportedError, match="'limit' must be a constant"):
+        EdgecBackend.prepare(_range_model(np.float32))

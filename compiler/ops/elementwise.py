@@ -706,3 +706,14 @@ def apply_activation_relax(x, attrs: dict):
     """Wraps a relax expr (unemitted) with the fused activation, if any."""
     name = attrs.get("activation", "")
     return x if name == "" else ACTIVATIONS[name][1](x, attrs["activation_params"])
+
+
+@onnx_op("Swish")
+def _onnx_swish(ctx, node, inputs, attrs):
+    """Swish (opset 24): x * sigmoid(alpha * x); silu when alpha is 1."""
+    x, alpha = inputs[0], attrs.get("alpha", 1.0)
+    if alpha == 1.0:
+        return ctx.emit("silu", [x])
+    scaled = ctx.emit1("mul", [x, ctx.const(np.asarray(alpha, x.type.np_dtype))])
+    return ctx.emit("mul", [x, ctx.emit1("sigmoid", [scaled])])
+

@@ -16,6 +16,7 @@
 | `prelu` | x, slope | slope broadcasts to x |
 | `resize` | x | nearest / linear, output `sizes` and coordinate `scales` as attributes |
 | `depth_to_space`, `space_to_depth` | x | DCR / CRD |
+| `grid_sample` | x, grid | nearest / linear / cubic, zeros / border / reflection padding, align_corners, N-D |
 
 Pads are in ONNX order: all begins, then all ends. Empty `strides`/`dilations`/`pads` mean
 ones/zeros. ONNX `auto_pad` is resolved to explicit pads at import. `layout` names the channel
@@ -24,7 +25,9 @@ position for any rank (NCHW: channels first, NHWC: channels last).
 Pooling with ceil_mode follows ONNX Runtime and PyTorch: a last window that would start in the end
 padding is dropped. Gemm imports to `dense` when B is constant (see `_import_gemm`); Resize and
 Upsample to `resize` with the output size computed at import and coordinates computed the way ONNX
-Runtime computes them.
+Runtime computes them. CausalConvWithState imports to concat + depthwise `conv` (+ silu) + slice,
+Col2Im to `conv_transpose` with a one-hot kernel, AffineGrid to `matmul` with a constant base grid,
+MeanVarianceNormalization to reductions and elementwise ops, Det (n <= 3) to cofactor expansion.
 """
 
 from __future__ import annotations
@@ -770,6 +773,19 @@ def _import_rms_norm(ctx, node, inputs, attrs):
     return [y]
 
 
+@_importer("MeanVarianceNormalization")
+def _onnx_mean_variance_normalization(ctx, node, inputs, attrs):
+    """(x - mean(x)) / (sqrt(mean(x^2) - mean(x)^2) + 1e-9) over `axes` (default 0, 2, 3), as ONNX's
+    function body computes it."""
+    x = inputs[0]
+    reduce = {"axes": [normalize_axis(a, x.type.rank) for a in attrs.get("axes", [0, 2, 3])], "keepdims": 1}
+    mean = ctx.emit1("reduce_mean", [x], reduce)
+    mean_square = ctx.emit1("reduce_mean", [ctx.emit1("mul", [x, x])], reduce)
+    std = ctx.emit1("sqrt", [ctx.emit1("sub", [mean_square, ctx.emit1("mul", [mean, mean])])])
+    eps = ctx.const(np.asarray(1e-9, x.type.np_dtype))
+    return ctx.emit("div", [ctx.emit1("sub", [x, mean]), ctx.emit1("add", [std, eps])])
+
+
 @_importer("LpNormalization")
 def _import_lp_norm(ctx, node, inputs, attrs):
     """LpNormalization: x / ||x||_p along `axis` (p 1: sum of |x|; p 2: sqrt of the sum of
@@ -1452,3 +1468,330 @@ for _name, _plan, _onnx in (("depth_to_space", _d2s_plan, "DepthToSpace"), ("spa
         return ctx.emit(name, [inputs[0]], {"blocksize": attrs["blocksize"], "mode": mode})
 
     _importer(_onnx)(_import_block)
+
+
+# ---- ONNX ops decomposed into conv, conv_transpose and matmul ---------------------------------
+
+@_importer("CausalConvWithState")
+def _import_causal_conv_with_state(ctx, node, inputs, attrs):
+    """CausalConvWithState (x [B, C, L], w [C, 1, k], optional bias [C], optional past_state
+    [B, C, k-1], activation none/silu/swish): the depthwise conv of past_state (zeros when
+    absent) ++ x, then SiLU; the present state is the last k-1 steps of past_state ++ x."""
+    x, w = inputs[0], inputs[1]
+    bias = inputs[2] if len(inputs) > 2 else None
+    past = inputs[3] if len(inputs) > 3 else None
+    activation = attrs.get("activation", "none")
+    if activation not in ("none", "silu", "swish"):
+        raise ctx.fail(f"activation {activation!r} is not supported (none, silu, swish)")
+    if x.type.rank != 3 or w.type.rank != 3 or w.type.shape[::2] != (x.type.shape[1], w.type.shape[2]) \
+            or w.type.shape[1] != 1:
+        raise ctx.fail(f"expects x [batch, channels, length] and w [channels, 1, k], got {x.type} and {w.type}")
+    (b, c, _), k = x.type.shape, w.type.shape[2]
+    if past is None:
+        past = ctx.const(np.zeros((b, c, k - 1), x.type.np_dtype))
+    padded = x if k == 1 else ctx.emit1("concat", [past, x], {"axis": 2})
+    y = ctx.emit1("conv", [padded, w] + ([bias] if bias is not None else []), {"group": c})
+    if activation != "none":
+        y = ctx.emit1("silu", [y])
+    length = padded.type.shape[2]
+    if k == 1:  # an empty state: [B, C, 0]
+        return [y, ctx.const(np.zeros((b, c, 0), x.type.np_dtype))]
+    state = ctx.emit1("slice", [padded], {"starts": [length - (k - 1)], "ends": [length], "axes": [2], "steps": [1]})
+    return [y, state]
+
+
+@_importer("Col2Im")
+def _import_col2im(ctx, node, inputs, attrs):
+    """Col2Im (x [N, C * prod(block), L], constant image_shape and block_shape, 2-D): the sum of
+    the blocks back into the image is a conv_transpose of x (as [N, C * K, blocks...]) with a
+    one-hot kernel per block position, group C."""
+    x = inputs[0]
+    image = [int(v) for v in ctx.constant_of(inputs[1], "image_shape").reshape(-1)]
+    block = [int(v) for v in ctx.constant_of(inputs[2], "block_shape").reshape(-1)]
+    n = len(image)
+    if n != 2 or len(block) != 2 or x.type.rank != 3:
+        raise ctx.fail(f"Col2Im is supported for 2-D images and x [N, C * K, L], got image_shape {image}, "
+                       f"block_shape {block} and {x.type}")
+    strides = _full(attrs.get("strides", []), n, 1, "strides")
+    dils = _full(attrs.get("dilations", []), n, 1, "dilations")
+    pads = _full(attrs.get("pads", []), 2 * n, 0, "pads")
+    count = [(image[i] + pads[i] + pads[n + i] - dils[i] * (block[i] - 1) - 1) // strides[i] + 1 for i in range(n)]
+    size = math.prod(block)
+    batch, rows, length = x.type.shape
+    if rows % size or math.prod(count) != length or min(count) < 1:
+        raise ctx.fail(f"x {x.type} does not hold {size}-element blocks at {count} positions")
+    channels = rows // size
+    ctx.check_size((rows, 1, *block), x.type.dtype)
+    kernel = np.zeros((rows, 1, *block), x.type.np_dtype)
+    for r in range(rows):
+        kernel[r, 0].reshape(-1)[r % size] = 1
+    blocks = ctx.emit1("reshape", [x], {"shape": [batch, rows, *count]})
+    return ctx.emit("conv_transpose", [blocks, ctx.const(kernel)],
+                    {"strides": strides, "pads": pads, "dilations": dils, "group": channels})
+
+
+@_importer("AffineGrid")
+def _import_affine_grid(ctx, node, inputs, attrs):
+    """AffineGrid (theta [N, 2, 3] or [N, 3, 4], constant size [N, C, (D,) H, W]): the grid of
+    normalized coordinates in [-1, 1] (pixel centers, or corners with align_corners), x first,
+    in homogeneous form [positions, 3|4], times theta^T: one matmul, reshaped to [N, (D,) H, W, 2|3]."""
+    theta = inputs[0]
+    size = [int(v) for v in ctx.constant_of(inputs[1], "size").reshape(-1)]
+    spatial = size[2:]
+    if len(spatial) not in (2, 3) or theta.type.shape != (size[0], len(spatial), len(spatial) + 1):
+        raise ctx.fail(f"expects theta [N, 2, 3] with size [N, C, H, W], or [N, 3, 4] with [N, C, D, H, W]; "
+                       f"got {theta.type} and {size}")
+    ctx.check_size([math.prod(spatial), len(spatial) + 1], theta.type.dtype)
+    axes = []
+    for extent in spatial:
+        step = np.arange(extent, dtype=np.float64)
+        if attrs.get("align_corners", 0):
+            axes.append(step * (2.0 / (extent - 1)) - 1 if extent > 1 else np.zeros(1))
+        else:
+            axes.append((2 * step + 1) / extent - 1)
+    mesh = np.meshgrid(*axes, indexing="ij")  # (D,) H, W
+    base = np.stack([*mesh[::-1], np.ones_like(mesh[0])], -1).reshape(1, -1, len(spatial) + 1)
+    grid = ctx.emit1("matmul", [ctx.const(base.astype(theta.type.np_dtype)), theta], {"transpose_b": 1})
+    return ctx.emit("reshape", [grid], {"shape": [size[0], *spatial, len(spatial)]})
+
+
+# ---- grid_sample ------------------------------------------------------------------------------
+# The sampling math is written once over a small namespace of array functions, so that the numpy
+# reference and the TE kernel compute the same expressions (ONNX's reference, vectorized).
+
+class _NumpyMath:
+    floor, rint, abs = staticmethod(np.floor), staticmethod(np.rint), staticmethod(np.abs)
+    where, clip = staticmethod(np.where), staticmethod(np.clip)
+    and_, or_ = staticmethod(np.logical_and), staticmethod(np.logical_or)
+
+    @staticmethod
+    def to_index(x):
+        return np.trunc(x).astype(np.int64)
+
+
+class _TirMath:
+    def __init__(self, dtype: str):
+        self.dtype = dtype
+
+    @staticmethod
+    def floor(x):
+        return tirx.floor(x)
+
+    @staticmethod
+    def rint(x):
+        return tirx.nearbyint(x)
+
+    @staticmethod
+    def abs(x):
+        return tirx.abs(x)
+
+    @staticmethod
+    def where(c, a, b):
+        return tirx.Select(c, a, b)
+
+    def clip(self, x, lo, hi):
+        return tirx.max(tirx.min(x, tirx.const(hi, self.dtype)), tirx.const(lo, self.dtype))
+
+    @staticmethod
+    def and_(a, b):
+        return tirx.And(a, b)
+
+    @staticmethod
+    def or_(a, b):
+        return tirx.Or(a, b)
+
+    @staticmethod
+    def to_index(x):
+        return tirx.Cast("int64", tirx.trunc(x))
+
+
+def _gs_reflect(x, lo: float, hi: float, m):
+    """x reflected by the near border until it lies in [lo, hi]: a triangle wave of period
+    2 (hi - lo), lo + span - |((x - lo) mod 2 span) - span|."""
+    span = hi - lo
+    if span <= 0:
+        return x * 0 + lo
+    y = x - lo
+    t = y - m.floor(y / (2 * span)) * (2 * span)
+    return lo + span - m.abs(t - span)
+
+
+def _gs_cubic(f):
+    """Keys cubic convolution weights (alpha -0.75) of the taps at -1, 0, 1, 2 for fraction f."""
+    a = -0.75
+    t = [f + 1, f, 1 - f, 2 - f]
+    return [((a * t[0] - 5 * a) * t[0] + 8 * a) * t[0] - 4 * a,
+            ((a + 2) * t[1] - (a + 3)) * t[1] * t[1] + 1,
+            ((a + 2) * t[2] - (a + 3)) * t[2] * t[2] + 1,
+            ((a * t[3] - 5 * a) * t[3] + 8 * a) * t[3] - 4 * a]
+
+
+def _gs_bounds(extent: int, attrs) -> tuple[float, float]:
+    return (0.0, extent - 1.0) if attrs["align_corners"] else (-0.5, extent - 0.5)
+
+
+def _gs_source(v, extent: int, attrs, m):
+    """For one spatial axis: the input coordinate that normalized coordinate v samples (rounded
+    for nearest, then clamped or reflected into the input for border / reflection padding). Cubic
+    with border padding clamps only its taps, as ONNX Runtime does (ONNX's reference clamps the
+    coordinate too: it differs from ONNX Runtime there)."""
+    x = (v + 1) * (0.5 * (extent - 1)) if attrs["align_corners"] else ((v + 1) * extent - 1) * 0.5
+    if attrs["mode"] == "nearest":
+        x = m.rint(x)
+    lo, hi = _gs_bounds(extent, attrs)
+    if attrs["padding_mode"] == "border" and attrs["mode"] != "cubic":  # (cubic: its taps are clamped)
+        x = m.where(m.or_(x < lo, x > hi), m.clip(x, 0.0, extent - 1.0), x)
+    elif attrs["padding_mode"] == "reflection":
+        x = _gs_reflect(x, lo, hi, m)
+    return x
+
+
+def _gs_taps(x, extent: int, attrs, m):
+    """For one spatial axis: [(index, valid, weight)] of the taps that read around input
+    coordinate x (`_gs_source`): index clamped into [0, extent); `valid` False where zeros padding
+    reads 0; `valid` and `weight` None mean always / 1."""
+    mode, padding = attrs["mode"], attrs["padding_mode"]
+    lo, hi = _gs_bounds(extent, attrs)
+    if mode == "nearest":
+        points, weights = [x], [None]
+    else:
+        base = m.floor(x)
+        f = x - base
+        offsets = (0, 1) if mode == "linear" else (-1, 0, 1, 2)
+        points = [base + o for o in offsets]
+        weights = [1 - f, f] if mode == "linear" else _gs_cubic(f)
+    taps = []
+    for p, w in zip(points, weights):
+        valid = None
+        if padding == "zeros":
+            valid = m.and_(p >= 0, p <= extent - 1)
+        elif padding == "reflection":
+            p = _gs_reflect(p, lo, hi, m)
+        taps.append((m.to_index(m.clip(p, 0.0, extent - 1.0)), valid, w))
+    return taps
+
+
+def _gs_combine(per_axis, read, zero, m):
+    """sum over tap combinations of prod(weights) * read(indices) (0 where a tap is not valid)."""
+    import itertools
+    total = None
+    for combo in itertools.product(*per_axis):
+        value = read([t[0] for t in combo])
+        valid = [t[1] for t in combo if t[1] is not None]
+        if valid:
+            cond = valid[0]
+            for c in valid[1:]:
+                cond = m.and_(cond, c)
+            value = m.where(cond, value, zero)
+        for t in combo:
+            if t[2] is not None:
+                value = value * t[2]
+        total = value if total is None else total + value
+    return total
+
+
+GRID_SAMPLE_ATTRS = {"mode": Attr("str", "linear"), "padding_mode": Attr("str", "zeros"),
+                     "align_corners": Attr("int", 0)}
+
+
+def _grid_sample_infer(types, attrs):
+    x, grid = types
+    if attrs["mode"] not in ("linear", "nearest", "cubic") \
+            or attrs["padding_mode"] not in ("zeros", "border", "reflection"):
+        raise VerifyError(f"grid_sample mode {attrs['mode']!r} (linear, nearest, cubic) or padding_mode "
+                          f"{attrs['padding_mode']!r} (zeros, border, reflection) is not supported")
+    n = x.rank - 2
+    if n < 1 or grid.rank != n + 2 or grid.shape[0] != x.shape[0] or grid.shape[-1] != n \
+            or not is_float(x.dtype) or grid.dtype != x.dtype:
+        raise VerifyError(f"grid_sample takes x [N, C, spatial...] and a grid [N, out..., {max(n, 1)}] of its "
+                          f"float dtype, got {x} and {grid}")
+    return [TensorType(x.dtype, (*x.shape[:2], *grid.shape[1:-1]))]
+
+
+def _grid_sample_ref(xs, attrs):
+    x, grid = xs
+    spatial = x.shape[2:]
+    n = len(spatial)
+    m = _NumpyMath
+    # the grid's last axis lists coordinates innermost-first (x, y[, z])
+    per_axis = [_gs_taps(_gs_source(grid[..., n - 1 - d], spatial[d], attrs, m), spatial[d], attrs, m)
+                for d in range(n)]
+    batch = np.arange(x.shape[0]).reshape((-1,) + (1,) * (grid.ndim - 2))
+    moved = np.moveaxis(x, 1, 0)  # [C, N, spatial...]: weights and masks [N, out...] broadcast
+
+    def read(indices):
+        return moved[(slice(None), batch, *indices)]  # [C, N, out...]
+    out = _gs_combine(per_axis, read, np.zeros((), x.dtype), m)
+    return np.moveaxis(np.asarray(out, x.dtype), 0, 1)
+
+
+def _grid_sample_lower(ctx, xs, attrs, out):
+    """One kernel in stages (so that no expression nests deeply): the source coordinate per
+    axis, then each tap's index, validity and weight, then the weighted sum of the reads."""
+    from ..ir import DTYPES
+    dtype = DTYPES[out[0].dtype].name
+    m = _TirMath(dtype)
+
+    def compute(x, grid):
+        spatial = [int(d) for d in x.shape[2:]]
+        n = len(spatial)
+        where = [int(d) for d in grid.shape[:-1]]  # [N, out...]
+        per_axis = []
+        def source(d):
+            return te.compute(where, lambda *i: _gs_source(grid(*i, n - 1 - d), spatial[d], attrs, m),
+                              name=f"grid_sample_source{d}")
+
+        def part(src, d, t, k):  # index, valid or weight of tap t along axis d
+            return te.compute(where, lambda *i: _gs_taps(src(*i), spatial[d], attrs, m)[t][k],
+                              name=f"grid_sample_tap{d}_{t}_{k}")
+        for d in range(n):
+            src = source(d)
+            shape = _gs_taps(tirx.const(0.0, dtype), spatial[d], attrs, m)  # which parts are None
+            per_axis.append([[part(src, d, t, k) if tap[k] is not None else None for k in range(3)]
+                             for t, tap in enumerate(shape)])
+
+        def body(b, c, *o):
+            loaded = [[tuple(p(b, *o) if p is not None else None for p in tap) for tap in taps] for taps in per_axis]
+            return _gs_combine(loaded, lambda idx: x(b, c, *idx), tirx.const(0, dtype), m)
+        return te.compute([int(d) for d in out[0].shape], body, name="grid_sample")
+    return ctx.bb.call_te(compute, xs[0], xs[1], primfunc_name_hint="grid_sample")
+
+
+register_op(OpDef("grid_sample", _grid_sample_infer, _grid_sample_ref, _grid_sample_lower, GRID_SAMPLE_ATTRS,
+                  kind="opaque", num_inputs=(2, 2),
+                  summary="sample x at the grid's normalized coordinates (nearest, linear, cubic; zeros, border or "
+                          "reflection padding), as ONNX GridSample"))
+
+
+@_importer("GridSample")
+def _import_grid_sample(ctx, node, inputs, attrs):
+    """GridSample (opset 16: bilinear/bicubic, opset 20 on: linear/cubic, N-D)."""
+    mode = {"bilinear": "linear", "bicubic": "cubic"}.get(attrs.get("mode", "linear"), attrs.get("mode", "linear"))
+    return ctx.emit("grid_sample", inputs[:2], {"mode": mode, "padding_mode": attrs.get("padding_mode", "zeros"),
+                                                "align_corners": attrs.get("align_corners", 0)})
+
+
+@_importer("Det")
+def _import_det(ctx, node, inputs, attrs):
+    """Det of [..., n, n] for n up to 3, by cofactor expansion in elementwise ops (n 1: the element;
+    2: ad - bc; 3: along the first row); larger matrices are refused."""
+    x = inputs[0]
+    if x.type.rank < 2 or x.type.shape[-1] != x.type.shape[-2] or x.type.shape[-1] > 3 or not is_float(x.type.dtype):
+        raise ctx.fail(f"Det is supported for float [..., n, n] with n up to 3, got {x.type}")
+    rank, n = x.type.rank, x.type.shape[-1]
+    batch = list(x.type.shape[:-2])
+
+    def at(i, j):
+        e = ctx.emit1("slice", [x], {"starts": [i, j], "ends": [i + 1, j + 1], "axes": [rank - 2, rank - 1],
+                                     "steps": [1, 1]})
+        return ctx.emit1("reshape", [e], {"shape": batch})
+
+    def det(rows, cols):
+        if len(rows) == 1:
+            return at(rows[0], cols[0])
+        total = None
+        for k, c in enumerate(cols):
+            term = ctx.emit1("mul", [at(rows[0], c), det(rows[1:], cols[:k] + cols[k + 1:])])
+            total = term if total is None else ctx.emit1("sub" if k % 2 else "add", [total, term])
+        return total
+    return [det(list(range(n)), list(range(n)))]

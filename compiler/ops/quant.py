@@ -576,16 +576,17 @@ register_op(OpDef(
 
 # ---- ONNX importers ---------------------------------------------------------------------------
 
-def _const_params(ctx, value, what: str, float_values: bool) -> tuple[list, str | None]:
-    """A constant scale or zero point: (values as a flat list, its dtype); None gives ([], None)."""
+def _const_params(ctx, value, what: str, float_values: bool, float_dtypes=("f32",)) -> tuple[list, str | None]:
+    """A constant scale (of one of `float_dtypes`) or zero point: (values as a flat list, its
+    dtype); None gives ([], None)."""
     if value is None:
         return [], None
     arr = ctx.constant_of(value, what)
     if arr.ndim > 1:
         raise ctx.fail(f"'{what}' must be a scalar or 1-D (block quantization is not supported), got {value.type}")
     if float_values:
-        if value.type.dtype != "f32":
-            raise ctx.fail(f"'{what}' must be float32, got {value.type}")
+        if value.type.dtype not in float_dtypes:
+            raise ctx.fail(f"'{what}' must be {' or '.join(DTYPES[d].name for d in float_dtypes)}, got {value.type}")
         return [float(v) for v in arr.reshape(-1)], value.type.dtype
     return [int(v) for v in arr.reshape(-1)], value.type.dtype
 
@@ -601,11 +602,42 @@ def _refuse_blocks(ctx, attrs):
         raise ctx.fail("block quantization (block_size) is not supported")
 
 
+def _quantize_computed(ctx, x, scale, zero_point, dtype: str):
+    """QuantizeLinear with a per-tensor scale (and zero point) computed in the graph, as
+    DynamicQuantizeLinear's expansion has: saturate(round(x / scale) + zero_point), in edgec ops."""
+    if scale.type.size != 1 or zero_point is not None and zero_point.type.size != 1:
+        for v, what in ((scale, "y_scale"), (zero_point, "y_zero_point")):
+            if v is not None and not v.is_const:  # names the graph input behind it, which the backend binds
+                ctx.constant_of(v, what, "a scale or zero point computed in the graph must be per-tensor (one value)")
+        raise ctx.fail(f"a scale or zero point computed in the graph must be per-tensor (one value), got "
+                       f"{scale.type} and {zero_point.type if zero_point is not None else 'none'}")
+    if x.type.dtype != "f32" or scale.type.dtype != "f32":
+        raise ctx.fail(f"quantizing {x.type} with a scale {scale.type} is not supported (f32 only)")
+    y = ctx.emit1("round", [ctx.emit1("div", [x, ctx.emit1("reshape", [scale], {"shape": []})])])
+    if zero_point is not None:
+        y = ctx.emit1("add", [y, ctx.emit1("cast", [ctx.emit1("reshape", [zero_point], {"shape": []})],
+                                                    {"to": "f32"})])
+    info = np.iinfo(DTYPES[dtype])
+    y = ctx.emit1("clip", [y], {"min": float(info.min), "max": float(info.max)})
+    return ctx.emit("cast", [y], {"to": dtype})
+
+
 @onnx_op("QuantizeLinear")
 def _import_quantize(ctx, node, inputs, attrs):
+    """Constant scales and zero points (per tensor or per axis) import to `quantize_linear`;
+    a per-tensor scale or zero point computed in the graph, to elementwise ops."""
     _refuse_blocks(ctx, attrs)
     from ..onnx_import import ONNX_DTYPES
     x = inputs[0]
+    computed = [v for v in inputs[1:3] if v is not None and not v.is_const]
+    if computed and len(inputs) > 1 and inputs[1] is not None:
+        zero_point = inputs[2] if len(inputs) > 2 else None
+        dtype = zero_point.type.dtype if zero_point is not None else "u8"
+        if zero_point is None and attrs.get("output_dtype", 0):
+            dtype = ONNX_DTYPES.get(attrs["output_dtype"], f"ONNX type {attrs['output_dtype']}")
+        if dtype not in QUANT_DTYPES:
+            raise ctx.fail(f"quantizing to {dtype} is not supported (supported: {', '.join(QUANT_DTYPES)})")
+        return _quantize_computed(ctx, x, inputs[1], zero_point, dtype)
     scale, _ = _const_params(ctx, inputs[1] if len(inputs) > 1 else None, "y_scale", True)
     zp, zp_dtype = _const_params(ctx, inputs[2] if len(inputs) > 2 else None, "y_zero_point", False)
     if not scale:
@@ -650,12 +682,13 @@ def _import_matmul_integer(ctx, node, inputs, attrs):
 
 @onnx_op("QLinearMatMul")
 def _import_qlinear_matmul(ctx, node, inputs, attrs):
+    """Scales of float32 or (opset 21) float16, whose values are exact in float32."""
     a, b = inputs[0], inputs[3]
-    a_scale, _ = _const_params(ctx, inputs[1], "a_scale", True)
+    a_scale, _ = _const_params(ctx, inputs[1], "a_scale", True, ("f32", "f16"))
     azp, _ = _const_params(ctx, inputs[2], "a_zero_point", False)
-    b_scale, _ = _const_params(ctx, inputs[4], "b_scale", True)
+    b_scale, _ = _const_params(ctx, inputs[4], "b_scale", True, ("f32", "f16"))
     bzp, _ = _const_params(ctx, inputs[5], "b_zero_point", False)
-    y_scale, _ = _const_params(ctx, inputs[6], "y_scale", True)
+    y_scale, _ = _const_params(ctx, inputs[6], "y_scale", True, ("f32", "f16"))
     yzp, y_dtype = _const_params(ctx, inputs[7], "y_zero_point", False)
     return ctx.emit("qlinear_matmul", [a, b], {
         "a_scale": _scalar(ctx, a_scale, "a_scale"), "a_zero_point": _scalar(ctx, azp or [0], "a_zero_point"),

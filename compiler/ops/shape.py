@@ -22,6 +22,7 @@ broadcast, ...) so that an op's attributes always say exactly what it does.
 | `tile` | repeats | Tile |
 | `identity` | | Identity, Dropout (inference) |
 | `cast` | to (an edgec dtype name) | Cast, CastLike |
+| `bitcast` | to (same size) | BitCast |
 | `where` | | Where |
 | `trilu` | upper, k | Trilu |
 | `one_hot` | depth, axis, off_value, on_value, dtype | OneHot |
@@ -29,8 +30,11 @@ broadcast, ...) so that an op's attributes always say exactly what it does.
 | `topk` | k, axis, largest, sorted (values and i64 indices) | TopK |
 | `einsum` | equation | Einsum |
 
-Importers that produce constants directly: Constant, ConstantOfShape, EyeLike, Shape, Size, Range, and
-NonZero of a constant. Integer results of constant inputs fold at import (`ctx.emit`), so every
+Importers that produce constants directly: Constant, ConstantOfShape, EyeLike, Shape, Size, Range,
+HannWindow, HammingWindow, BlackmanWindow, MelWeightMatrix, and NonZero, Unique and NonMaxSuppression
+of constants (their output shapes depend on values). Compress (constant condition) and
+ReverseSequence (constant lengths) import to a gather of constant indices; Dropout's mask is a
+constant. Integer results of constant inputs fold at import (`ctx.emit`), so every
 reference here also works on integer tensors.
 """
 
@@ -49,8 +53,13 @@ from .base import (MAX_FAN_IN, Attr, OpDef, balanced_tree, broadcast_shapes, nor
 tvm = LazyModule("tvm")
 relax = LazyModule("tvm.relax")
 topi = LazyModule("tvm.topi")
+te = LazyModule("tvm.te")
+tirx = LazyModule("tvm.tirx")
 R = LazyModule("tvm.relax.op")
 INDEX_DTYPES = ("i32", "i64")
+
+# Why an op whose output shape depends on its input values needs that input constant:
+DATA_DEPENDENT = "the output shape depends on its values, and edgec compiles static shapes only"
 
 
 def tvm_dtype(name: str) -> str:
@@ -860,14 +869,19 @@ def _onnx_identity(ctx, node, inputs, attrs):
 
 @onnx_op("Dropout")
 def _onnx_dropout(ctx, node, inputs, attrs):
-    """Inference-mode Dropout is the identity; the mask output and training mode are refused."""
-    if len(node.output) > 1 and node.output[1]:
-        raise ctx.fail("Dropout's mask output is used; edgec compiles inference graphs only")
+    """Inference-mode Dropout is the identity, and so is training mode with a constant ratio of 0;
+    the mask output is then all true (a constant). Training mode with another ratio (random) is
+    refused."""
     if len(inputs) > 2 and inputs[2] is not None:
         mode = ctx.constant_of(inputs[2], "training_mode")
-        if mode.reshape(-1).any():
-            raise ctx.fail("Dropout in training mode is not supported")
-    return ctx.emit("identity", [inputs[0]])
+        ratio = ctx.constant_of(inputs[1], "ratio") if len(inputs) > 1 and inputs[1] is not None else 0.5
+        if mode.reshape(-1).any() and float(np.asarray(ratio).reshape(-1)[0]) != 0:
+            raise ctx.fail("Dropout in training mode with a ratio other than 0 (random) is not supported")
+    y = ctx.emit1("identity", [inputs[0]])
+    if len(node.output) < 2 or not node.output[1]:
+        return [y]
+    ctx.check_size(inputs[0].type.shape, "bool")
+    return [y, ctx.const(np.ones(inputs[0].type.shape, bool))]
 
 
 def _cast_infer(types, attrs):
@@ -910,6 +924,34 @@ def _onnx_cast(ctx, node, inputs, attrs):
 @onnx_op("CastLike")
 def _onnx_cast_like(ctx, node, inputs, attrs):
     return _emit_cast(ctx, inputs[0], inputs[1].type.dtype)
+
+
+def _bitcast_infer(types, attrs):
+    to, x = attrs["to"], types[0]
+    if to not in DTYPES or "bool" in (to, x.dtype) or DTYPES[to].itemsize != DTYPES[x.dtype].itemsize:
+        raise VerifyError(f"bitcast of {x} to '{to}': both dtypes must be numeric and of the same size")
+    return [TensorType(to, x.shape)]
+
+
+def _bitcast_lower(ctx, xs, a, out):
+    to = tvm_dtype(a["to"])
+    return ctx.bb.call_te(lambda t: te.compute(t.shape, lambda *i: tirx.reinterpret(to, t(*i)), name="bitcast"), xs[0])
+
+
+register_op(OpDef(
+    name="bitcast", kind="elementwise", attrs={"to": Attr("str")}, infer=_bitcast_infer,
+    reference=lambda xs, a: xs[0].view(DTYPES[a["to"]]), lower=_bitcast_lower,
+    summary="the same bits read as another dtype of the same size"))
+
+
+@onnx_op("BitCast")
+def _onnx_bitcast(ctx, node, inputs, attrs):
+    """BitCast (opset 26) between numeric types of the same size."""
+    from ..onnx_import import ONNX_DTYPES
+    to = attrs.get("to")
+    if to not in ONNX_DTYPES:
+        raise ctx.fail(f"BitCast to ONNX data type {to} is not supported")
+    return ctx.emit("bitcast", [inputs[0]], {"to": ONNX_DTYPES[to]})
 
 
 def _where_infer(types, attrs):
@@ -1259,8 +1301,169 @@ def _onnx_range(ctx, node, inputs, attrs):
 
 @onnx_op("NonZero")
 def _onnx_non_zero(ctx, node, inputs, attrs):
-    if not inputs[0].is_const:
-        raise ctx.fail("NonZero of a non-constant tensor has a data-dependent shape, which edgec "
-                       "does not support (static shapes only)")
-    x = inputs[0].const_value()
+    x = ctx.constant_of(inputs[0], "X", DATA_DEPENDENT)
     return [ctx.const(np.array(np.nonzero(x), dtype=np.int64).reshape(x.ndim, -1))]
+
+
+# ---- importers that compute their outputs at import ----------------------------------------------
+# Windows and the mel matrix depend on constant sizes only. Unique, NonMaxSuppression, Compress
+# and ReverseSequence have outputs (or gather indices) that depend on the values of an input,
+# which must then be a constant: edgec compiles static shapes only.
+
+def _window(ctx, node, inputs, attrs, terms):
+    """sum_k terms[k] * cos(2 pi k n / N) for n in [0, size): N = size (periodic, default) or size - 1."""
+    from ..onnx_import import ONNX_DTYPES
+    size = int(ctx.constant_of(inputs[0], "size").reshape(-1)[0])
+    dtype = ONNX_DTYPES.get(attrs.get("output_datatype", 1))
+    if dtype is None:
+        raise ctx.fail(f"output_datatype {attrs.get('output_datatype')} is not supported")
+    ctx.check_size([size], dtype)
+    n = np.arange(size, dtype=np.float64)
+    period = size if attrs.get("periodic", 1) else size - 1
+    window = sum(c * np.cos(2 * np.pi * k * n / period) for k, c in enumerate(terms))
+    return [ctx.const(window.astype(DTYPES[dtype]), dtype)]
+
+
+onnx_op("HannWindow")(lambda ctx, node, inputs, attrs: _window(ctx, node, inputs, attrs, [0.5, -0.5]))
+onnx_op("HammingWindow")(lambda ctx, node, inputs, attrs: _window(ctx, node, inputs, attrs, [25 / 46, -21 / 46]))
+onnx_op("BlackmanWindow")(lambda ctx, node, inputs, attrs: _window(ctx, node, inputs, attrs, [0.42, -0.5, 0.08]))
+
+
+@onnx_op("MelWeightMatrix")
+def _onnx_mel_weight_matrix(ctx, node, inputs, attrs):
+    """[dft_length // 2 + 1, num_mel_bins] triangular filters, as ONNX's reference computes them
+    (bin edges equally spaced in mel, rounded down to spectrogram bins)."""
+    from ..onnx_import import ONNX_DTYPES
+    names = ("num_mel_bins", "dft_length", "sample_rate", "lower_edge_hertz", "upper_edge_hertz")
+    bins, dft, rate, low, high = (ctx.constant_of(v, w).reshape(-1)[0] for v, w in zip(inputs, names))
+    dtype = ONNX_DTYPES.get(attrs.get("output_datatype", 1))
+    if dtype is None:
+        raise ctx.fail(f"output_datatype {attrs.get('output_datatype')} is not supported")
+    bins, dft = int(bins), int(dft)
+    ctx.check_size([dft // 2 + 1, bins], dtype)
+    low_mel, high_mel = (2595 * np.log1p(f / 700) / np.log(10) for f in (low, high))
+    mels = np.arange(bins + 2) * ((high_mel - low_mel) / (bins + 2)) + low_mel
+    edges = (((dft + 1) * (700 * np.expm1(mels / 2595 * np.log(10)))) // rate).astype(np.int64)
+    out = np.zeros((dft // 2 + 1, bins))
+    for i in range(bins):
+        left, center, right = edges[i:i + 3]
+        if center == left:
+            out[center, i] = 1
+        else:
+            out[left:center + 1, i] = (np.arange(left, center + 1) - left) / (center - left)
+        if right > center:
+            out[center:right, i] = (right - np.arange(center, right)) / (right - center)
+    return [ctx.const(out.astype(DTYPES[dtype]), dtype)]
+
+
+@onnx_op("Unique")
+def _onnx_unique(ctx, node, inputs, attrs):
+    """Unique of a constant: (values, first indices, inverse indices, counts), sorted or in order
+    of first occurrence, flattened or along `axis`. A non-constant input is refused (its output
+    shape depends on its values)."""
+    x = ctx.constant_of(inputs[0], "X", DATA_DEPENDENT)
+    axis = attrs.get("axis")
+    if axis is not None:
+        axis = normalize_axis(axis, x.ndim)
+    y, first, inverse, counts = np.unique(x, return_index=True, return_inverse=True, return_counts=True,
+                                          axis=axis)
+    inverse = inverse.reshape(-1)
+    if not attrs.get("sorted", 1):
+        order = np.argsort(first, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        y, first, inverse, counts = np.take(y, order, axis=axis or 0), first[order], rank[inverse], counts[order]
+    if axis is None:
+        y = y.reshape(-1)
+    return [ctx.const(np.ascontiguousarray(y))] + [ctx.const(a.astype(np.int64)) for a in (first, inverse, counts)]
+
+
+@onnx_op("Compress")
+def _onnx_compress(ctx, node, inputs, attrs):
+    """The slices of x (along `axis`, or of x flattened) where a constant condition is true: a
+    gather of constant indices. A non-constant condition is refused (data-dependent shape)."""
+    x = inputs[0]
+    cond = ctx.constant_of(inputs[1], "condition", DATA_DEPENDENT).reshape(-1).astype(bool)
+    axis = attrs.get("axis")
+    if axis is None:
+        x, axis = ctx.emit1("reshape", [x], {"shape": [x.type.size]}), 0
+    axis = normalize_axis(axis, x.type.rank)
+    keep = np.nonzero(cond[:x.type.shape[axis]])[0].astype(np.int64)
+    return emit_nonempty(ctx, "gather", [x, ctx.const(keep)], {"axis": axis})
+
+
+@onnx_op("ReverseSequence")
+def _onnx_reverse_sequence(ctx, node, inputs, attrs):
+    """Reverse the first sequence_lens[b] steps along time_axis of each batch entry b: a
+    gather_elements with constant indices, so sequence_lens must be a constant."""
+    x = inputs[0]
+    lens = ctx.constant_of(inputs[1], "sequence_lens").reshape(-1).astype(np.int64)
+    batch, time = attrs.get("batch_axis", 1), attrs.get("time_axis", 0)
+    if x.type.rank < 2 or {batch, time} != {0, 1} or len(lens) != x.type.shape[batch]:
+        raise ctx.fail(f"expects batch_axis and time_axis 0 and 1 and one length per batch entry, "
+                       f"got {attrs} for {x.type} and {len(lens)} lengths")
+    steps = x.type.shape[time]
+    index = np.tile(np.arange(steps), (len(lens), 1))  # [batch, time]
+    for b, n in enumerate(lens):
+        index[b, :n] = np.arange(n)[::-1]
+    if time == 0:
+        index = index.T
+    ctx.check_size(x.type.shape, "i64")
+    index = np.broadcast_to(index.reshape(index.shape + (1,) * (x.type.rank - 2)), x.type.shape)
+    return ctx.emit("gather_elements", [x, ctx.const(np.ascontiguousarray(index))], {"axis": time})
+
+
+def _box_corners(boxes: np.ndarray, center_point_box: int) -> np.ndarray:
+    """[..., 4] boxes as (y_min, x_min, y_max, x_max): from corners in either order, or from
+    (x_center, y_center, width, height) when center_point_box is 1."""
+    if center_point_box:
+        x, y, w, h = np.moveaxis(boxes, -1, 0)
+        return np.stack([y - h / 2, x - w / 2, y + h / 2, x + w / 2], -1)
+    y1, x1, y2, x2 = np.moveaxis(boxes, -1, 0)
+    return np.stack([np.minimum(y1, y2), np.minimum(x1, x2), np.maximum(y1, y2), np.maximum(x1, x2)], -1)
+
+
+def non_max_suppression(boxes, scores, max_per_class: int, iou_threshold: float, score_threshold,
+                        center_point_box: int) -> np.ndarray:
+    """ONNX NonMaxSuppression: per batch and class, boxes by descending score (ties: lower index
+    first) above score_threshold (None: all), each kept unless its IoU with a kept one exceeds
+    iou_threshold, at most max_per_class; [k, 3] (batch, class, box) indices."""
+    corners = _box_corners(boxes, center_point_box)
+    selected = []
+    for b in range(scores.shape[0]):
+        area = (corners[b, :, 2] - corners[b, :, 0]) * (corners[b, :, 3] - corners[b, :, 1])
+        for c in range(scores.shape[1]):
+            kept: list[int] = []
+            for i in sorted(range(scores.shape[2]), key=lambda i: (-scores[b, c, i], i)):
+                if len(kept) >= max_per_class:
+                    break
+                if score_threshold is not None and not scores[b, c, i] > score_threshold:
+                    continue
+                lo = np.maximum(corners[b, i, :2], corners[b, kept, :2])
+                hi = np.minimum(corners[b, i, 2:], corners[b, kept, 2:])
+                inter = np.prod(np.clip(hi - lo, 0, None), axis=-1)
+                union = area[i] + area[kept] - inter
+                iou = np.where((inter > 0) & (area[i] > 0) & (area[kept] > 0) & (union > 0),
+                               inter / np.where(union > 0, union, 1), 0)
+                if not (iou > iou_threshold).any():
+                    kept.append(i)
+                    selected.append((b, c, i))
+    return np.array(selected, dtype=np.int64).reshape(-1, 3)
+
+
+@onnx_op("NonMaxSuppression")
+def _onnx_non_max_suppression(ctx, node, inputs, attrs):
+    """NonMaxSuppression of constant boxes and scores, computed at import (the number of boxes
+    kept depends on their values, and edgec compiles static shapes only)."""
+    names = ("boxes", "scores", "max_output_boxes_per_class", "iou_threshold", "score_threshold")
+    values = [ctx.constant_of(v, w, DATA_DEPENDENT) if v is not None else None
+              for v, w in zip(inputs, names)]
+    values += [None] * (5 - len(values))
+    boxes, scores, limit, iou, score = values
+    if boxes.ndim != 3 or boxes.shape[2] != 4 or scores.ndim != 3 or scores.shape[::2] != boxes.shape[:2]:
+        raise ctx.fail(f"expects boxes [batch, boxes, 4] and scores [batch, classes, boxes], got "
+                       f"{list(boxes.shape)} and {list(scores.shape)}")
+    limit = max(int(limit.reshape(-1)[0]), 0) if limit is not None and limit.size else 0
+    iou = float(iou.reshape(-1)[0]) if iou is not None and iou.size else 0.0
+    score = float(score.reshape(-1)[0]) if score is not None and score.size else None
+    return [ctx.const(non_max_suppression(boxes, scores, limit, iou, score, attrs.get("center_point_box", 0)))]

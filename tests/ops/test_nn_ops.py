@@ -678,3 +678,95 @@ def test_matmul_shape_is_numpy_matmuls(sa, sb):
     except ValueError:
         want = None
     assert matmul_shape(tuple(sa), tuple(sb)) == want
+
+
+# ---- ONNX ops decomposed into conv, conv_transpose, matmul and elementwise ops ----------------
+
+@pytest.mark.parametrize("k,past,bias,activation", [
+    (3, True, True, "silu"), (4, False, False, "none"), (1, False, True, "swish")])
+def test_causal_conv_with_state(k, past, bias, activation):
+    x, w = randn(2, 3, 5), randn(3, 1, k)
+    inits = {"w": w, "b": randn(3) if bias else None, "past": randn(2, 3, k - 1) if past else None}
+    names = ["x", "w", "b" if bias else "", "past" if past else ""]
+    model = node_model("CausalConvWithState", {"x": x}, {n: a for n, a in inits.items() if a is not None},
+                       n_outputs=2, opset=27, input_names=names, activation=activation)
+    if k == 1:  # an empty present state: the interpreter only (edgec builds no empty outputs)
+        ref = edgec.interpret(edgec.import_onnx(model), {"x": x})
+        from onnx_util import run_ort
+        expected = run_ort(model, {"x": x})
+        np.testing.assert_allclose(ref["out0"], expected["out0"], rtol=1e-4, atol=1e-5)
+        assert ref["out1"].shape == expected["out1"].shape == (2, 3, 0)
+        return
+    check_model(model, {"x": x})
+
+
+@pytest.mark.parametrize("attrs", [{}, {"strides": [2, 1], "pads": [1, 0, 1, 2], "dilations": [1, 2]}])
+def test_col2im(attrs):
+    image, block = np.array([6, 7], np.int64), np.array([2, 3], np.int64)
+    strides, dils = attrs.get("strides", [1, 1]), attrs.get("dilations", [1, 1])
+    pads = attrs.get("pads", [0, 0, 0, 0])
+    count = [(image[i] + pads[i] + pads[2 + i] - dils[i] * (block[i] - 1) - 1) // strides[i] + 1 for i in range(2)]
+    x = randn(2, 4 * 6, int(np.prod(count)))
+    check_model(node_model("Col2Im", {"x": x}, {"image": image, "block": block}, opset=18, **attrs), {"x": x})
+
+
+@pytest.mark.parametrize("size,align", [([2, 3, 4, 5], 0), ([2, 3, 4, 5], 1), ([2, 1, 3, 4, 2], 0), ([2, 1, 3, 4, 2], 1)])
+def test_affine_grid(size, align):
+    theta = randn(2, len(size) - 2, len(size) - 1)
+    check_model(node_model("AffineGrid", {"theta": theta}, {"size": np.array(size, np.int64)}, opset=20,
+                           align_corners=align), {"theta": theta})
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_swish(alpha):
+    x = randn(3, 7)
+    check_model(node_model("Swish", {"x": x}, opset=24, alpha=alpha), {"x": x})
+
+
+@pytest.mark.parametrize("axes", [[1], [0, 2, 3], [-2, -1]])
+def test_mean_variance_normalization(axes):
+    """(The default axes, 0, 2, 3, are the backend suite's test_mvn: onnx's shape inference fails
+    on the function body of a node without `axes` built here.)"""
+    x = randn(2, 3, 4, 5)
+    check_model(node_model("MeanVarianceNormalization", {"x": x}, opset=18, axes=axes), {"x": x})
+
+
+@pytest.mark.parametrize("spatial,modes", [((5, 6), ("linear", "nearest", "cubic")), ((3, 4, 5), ("linear", "nearest"))],
+                         ids=["2d", "3d"])
+def test_grid_sample(spatial, modes):
+    """Every mode, padding mode and align_corners in one model; the grid reaches outside [-1, 1]."""
+    from onnx_util import multi_node_model
+    g = np.random.default_rng(7)
+    x = g.standard_normal((2, 3, *spatial)).astype(np.float32)
+    grid = g.uniform(-1.4, 1.4, (2, 4, 3, len(spatial))).astype(np.float32) if len(spatial) == 2 else \
+        g.uniform(-1.4, 1.4, (2, 2, 3, 4, 3)).astype(np.float32)
+    cases = [("GridSample", {"x": x, "grid": grid}, {}, {"mode": m, "padding_mode": p, "align_corners": a})
+             for m in modes for p in ("zeros", "border", "reflection") for a in (0, 1)]
+    model, feeds = multi_node_model(cases, opset=20)
+    check_model(model, feeds)
+
+
+def test_col2im_and_affine_grid_refuse_huge_constants():
+    """A hostile block or grid size is refused before the one-hot kernel or base grid is made."""
+    x = randn(1, 200000, 1)
+    model = node_model("Col2Im", {"x": x}, {"image": np.array([1, 200000], np.int64),
+                                            "block": np.array([1, 200000], np.int64)}, opset=18)
+    with pytest.raises(EdgecError, match="Col2Im_node.*elements"):
+        edgec.import_onnx(model)
+    graph = helper.make_graph([helper.make_node("AffineGrid", ["theta", "size"], ["y"], name="grid")], "g",
+                              [helper.make_tensor_value_info("theta", 1, [1, 2, 3])],
+                              [helper.make_tensor_value_info("y", 1, None)],
+                              [helper.make_tensor("size", 7, [4], [1, 1, 100000, 100000])])
+    with pytest.raises(EdgecError, match="grid.*elements"):
+        edgec.import_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (4, 3, 3), (2, 2, 2, 2)])
+def test_det(shape):
+    x = randn(*shape)
+    check_model(node_model("Det", {"x": x}, opset=22), {"x": x})
+
+
+def test_det_of_a_large_matrix_is_refused():
+    with pytest.raises(EdgecError, match="Det_node.*n up to 3"):
+        edgec.import_onnx(node_model("Det", {"x": randn(4, 4)}, opset=22))

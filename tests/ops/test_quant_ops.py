@@ -4,10 +4,11 @@ Many cases share one model (one compile); a mismatch names the output `<OnnxOp>_
 
 import numpy as np
 import pytest
+from onnx import TensorProto, helper
 
 import edgec
 from edgec.errors import EdgecError
-from onnx_util import check_model, multi_node_model
+from onnx_util import check_model, make_model, multi_node_model
 
 rng = np.random.default_rng(2)
 F = np.float32
@@ -87,10 +88,10 @@ def test_quantize_dequantize_ir():
     assert np.allclose(node.attrs["scale"], [0.1, 0.2, 0.3]) and node.attrs["axis"] == -3
 
 
-def test_scale_must_be_constant():
+def test_a_non_constant_scale_must_be_per_tensor():
     x = rng.standard_normal((2, 3)).astype(F)
-    model, _ = multi_node_model([("QuantizeLinear", {"x": x, "s": np.array(0.1, F)}, {}, {})], 13)
-    with pytest.raises(EdgecError, match="y_scale.*constant"):
+    model, _ = multi_node_model([("QuantizeLinear", {"x": x, "s": np.full(3, 0.1, F)}, {}, {"axis": 1})], 13)
+    with pytest.raises(EdgecError, match="QuantizeLinear_node0.*must be per-tensor"):
         edgec.import_onnx(model)
 
 
@@ -144,6 +145,16 @@ def test_qlinear_matmul():
         "bz": np.array(1, np.uint8), "ys": np.array(1.0, F), "yz": np.array(100, np.uint8)}, {},
         ["a", "as", "az", "b", "bs", "bz", "ys", "yz"]))
     check_cases(cases, 13)
+
+
+def test_qlinear_matmul_float16_scales():
+    """Opset 21 allows float16 scales."""
+    H = np.float16
+    cases = [("QLinearMatMul", {"a": _u8((2, 5, 8)), "b": _u8((8, 6))}, {
+        "as": np.array(0.02, H), "az": np.array(128, np.uint8), "bs": np.array(0.03, H),
+        "bz": np.array(100, np.uint8), "ys": np.array(0.05, H), "yz": np.array(120, np.uint8)}, {},
+        ["a", "as", "az", "b", "bs", "bz", "ys", "yz"])]
+    check_cases(cases, 21)
 
 
 @pytest.mark.parametrize("level", [0, 2])  # -O2: compiled in NHWC (convert-layout)
@@ -221,3 +232,28 @@ def test_quantized_conv_layout_must_be_known():
           %0 = conv_integer(%x, %c0) {layout="NCWH"} : i32[1,3,3,3]
           return %0
         }""")
+
+
+@pytest.mark.parametrize("zero_point", ["computed", "constant", "none"])
+def test_quantize_linear_with_a_computed_scale(zero_point):
+    """A per-tensor scale (and zero point) computed from x in the graph, as in
+    DynamicQuantizeLinear's expansion: elementwise ops instead of quantize_linear."""
+    x = np.random.default_rng(5).normal(size=(3, 7)).astype(F) * 4
+    nodes = [helper.make_node("ReduceMax", ["x"], ["hi"], keepdims=0),
+             helper.make_node("ReduceMin", ["x"], ["lo"], keepdims=0),
+             helper.make_node("Sub", ["hi", "lo"], ["range"]),
+             helper.make_node("Div", ["range", "q"], ["scale"])]
+    names = ["x", "scale"]
+    inits = {"q": np.array(255, F)}
+    if zero_point == "computed":
+        nodes += [helper.make_node("Div", ["lo", "scale"], ["lo_q"]), helper.make_node("Neg", ["lo_q"], ["zp_f"]),
+                  helper.make_node("Round", ["zp_f"], ["zp_r"]),
+                  helper.make_node("Cast", ["zp_r"], ["zp"], to=TensorProto.UINT8)]
+        names.append("zp")
+    elif zero_point == "constant":
+        inits["zp"] = np.array(100, np.uint8)
+        names.append("zp")
+    nodes.append(helper.make_node("QuantizeLinear", names, ["y"]))
+    model = make_model(nodes, {"x": x}, ["y"], inits, opset=13)
+    assert "quantize_linear" not in {n.op for n in edgec.import_onnx(model).nodes}
+    check_model(model, {"x": x}, atol=0)
