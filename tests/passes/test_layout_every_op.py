@@ -173,6 +173,15 @@ EXAMPLES = {
     "lrn": lambda e: [e.add("lrn", [e.x()], {"size": 3})],
     **{op: _reduce(op, op in ("reduce_log_sum", "reduce_prod")) for op in OPS
        if OPS[op].kind == "reduction" and "axes" in OPS[op].attrs},
+    "bitcast": lambda e: [e.add("bitcast", [e.ints("i32")], {"to": "u32"})],  # exact: a float result would differ by ulps
+    "grid_sample": lambda e: [e.add("grid_sample", [e.x(), e.const((1, 5, 5, 2))]),
+                              e.add("grid_sample", [e.x(), e.const((1, 4, 3, 2), -1.2, 1.2)],
+                                    {"mode": "nearest", "padding_mode": "border"})],
+    # an RNN layer's time loop over its inputs projected by a conv: T=6 steps of 24 features
+    "recurrence": lambda e: e.add("recurrence", [
+        e.add("reshape", [e.x()], {"shape": [6, 1, 1, 24]}), e.const((1, 24, 24), -0.3, 0.3), e.const((1, 1, 24)),
+        e.g.const(np.array([6], np.int32))], {"cell": "rnn", "activations": "tanh", "activation_alpha": [0.0],
+                                              "activation_beta": [0.0]}),
     # quantized
     "quantize_linear": lambda e: [e.quantized("u8"), e.add("quantize_linear", [e.x()], {
         "scale": [0.02, 0.03, 0.04, 0.05], "zero_point": [0, 1, 2, 3], "axis": 1, "dtype": "i8"})],
