@@ -20,10 +20,32 @@ import edgec
 from edgec.errors import EdgecError, ToolError
 from edgec.targets import DEFAULT_TARGET, crosslink, get_target, runners
 from onnx_util import assert_close, make_model, run_ort
-from toolchain import can_build_arm, can_run_arm, needs_arm_build, needs_arm_run
 
 ARM_NAMES = ["arm-a72", "arm-a53", "arm-a55", "arm-a57", "arm-a76", "arm-a78", "arm-neoverse-n1"]
 DOTPROD = {"arm-a55", "arm-a76", "arm-a78", "arm-neoverse-n1"}
+
+
+def _have_toolchain() -> bool:
+    try:
+        crosslink.find_toolchain(need_cxx=True)
+        return True
+    except ToolError:
+        return False
+
+
+def _have_qemu() -> bool:
+    try:
+        runners.qemu_path()
+        return True
+    except ToolError:
+        return False
+
+
+needs_toolchain = pytest.mark.skipif(not _have_toolchain(), reason="no aarch64 cross compiler "
+                                     "(pip install ziglang, or apt-get install g++-aarch64-linux-gnu)")
+needs_qemu = pytest.mark.skipif(not (_have_toolchain() and _have_qemu()), reason="needs qemu-user, the aarch64 "
+                                "libc in /usr/aarch64-linux-gnu and a cross compiler (apt-get install qemu-user "
+                                "g++-aarch64-linux-gnu)")
 
 
 def _objdump() -> str | None:
@@ -55,7 +77,7 @@ def elf_machine_of(path: Path) -> int:
 
 @pytest.fixture(scope="module")
 def a72_artifact(tmp_path_factory):
-    if not can_build_arm():
+    if not _have_toolchain():
         pytest.skip("no aarch64 cross compiler")
     model, feeds = conv_model()
     out = tmp_path_factory.mktemp("a72") / "art"
@@ -87,7 +109,7 @@ def test_unknown_target_lists_arm_targets():
 
 
 def test_qemu_cpu_choice_is_a_known_core():
-    if not can_run_arm():
+    if not _have_qemu():
         pytest.skip("no qemu-user")
     for name in ARM_NAMES:
         cpu = runners.qemu_cpu(name)
@@ -98,7 +120,7 @@ def test_qemu_cpu_choice_is_a_known_core():
 
 # ---- cross-linked library and code checks -------------------------------------------------------
 
-@needs_arm_build
+@needs_toolchain
 def test_library_is_aarch64_elf(a72_artifact):
     art, _, _ = a72_artifact
     lib = art.path / "model.so"
@@ -107,7 +129,7 @@ def test_library_is_aarch64_elf(a72_artifact):
     assert art.manifest["arch"] == "aarch64" and art.manifest["target"] == "arm-a72"
 
 
-@needs_arm_build
+@needs_toolchain
 def test_a72_code_uses_neon_fmla(a72_artifact):
     tool = _objdump()
     if tool is None:
@@ -140,7 +162,7 @@ def test_missing_linker_when_writing_artifact(monkeypatch, tmp_path):
 
 # ---- running under qemu -------------------------------------------------------------------------
 
-@needs_arm_run
+@needs_qemu
 @pytest.mark.parametrize("target", ["arm-a72", "arm-a76"])
 def test_runs_under_qemu_and_matches_onnxruntime(target, tmp_path):
     model, feeds = conv_model()
@@ -149,7 +171,7 @@ def test_runs_under_qemu_and_matches_onnxruntime(target, tmp_path):
     assert_close(got, run_ort(model, feeds), rtol=1e-4, atol=1e-4, what=target)
 
 
-@needs_arm_run
+@needs_qemu
 def test_run_bundle_reports_latencies(a72_artifact):
     art, model, feeds = a72_artifact
     res = runners.run_bundle(art, art.check_inputs(feeds), runs=3, warmup=1)
@@ -166,7 +188,7 @@ def test_missing_qemu_is_tool_error(monkeypatch, tmp_path):
 
 # ---- the bundle ---------------------------------------------------------------------------------
 
-@needs_arm_run
+@needs_qemu
 def test_bundle_runs_in_empty_root(tmp_path):
     """The bundle copied to a directory of its own runs with edgec-run under qemu with nothing but
     the aarch64 libc/libstdc++ of /usr/aarch64-linux-gnu, and loads TVM from the bundle itself."""
@@ -202,7 +224,7 @@ def test_bundle_runs_in_empty_root(tmp_path):
     assert_close({"out": np.load(out / "out.npy")}, run_ort(model, feeds), rtol=1e-4, atol=1e-4)
 
 
-@needs_arm_run
+@needs_qemu
 def test_edgec_run_checks_inputs_against_manifest(tmp_path):
     from edgec.targets import bundle
     model, feeds = conv_model()
@@ -246,7 +268,7 @@ def _arm_bench():
     return mod
 
 
-@needs_arm_run
+@needs_qemu
 def test_instruction_counts_edgec_and_onnxruntime(tmp_path):
     """The qemu plugin counts guest instructions; per-inference counts for edgec and for ONNX
     Runtime's aarch64 wheel (under unshare with a Cortex-A72 /proc/cpuinfo) are positive, and a
@@ -278,7 +300,7 @@ def test_instruction_counts_edgec_and_onnxruntime(tmp_path):
     assert abs(a - b) < 0.001 * a, (a, b)
 
 
-@needs_arm_run
+@needs_qemu
 def test_long_softmax_rows_under_qemu(tmp_path):
     """A recognizer's softmax over 18,385 classes (peaked: the first class 15 ahead) on arm-a72
     stays within 1e-5 of float64 (a serial float32 row sum erred by 8e-5)."""
@@ -296,7 +318,7 @@ def test_long_softmax_rows_under_qemu(tmp_path):
 
 # ---- dtypes and several outputs through edgec-run ------------------------------------------------
 
-@needs_arm_run
+@needs_qemu
 def test_int64_input_and_several_outputs_under_qemu(tmp_path):
     """Gather with an int64 index input; outputs f32 (Relu) and int64 (ArgMax), read back by name."""
     rng = np.random.default_rng(5)
@@ -311,7 +333,7 @@ def test_int64_input_and_several_outputs_under_qemu(tmp_path):
     assert_close(got, run_ort(model, feeds))
 
 
-@needs_arm_run
+@needs_qemu
 @pytest.mark.parametrize("target", ["arm-a76", "arm-a55"])
 def test_int8_matmul_on_dotprod_cores_under_qemu(target, tmp_path):
     rng = np.random.default_rng(1)
@@ -337,7 +359,7 @@ def _int8_models():
     return {"matmul": matmul, "conv": conv}
 
 
-@needs_arm_build
+@needs_toolchain
 @pytest.mark.parametrize("model_name", ["matmul", "conv"])
 def test_int8_code_for_a76_uses_sdot(model_name, tmp_path):
     tool = _objdump()
