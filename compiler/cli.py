@@ -496,6 +496,11 @@ def cmd_targets(args) -> int:
         vector = "vector 256 or 512 bits" if name == "host" else f"vector {t.vector_bits} bits"
         tvm = "tvm llvm for this machine's CPU (detected when compiling)" if name == "host" else f"tvm {t.tvm}"
         print(f"{t.name:<18} {t.description}{aliases}{mark}")
+        if t.kind == "cuda":
+            print(f"{'':<18} CUDA {t.cuda_arch}, host {t.host_cpu} ({t.arch}), built for {t.jetpack}, "
+                  f"fp16 {'yes' if t.fp16 else 'no'}, int8 dot product (dp4a) {'yes' if t.dotprod else 'no'}, "
+                  f"layout {t.layout}")
+            continue
         print(f"{'':<18} arch {t.arch}, layout {t.layout}, {vector}, "
               f"int8 dot product {'yes' if t.dotprod else 'no'}, {tvm}")
     return 0

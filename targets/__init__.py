@@ -45,6 +45,11 @@ class Target:
     aliases: tuple[str, ...] = ()
     pipelines: dict[int, str] | None = None  # None: level_pipelines(layout)
     qemu_cpus: tuple[str, ...] = ()  # qemu-aarch64 -cpu models that run exactly its instructions, best first
+    # CUDA targets (kind "cuda", see targets/jetson.py); `dotprod` is then the GPU's int8 dp4a
+    sm: int = 0  # CUDA compute capability, 87 for sm_87
+    host_cpu: str = ""  # LLVM CPU of the board's host (aarch64) cores
+    fp16: bool = False  # fp16 storage and arithmetic allowed
+    jetpack: str = ""  # the JetPack releases (and their CUDA) the artifact is built for
 
     def __post_init__(self):
         if self.pipelines is None:
@@ -78,6 +83,11 @@ class Target:
     def runs_here(self) -> bool:
         """Whether a compiled library loads in this Python process."""
         return self.name == "host"
+
+    @property
+    def cuda_arch(self) -> str:
+        """"sm_87" for a CUDA target, "" otherwise."""
+        return f"sm_{self.sm}" if self.sm else ""
 
 
 # The host before detection: the LLVM CPU and vector width are filled in by `_host`.
@@ -130,3 +140,4 @@ def all_target_names() -> list[str]:
 DEFAULT_TARGET = "arm-a72"
 
 from . import arm  # noqa: E402,F401 - registers the ARM Cortex-A targets
+from . import jetson  # noqa: E402,F401 - registers the NVIDIA Jetson targets

@@ -69,14 +69,18 @@ def relax_pipeline(target: Any, tuning_db: str | None = None, report: dict | Non
     """The Relax pipeline for the target: legalize, fuse, schedule, lower to the VM.
 
     CPU targets get edgec's own pipeline (NHWC convolutions with repacked weights and edgec's
-    default schedules, see targets/schedules); other targets get TVM's default pipeline.
+    default schedules, see targets/schedules); CUDA targets the GPU pipeline
+    (targets/schedules/gpu.py: dlight rules, every kernel scheduled or the build refused).
     `tuning_db` (CPU): a directory written by `edgec tune`; its records replace the default
     schedules of the kernels they match. `report` (CPU): filled with {kernel: rule}, the rule
     being "tuned" for kernels scheduled from the database. `progress`: see build_graph."""
     if target.kind == "cpu":
         from .schedules import cpu_pipeline
         return cpu_pipeline(target, tuning_db=tuning_db, report=report, progress=progress)
-    return relax.get_default_pipeline(target.tvm_target())
+    if target.kind == "cuda":
+        from .schedules.gpu import gpu_pipeline
+        return gpu_pipeline(target, report=report, progress=progress)
+    raise ValueError(f"target kind {target.kind!r}")
 
 
 def build_graph(graph: Graph, target: Any, tuning_db: str | None = None,
@@ -91,8 +95,10 @@ def build_graph(graph: Graph, target: Any, tuning_db: str | None = None,
     with tvm_target:
         mod = relax_pipeline(target, tuning_db, report, progress)(mod)
     kernels = sorted(gv.name_hint for gv, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc))
-    if target.kind != "cpu":
-        return BuildResult(relax.build(mod, tvm_target, relax_pipeline=None), kernels, "")
+    if target.kind == "cuda":  # the CUDA kernels are compiled to SASS as the module is built
+        from .cuda import compiling_for
+        with compiling_for(target), tvm_target:
+            return BuildResult(relax.build(mod, tvm_target, relax_pipeline=None), kernels, "")
     from tvm.relax import _ffi_api
     from tvm.relax.vm_build import VMExecutable, _vmcodegen
     builder = relax.ExecBuilder()

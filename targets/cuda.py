@@ -1,0 +1,152 @@
+"""The CUDA toolchain of a build: which compiler makes the SASS, and TVM's CUDA runtime module.
+
+TVM embeds compiled kernels only when its CUDA runtime library (`libtvm_runtime_cuda.so`) is
+loaded, and that library links `libcuda.so.1`, which a machine without an NVIDIA driver lacks:
+there TVM silently keeps the CUDA source instead (DESIGN.md section 4). `load_cuda_runtime()`
+loads the real driver library when there is one, else a stub of the few `cu*` symbols the
+runtime library needs (built once with the host C compiler into ~/.cache/edgec), and then TVM's
+CUDA runtime library. The stub is never called by a build: it only lets the library load.
+
+`cuda_compiler(target)` picks the compiler for the target's architecture: nvcc where it is
+installed and supports the architecture (nvcc 13 builds sm_75 and newer; nvcc 12 sm_50 and
+newer), else NVRTC 12 from PyPI (`pip install 'edgec[cuda]'`), else a ToolError saying what to
+install. `compiling_for(target)` makes TVM's CUDA compile callback use that compiler for the
+target's architecture, SASS only (no PTX, so nothing is left for the board to compile).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from edgec.errors import ToolError
+
+# The driver API symbols libtvm_runtime_cuda.so links (nm -D --undefined-only); each stub returns
+# CUDA_ERROR_NO_DEVICE (100).
+STUB_SYMBOLS = ("cuDeviceGetName", "cuFuncSetAttribute", "cuGetErrorName", "cuGetErrorString", "cuLaunchKernelEx",
+                "cuModuleGetFunction", "cuModuleLoadData", "cuModuleUnload", "cuTensorMapEncodeTiled")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgec"
+
+
+def _stub_libcuda() -> Path:
+    """A stub libcuda.so.1 for this machine, built once."""
+    out = cache_dir() / "cuda-stub" / "libcuda.so.1"
+    if out.exists():
+        return out
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise ToolError("building for a CUDA target on a machine without an NVIDIA driver needs a C compiler "
+                        "for a stub libcuda (apt-get install gcc)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    src = out.parent / "stub.c"
+    src.write_text("".join(f"int {name}(void) {{ return 100; }}\n" for name in STUB_SYMBOLS))
+    tmp = out.with_suffix(f".tmp{os.getpid()}")
+    r = subprocess.run([cc, "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o", str(tmp), str(src)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        raise ToolError(f"building the stub libcuda failed: {r.stderr.strip()[-500:]}")
+    os.replace(tmp, out)
+    return out
+
+
+_LOADED: list[str] = []
+
+
+def load_cuda_runtime() -> str:
+    """Load TVM's CUDA runtime library (once); returns "driver" when the machine's libcuda was
+    used, "stub" when the stub was."""
+    if _LOADED:
+        return _LOADED[0]
+    from tvm.base import _LOADED_LIBS
+    if "tvm_runtime_cuda" in _LOADED_LIBS:  # TVM found a driver when it was imported
+        _LOADED.append("driver")
+        return "driver"
+    try:
+        ctypes.CDLL("libcuda.so.1", mode=ctypes.RTLD_GLOBAL)
+        how = "driver"
+    except OSError:
+        ctypes.CDLL(str(_stub_libcuda()), mode=ctypes.RTLD_GLOBAL)
+        how = "stub"
+    from tvm_ffi.libinfo import load_lib_ctypes
+    runtime_dir = Path(_LOADED_LIBS["tvm_runtime"]._name).resolve().parent
+    try:
+        _LOADED_LIBS["tvm_runtime_cuda"] = load_lib_ctypes(package="tvm", target_name="tvm_runtime_cuda",
+                                                           extra_lib_paths=[runtime_dir], mode="RTLD_LOCAL")
+    except (OSError, RuntimeError) as e:
+        raise ToolError(f"TVM's CUDA runtime library does not load ({e}); it needs the CUDA 13 runtime "
+                        "libcudart.so.13: install the CUDA toolkit, or pip install nvidia-cuda-runtime") from None
+    _LOADED.append(how)
+    return how
+
+
+def nvcc_path() -> str | None:
+    """nvcc on PATH, under $CUDA_PATH or under /usr/local/cuda."""
+    found = shutil.which("nvcc")
+    if found:
+        return found
+    for root in (os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if root and (Path(root) / "bin" / "nvcc").is_file():
+            return str(Path(root) / "bin" / "nvcc")
+    return None
+
+
+def nvcc_version(nvcc: str) -> tuple[int, int]:
+    out = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"release (\d+)\.(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def nvcc_supports(version: tuple[int, int], sm: int) -> bool:
+    """Whether an nvcc of `version` builds SASS for sm_`sm` (CUDA 13 dropped everything below sm_75,
+    CUDA 12 below sm_50)."""
+    return sm >= (75 if version[0] >= 13 else 50) and version[0] >= 12
+
+
+def nvrtc_available() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("cuda.bindings") is not None
+
+
+def cuda_compiler(target) -> str:
+    """"nvcc" or "nvrtc": the compiler that builds SASS for `target`'s architecture here."""
+    nvcc = nvcc_path()
+    if nvcc is not None and nvcc_supports(nvcc_version(nvcc), target.sm):
+        return "nvcc"
+    if nvrtc_available():
+        return "nvrtc"
+    found = (f"nvcc {'.'.join(map(str, nvcc_version(nvcc)))} at {nvcc} does not build {target.cuda_arch}"
+             if nvcc else "no nvcc was found (PATH, $CUDA_PATH, /usr/local/cuda)")
+    raise ToolError(f"cannot build CUDA kernels for {target.name} ({target.cuda_arch}): {found}, and NVRTC is not "
+                    "installed; install it with pip install 'edgec[cuda]' (NVRTC 12 builds sm_53 to sm_90), "
+                    "or install the CUDA toolkit (nvcc 13 builds sm_75 and newer)")
+
+
+@contextlib.contextmanager
+def compiling_for(target):
+    """Within the block, TVM's CUDA builds compile SASS for `target` with `cuda_compiler(target)`."""
+    import tvm_ffi
+    load_cuda_runtime()
+    compiler = cuda_compiler(target)
+    from tvm.support import nvcc  # registers TVM's own callback; ours replaces it for the block
+    fmt = "fatbin" if compiler == "nvcc" else "cubin"
+
+    # SASS for the one architecture, no PTX: nothing is left for the board's driver to compile
+    arch = ["-gencode", f"arch=compute_{target.sm},code=sm_{target.sm}"] if compiler == "nvcc" else target.cuda_arch
+
+    def compile_cuda(code):
+        return nvcc.compile_cuda(code, target_format=fmt, arch=arch, compiler=compiler)
+
+    tvm_ffi.register_global_func("tvm_callback_cuda_compile", compile_cuda, override=True)
+    try:
+        yield compiler
+    finally:
+        tvm_ffi.register_global_func("tvm_callback_cuda_compile", nvcc.tvm_callback_cuda_compile, override=True)
