@@ -11,12 +11,13 @@ node) into a VM module for a CUDA target:
    is not used for a kernel whose output has a number of elements that is not a multiple of 16:
    TVM 0.27's cross-thread reduction then stores past the end of the output (measured, DESIGN.md
    section 4), so the Reduction rules schedule it instead;
-3. a kernel that no rule schedules is refused (`EdgecError`, naming the node): TVM would silently
-   compile it as host code reading device pointers;
+3. a kernel that no rule schedules is refused (`unscheduled_error`, naming the node): TVM would
+   silently compile it as host code reading device pointers. The `recurrence` of LSTM/GRU/RNN
+   (a loop nest written by its lowering) is one: it has no GPU form yet;
 4. TVM's CUDA dataflow lowering and VM finalization (a reshape of contiguous data becomes a view).
 
-`schedule_gpu_func(func, target)` schedules one PrimFunc; `schedule=False` leaves the kernels
-unscheduled (for the CPU check of the kernels, targets/cuda_cpu.py).
+`schedule_gpu_func(func, tvm_target)` schedules one PrimFunc; `gpu_pipeline(target,
+schedule=False)` stops after step 1, with the kernels unscheduled (for comparisons).
 """
 
 from __future__ import annotations
@@ -75,18 +76,18 @@ def _is_scheduled(func: tirx.PrimFunc) -> bool:
 
 @tvm.transform.module_pass(opt_level=0, name="edgec.ApplyGPUSchedules")
 class ApplyGPUSchedules:
-    """Schedule every PrimFunc with dlight's rules; `self.applied`: {kernel: rule}. Raises
-    EdgecError naming the kernels (they are named after their IR nodes) that no rule schedules."""
+    """Schedule every PrimFunc with dlight's rules. `self.applied`: {kernel: rule};
+    `self.failed`: [(kernel, why)] for those no rule schedules (left as they are)."""
 
     def __init__(self, target, progress=None):
         self.target = target
         self.progress = progress
         self.applied: dict[str, str | None] = {}
+        self.failed: list[tuple[str, str]] = []
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         tvm_target = self.target.tvm_target()
         funcs = [(gv, f) for gv, f in mod.functions_items() if isinstance(f, tirx.PrimFunc)]
-        failed = []
         for done, (gv, func) in enumerate(funcs, 1):
             interrupt.check()
             if self.progress is not None:
@@ -96,15 +97,20 @@ class ApplyGPUSchedules:
                 continue
             new, rule = schedule_gpu_func(func, tvm_target)
             if new is None:
-                failed.append(f"{gv.name_hint} ({rule})")
+                self.failed.append((gv.name_hint, rule))
                 continue
             mod[gv] = new
             self.applied[gv.name_hint] = rule
-        if failed:
-            raise EdgecError(f"{self.target.name}: no GPU schedule for {len(failed)} kernel(s), named after their IR "
-                             f"nodes: {', '.join(failed)}; TVM would run them as host code. Compile for a CPU "
-                             "target, or report the op")
         return mod
+
+
+def unscheduled_error(target, failed: list[tuple[str, str]]) -> EdgecError:
+    """The error for kernels no GPU rule schedules (kernels are named after their IR nodes,
+    k<N>_<op> for node %N)."""
+    listed = ", ".join(f"{name} (node %{name[1:].split('_')[0]}: {why})" for name, why in failed)
+    return EdgecError(f"{target.name}: edgec has no GPU schedule for {len(failed)} kernel(s): {listed}. TVM would "
+                      "compile them as host code reading GPU memory, so the build stops. Compile this model for a "
+                      "CPU target (--target arm-a78, ...); see `edgec inspect MODEL` for its ops")
 
 
 def gpu_pipeline(target, schedule: bool = True, report: dict | None = None, progress=None):
@@ -114,8 +120,8 @@ def gpu_pipeline(target, schedule: bool = True, report: dict | None = None, prog
     from . import front_passes
     tvm_target = target.tvm_target()
 
-    @tvm.transform.module_pass(opt_level=0, name="edgec.GPUPipeline")
-    def pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+    def pipeline(mod: tvm.IRModule) -> tvm.IRModule:
+        # a plain function, not a TVM pass: the EdgecError below keeps its type
         with tvm_target:
             mod = tvm.transform.Sequential(front_passes(tvm_target))(mod)
             if not schedule:
@@ -124,6 +130,8 @@ def gpu_pipeline(target, schedule: bool = True, report: dict | None = None, prog
             mod = apply(mod)
             if report is not None:
                 report.update(apply.applied)
+            if apply.failed:
+                raise unscheduled_error(target, apply.failed)
             passes = [*cuda.dataflow_lower_passes(tvm_target), relax.transform.DeadCodeElimination(),
                       *cuda.finalize_passes(tvm_target)]
             return tvm.transform.Sequential(passes)(mod)
