@@ -70,7 +70,10 @@ class Target:
         accumulator for an integer matmul (`kind` "matmul") or 2-D conv ("conv") of the Relax
         operands `x`, `w` and their zero points, padded on its last axis, as (acc, padded size);
         None: the generic lowering. For constant weights, targets with `dotprod` use the sdot
-        kernels (targets/schedules/int8.py), targets with `avx2` the vpmaddwd ones (int16.py)."""
+        kernels (targets/schedules/int8.py), targets with `avx2` the vpmaddwd ones (int16.py);
+        CUDA targets the generic lowering (no dp4a kernels yet)."""
+        if self.kind != "cpu":
+            return None
         if self.dotprod:
             from .schedules import int8
             return int8.accumulator(ctx, kind, x, w, x_zero_points, w_zero_points, attrs)

@@ -117,3 +117,14 @@ def test_all_example_kernels_scheduled():
     report, prims = _gpu_kernels(model)
     assert sorted(report) == sorted(prims) and len(prims) >= 3
     assert all(rule.startswith("dlight.") for rule in report.values()), report
+
+
+def test_int8_model_gets_integer_gpu_kernels():
+    # A QDQ model keeps its integer nodes on the GPU (the quantized IR, generic integer lowering:
+    # no dp4a kernels yet); the ARM sdot kernels, which `dotprod` selects on CPU targets, are not
+    # used for a GPU whose `dotprod` means dp4a.
+    from onnx_util import qlinear_conv_chain
+    model, _ = qlinear_conv_chain()
+    report, prims = _gpu_kernels(model)
+    assert any("qlinear_conv" in k for k in prims)
+    assert sorted(report) == sorted(prims) and all(r.startswith("dlight.") for r in report.values()), report
