@@ -352,7 +352,21 @@ class Artifact:
         from .interpreter import check_feeds
         return list(check_feeds(self.inputs, feeds).values())
 
+    @property
+    def gpu_problem(self) -> str | None:
+        """Why this artifact cannot run on this machine's CPU when its kernels are a GPU's
+        (None for a CPU artifact)."""
+        tvm_target = self.manifest.get("tvm_target")
+        if not (isinstance(tvm_target, dict) and tvm_target.get("kind") == "cuda"):
+            return None
+        return (f"{self.path} is built for the GPU of {self.manifest['target']} ({tvm_target.get('arch')}): it runs "
+                f"on the board. Build it with --bundle, copy the directory to the board and run its edgec-run "
+                f"there (-d cuda); on this machine, `edgec verify MODEL --target {self.manifest['target']}` checks "
+                "its kernels on the CPU")
+
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.gpu_problem:
+            raise EdgecError(self.gpu_problem)
         arrays = self.check_inputs(feeds)
         if self.manifest["arch"] != "x86_64" or self.manifest["target"] != "host":
             from edgec.targets import runners

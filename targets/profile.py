@@ -162,6 +162,8 @@ def profile(artifact, runs: int | None = None) -> Profile:
     module docstring; `runs` defaults to HOST_RUNS on host and ARM_RUNS on ARM."""
     from edgec.driver import Artifact
     art = artifact if isinstance(artifact, Artifact) else Artifact(artifact)
+    if art.gpu_problem:
+        raise EdgecError(art.gpu_problem.replace("it runs on the board", "it can be profiled only there"))
     kernels = manifest_kernels(art)
     arch, target = art.manifest["arch"], art.manifest["target"]
     host = arch == "x86_64" and target == "host"

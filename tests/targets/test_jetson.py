@@ -144,3 +144,33 @@ def test_no_cuda_compiler_is_one_clear_error(monkeypatch, tmp_path, capsys):
     assert "cannot build CUDA kernels for jetson-nano (sm_53)" in err and "pip install 'edgec[cuda]'" in err, err
     assert "Traceback" not in err and not (tmp_path / "out").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["relu.onnx"]
+
+
+def _can_build_cuda() -> bool:
+    from edgec.errors import ToolError
+    from edgec.targets import cuda
+    try:
+        cuda.cuda_compiler(get_target("jetson-orin"))
+        return True
+    except ToolError:
+        return False
+
+
+@pytest.mark.skipif(not _can_build_cuda(), reason="needs nvcc (CUDA toolkit) or NVRTC (pip install 'edgec[cuda]')")
+def test_gpu_artifact_is_not_run_or_profiled_on_the_cpu(tmp_path, capsys):
+    from toolchain import can_build_arm
+    if not can_build_arm():
+        pytest.skip("needs an aarch64 cross compiler")
+    from edgec.cli import main
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 4), dtype=np.float32)
+    (tmp_path / "relu.onnx").write_bytes(node_model("Relu", {"x": x}).SerializeToString())
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "out"
+    assert main(["compile", str(tmp_path / "relu.onnx"), "--target", "jetson-orin", "-o", str(out)]) == 0
+    capsys.readouterr()
+    for command in (["run", str(out), "--input", f"x={tmp_path / 'x.npy'}"], ["profile", str(out)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "built for the GPU of jetson-orin (sm_87)" in err and "edgec verify MODEL --target jetson-orin" in err
+        assert "Traceback" not in err
