@@ -8,7 +8,7 @@
     edgec tune MODEL [--target T] --db DIR [--trials N] [--rpc HOST:PORT [--key K]] [--threads N]
     edgec verify MODEL [--target T] [-O N] [--input NAME=FILE.npy | --inputs FILE.npz] [--bisect]
     edgec compare MODEL [--target T] [-O N | --passes STR] [--inputs FILE.npz] [--bisect] [--compiled] [--json]
-    edgec inspect MODEL
+    edgec inspect MODEL | DIR
     edgec diff A B | DIR [--json] [--html FILE]
     edgec view MODEL|IR|DIR -o PAGE.html [--profile FILE.json] [--compare FILE.json]
     edgec check-pass [FILE.py] --pass NAME [--examples N] [--family F] [--seed S] [--out DIR] [--replay FILE.eir]
@@ -463,7 +463,10 @@ def cmd_compare(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from .inspect import inspect_model
+    from .inspect import inspect_artifact, inspect_model
+    if Path(args.model).is_dir():  # an artifact: its kernels, and a CUDA library's device code
+        print(inspect_artifact(args.model).format())
+        return 0
     print(inspect_model(args.model, _input_shapes(args)).format())
     return 0
 
@@ -706,8 +709,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     p.set_defaults(func=cmd_compare)
 
-    p = command("inspect", "op histogram, parameters, MACs, unsupported ops")
-    p.add_argument("model", help="the ONNX model file")
+    p = command("inspect", "op histogram, parameters, MACs, unsupported ops; or an artifact's kernels")
+    p.add_argument("model", help="the ONNX model file, or an artifact directory (`edgec compile -o DIR`): its "
+                   "kernels, and for a Jetson target each one's device kernels, their SM, and any PTX or CUDA source")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
                    help="fix the shape of a model input (node and MAC counts need every dynamic dim)")
     p.set_defaults(func=cmd_inspect)

@@ -11,12 +11,21 @@ From the ONNX file: the op histogram, and the parameters (initializers and the v
 Constant nodes: tensors, value_float(s), value_int(s)) with their bytes, counting the nodes and
 initializers inside subgraphs (If's branches, Loop's and Scan's body) too, once each as the file
 holds them. From the imported graph: the node count and multiply-accumulates.
+
+`inspect_artifact(DIR)` reads a compiled artifact instead (`edgec inspect DIR`): its target and
+library, and each kernel with its node in model.eir, op, ONNX origins and schedule rule, from the
+manifest. For a CUDA target it also reads the library's device code (targets/cubin.py, no CUDA
+tools needed): each kernel's device kernels (TVM names them `<kernel>_kernel` or
+`<kernel>_kernel_<i>`) and the SM of their SASS, whether PTX or CUDA source is embedded, and
+the problems that would keep the library from running on the board (none, for what `edgec
+compile` writes: it refuses such a library).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .errors import ShapeError, UnsupportedError
@@ -115,4 +124,68 @@ def inspect_model(model: Any, input_shapes: dict | None = None) -> Inspection:
         if not getattr(e, "missing_shapes", None):
             raise
         info.missing_shapes = e.missing_shapes
+    return info
+
+
+@dataclass
+class ArtifactInspection:
+    path: Path
+    manifest: dict
+    library_bytes: int
+    device_code: Any = None  # edgec.targets.cubin.DeviceCode for a CUDA target, else None
+    device_kernels: dict[str, list[str]] = field(default_factory=dict)  # kernel -> its device kernels
+    stray: list[str] = field(default_factory=list)  # device kernels that are no kernel's
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def sm(self) -> int | None:
+        """The SM the manifest's TVM target names ("arch": "sm_87"), None for a CPU target."""
+        arch = (self.manifest.get("tvm_target") or {}).get("arch", "")
+        return int(arch[3:]) if isinstance(arch, str) and arch.startswith("sm_") and arch[3:].isdigit() else None
+
+    def format(self) -> str:
+        m, code = self.manifest, self.device_code
+        lines = [f"artifact: {self.path} (target {m['target']}, {m['arch']} library {m['library']}, "
+                 f"{self.library_bytes:,} bytes)"]
+        kernels = m.get("kernels", [])
+        if code is not None:
+            lines.append("device code: " + ("; ".join(i.describe() for i in code.images) or "none"))
+            lines.append(f"PTX embedded: {'yes' if code.has_ptx else 'no'}; "
+                         f"CUDA source embedded: {'yes' if code.has_cuda_source else 'no'}")
+            lines.append(f"kernels: {len(kernels)}, device kernels: {len(code.kernels)}")
+        else:
+            lines.append("device code: none (a CPU library)")
+            lines.append(f"kernels: {len(kernels)}")
+        rows = [("kernel", "node", "op", "schedule", *(("SM", "device kernels") if code is not None else ()),
+                 "origins")]
+        for k in kernels:
+            row = [k["name"], k["node"], k["op"], k.get("schedule") or "-"]
+            if code is not None:
+                mine = self.device_kernels.get(k["name"], [])
+                sms = sorted({sm for d in mine for sm in code.kernels[d]})
+                row += [",".join(f"sm_{sm}" for sm in sms) or "-", " ".join(mine) or "(none)"]
+            rows.append((*row, ", ".join(k["origins"])))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
+        views = m.get("views", [])
+        if views:
+            lines.append("views (no kernel): " + "; ".join(
+                f"{v['node']} {v['op']} ({', '.join(v['origins'])})" for v in views))
+        if code is not None:
+            lines.append("problems: " + ("; ".join(self.problems) if self.problems else "none"))
+        return "\n".join(lines)
+
+
+def inspect_artifact(path: str | Path) -> ArtifactInspection:
+    """Inspect a compiled artifact directory (`edgec compile -o DIR`); raises EdgecError for a
+    directory that is not one (see `edgec.driver.Artifact`) or whose CUDA library cannot be read."""
+    from .driver import Artifact
+    artifact = Artifact(path)
+    info = ArtifactInspection(artifact.path, artifact.manifest, artifact.library.stat().st_size)
+    if info.sm is not None:
+        from edgec.targets.cubin import kernels_by_owner, library_problems, read_device_code
+        names = [k["name"] for k in info.manifest.get("kernels", [])]
+        info.device_code = read_device_code(artifact.library)
+        info.device_kernels, info.stray = kernels_by_owner(info.device_code, names)
+        info.problems = library_problems(info.device_code, info.sm, names)
     return info

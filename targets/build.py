@@ -122,7 +122,9 @@ def export_library(result: BuildResult, target: Any, path: Path, jobs: int | Non
     """Write the compiled module as a shared library for the target's machine
     (aarch64 targets are cross-linked, see targets/crosslink.py). CPU kernels' objects are
     written on `jobs` threads (default: every core); `progress("kernels written", done, total)`.
-    Returns {kernel: bytes of machine code in its object} (CPU; {} otherwise)."""
+    Returns {kernel: bytes of machine code in its object} (CPU; {} otherwise). A CUDA library is
+    checked once written (targets/cubin.py `check_library`): an EdgecError when it holds no SASS,
+    SASS for another SM, PTX or CUDA source, or a kernel without a device kernel."""
     if getattr(target, "arch", "x86_64") == "aarch64":
         from .crosslink import shared_library_fcompile
         fcompile = shared_library_fcompile()
@@ -131,6 +133,9 @@ def export_library(result: BuildResult, target: Any, path: Path, jobs: int | Non
         fcompile = cc.create_shared
     if not result.libraries:
         result.executable.export_library(str(path), fcompile=fcompile)
+        if target.kind == "cuda":  # SASS for the target's SM only, a device kernel for every kernel
+            from .cubin import check_library
+            check_library(path, target, result.kernels)
         return {}
     # As tvm.runtime.Module.export_library does for LLVM modules, with the objects written in
     # parallel: one object per kernel, then the executable and its import tree packed in one more.

@@ -9,9 +9,16 @@ CUDA runtime library. The stub is never called by a build: it only lets the libr
 
 `cuda_compiler(target)` picks the compiler for the target's architecture: nvcc where it is
 installed and supports the architecture (nvcc 13 builds sm_75 and newer; nvcc 12 sm_50 and
-newer), else NVRTC 12 from PyPI (`pip install 'edgec[cuda]'`), else a ToolError saying what to
-install. `compiling_for(target)` makes TVM's CUDA compile callback use that compiler for the
-target's architecture, SASS only (no PTX, so nothing is left for the board to compile).
+newer), else NVRTC from PyPI (`pip install 'edgec[cuda]'`: NVRTC 12.9, which builds sm_50 to
+sm_90, sm_100 and sm_120) where it supports it, else a ToolError saying what to install.
+`compiling_for(target)` makes TVM's CUDA compile callback use that compiler for the target's
+architecture, SASS only (no PTX, so nothing is left for the board to compile).
+
+NVRTC compiles TVM's kernels against the CUDA headers: the `cuda` extra's header packages
+(`nvidia-cuda-runtime-cu12`, `nvidia-cuda-cccl-cu12`, and `nvidia-cuda-nvcc-cu12` for `crt/`)
+are merged, as symbolic links, into one `include/` directory under ~/.cache/edgec
+(`nvrtc_cuda_path()`), which TVM reads as `$CUDA_PATH/include`; CUDA_PATH is set for the
+duration of each compile call only.
 """
 
 from __future__ import annotations
@@ -19,10 +26,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
+import hashlib
+import importlib.util
 import os
 import re
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 from edgec.errors import ToolError
@@ -59,6 +70,26 @@ def _stub_libcuda() -> Path:
 
 
 _LOADED: list[str] = []
+CUDART = "libcudart.so.13"  # what TVM's CUDA runtime library links
+
+
+def _load_cudart() -> None:
+    """Make libcudart.so.13 loadable for TVM's CUDA runtime library: the machine's (a CUDA 13
+    toolkit on the loader's path) when there is one, else the `cuda` extra's PyPI
+    nvidia-cuda-runtime 13 (nvidia/cu13/lib), loaded by path so the loader finds it by its soname."""
+    try:
+        ctypes.CDLL(CUDART, mode=ctypes.RTLD_GLOBAL)
+        return
+    except OSError:
+        pass
+    try:
+        spec = importlib.util.find_spec("nvidia.cu13")
+    except ModuleNotFoundError:
+        return
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(location) / "lib" / CUDART).is_file():
+            ctypes.CDLL(str(Path(location) / "lib" / CUDART), mode=ctypes.RTLD_GLOBAL)
+            return
 
 
 def load_cuda_runtime() -> str:
@@ -76,6 +107,7 @@ def load_cuda_runtime() -> str:
     except OSError:
         ctypes.CDLL(str(_stub_libcuda()), mode=ctypes.RTLD_GLOBAL)
         how = "stub"
+    _load_cudart()
     from tvm_ffi.libinfo import load_lib_ctypes
     runtime_dir = Path(_LOADED_LIBS["tvm_runtime"]._name).resolve().parent
     try:
@@ -83,7 +115,8 @@ def load_cuda_runtime() -> str:
                                                            extra_lib_paths=[runtime_dir], mode="RTLD_LOCAL")
     except (OSError, RuntimeError) as e:
         raise ToolError(f"TVM's CUDA runtime library does not load ({e}); it needs the CUDA 13 runtime "
-                        "libcudart.so.13: install the CUDA toolkit, or pip install nvidia-cuda-runtime") from None
+                        f"libcudart.so.13: install the CUDA toolkit, or {INSTALL_NVRTC} "
+                        "(its nvidia-cuda-runtime 13.0)") from None
     _LOADED.append(how)
     return how
 
@@ -111,9 +144,87 @@ def nvcc_supports(version: tuple[int, int], sm: int) -> bool:
     return sm >= (75 if version[0] >= 13 else 50) and version[0] >= 12
 
 
+# The PyPI packages whose include/ directories NVRTC compiles TVM's kernels against (the module
+# names of the `cuda` extra's nvidia-cuda-runtime-cu12, -cccl-cu12 and -nvcc-cu12).
+NVRTC_HEADER_PACKAGES = ("nvidia.cuda_runtime", "nvidia.cuda_cccl", "nvidia.cuda_nvcc")
+INSTALL_NVRTC = "pip install 'edgec[cuda]'"
+
+
+@functools.cache
+def nvrtc_archs() -> tuple[tuple[int, int], tuple[int, ...]] | str:
+    """((major, minor) version, SM numbers it builds) of the NVRTC that cuda-bindings loads, or
+    why there is none usable (a sentence)."""
+    if importlib.util.find_spec("cuda") is None or importlib.util.find_spec("cuda.bindings") is None:
+        return "NVRTC is not installed (no cuda-bindings)"
+    try:
+        from cuda.bindings import nvrtc
+        _, major, minor = nvrtc.nvrtcVersion()
+        _, archs = nvrtc.nvrtcGetSupportedArchs()
+    except Exception as e:  # the library is missing or does not load: cuda-bindings raises its own types
+        return f"cuda-bindings is installed but NVRTC does not load ({str(e).strip().splitlines()[0][:200]})"
+    return (int(major), int(minor)), tuple(int(a) for a in archs)
+
+
+def _package_include(module: str) -> Path | None:
+    try:
+        spec = importlib.util.find_spec(module)
+    except ModuleNotFoundError:  # no nvidia package at all
+        return None
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(location) / "include").is_dir():
+            return Path(location) / "include"
+    return None
+
+
+def nvrtc_cuda_path() -> Path:
+    """A CUDA_PATH for TVM's NVRTC compile: a directory under cache_dir() whose include/ holds a
+    symbolic link to each entry of the header packages' include/ directories (built once per
+    set of package directories; a ToolError when one is not installed)."""
+    includes = [_package_include(m) for m in NVRTC_HEADER_PACKAGES]
+    missing = [m for m, inc in zip(NVRTC_HEADER_PACKAGES, includes) if inc is None]
+    if missing:
+        raise ToolError(f"NVRTC needs the CUDA headers of {', '.join(missing)}, which are not installed; "
+                        f"install them with {INSTALL_NVRTC}")
+    key = hashlib.sha256("\n".join(str(inc.resolve()) for inc in includes).encode()).hexdigest()[:12]
+    root = cache_dir() / f"nvrtc-headers-{key}"
+    if (root / "include" / "cuda_runtime.h").exists():  # exists() follows the link: the package is still there
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.with_name(f"{root.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "include").mkdir(parents=True)
+    for inc in includes:
+        for entry in sorted(inc.iterdir()):
+            if entry.name.startswith("__"):  # __init__.py, __pycache__
+                continue
+            link = tmp / "include" / entry.name
+            if not link.exists():  # the packages share no names; the first one wins if they ever do
+                link.symlink_to(entry.resolve())
+    shutil.rmtree(root, ignore_errors=True)  # a stale one whose packages went away
+    try:
+        os.replace(tmp, root)
+    except OSError:  # another process made it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def nvrtc_problem(sm: int) -> str | None:
+    """Why NVRTC cannot build SASS for sm_`sm` here (a sentence), or None when it can."""
+    found = nvrtc_archs()
+    if isinstance(found, str):
+        return found
+    (major, minor), archs = found
+    if sm not in archs:
+        return f"NVRTC {major}.{minor} does not build sm_{sm} (it builds sm_{', sm_'.join(map(str, archs))})"
+    missing = [m for m in NVRTC_HEADER_PACKAGES if _package_include(m) is None]
+    if missing:
+        return f"NVRTC is installed but the CUDA headers of {', '.join(missing)} are not"
+    return None
+
+
 def nvrtc_available() -> bool:
-    import importlib.util
-    return importlib.util.find_spec("cuda.bindings") is not None
+    """Whether NVRTC is installed with the CUDA headers it needs (whatever architectures it builds)."""
+    return not isinstance(nvrtc_archs(), str) and all(_package_include(m) for m in NVRTC_HEADER_PACKAGES)
 
 
 def cuda_compiler(target) -> str:
@@ -121,13 +232,33 @@ def cuda_compiler(target) -> str:
     nvcc = nvcc_path()
     if nvcc is not None and nvcc_supports(nvcc_version(nvcc), target.sm):
         return "nvcc"
-    if nvrtc_available():
+    why_not_nvrtc = nvrtc_problem(target.sm)
+    if why_not_nvrtc is None:
         return "nvrtc"
     found = (f"nvcc {'.'.join(map(str, nvcc_version(nvcc)))} at {nvcc} does not build {target.cuda_arch}"
              if nvcc else "no nvcc was found (PATH, $CUDA_PATH, /usr/local/cuda)")
-    raise ToolError(f"cannot build CUDA kernels for {target.name} ({target.cuda_arch}): {found}, and NVRTC is not "
-                    "installed; install it with pip install 'edgec[cuda]' (NVRTC 12 builds sm_53 to sm_90), "
-                    "or install the CUDA toolkit (nvcc 13 builds sm_75 and newer)")
+    raise ToolError(f"cannot build CUDA kernels for {target.name} ({target.cuda_arch}): {found}, and {why_not_nvrtc}; "
+                    f"install NVRTC 12 with {INSTALL_NVRTC} (it builds sm_50 to sm_90, sm_100 and sm_120), "
+                    "or the CUDA toolkit (nvcc 13 builds sm_75 and newer, nvcc 12 sm_50 and newer)")
+
+
+_ENVIRON_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _environ(**values: str):
+    """os.environ with `values` set, for the block only (TVM's compile reads CUDA_PATH and PATH)."""
+    with _ENVIRON_LOCK:
+        old = {name: os.environ.get(name) for name in values}
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for name, value in old.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 @contextlib.contextmanager
@@ -137,13 +268,19 @@ def compiling_for(target):
     load_cuda_runtime()
     compiler = cuda_compiler(target)
     from tvm.support import nvcc  # registers TVM's own callback; ours replaces it for the block
-    fmt = "fatbin" if compiler == "nvcc" else "cubin"
-
-    # SASS for the one architecture, no PTX: nothing is left for the board's driver to compile
-    arch = ["-gencode", f"arch=compute_{target.sm},code=sm_{target.sm}"] if compiler == "nvcc" else target.cuda_arch
+    if compiler == "nvcc":
+        # SASS for the one architecture, no PTX: nothing is left for the board's driver to compile.
+        # TVM runs `nvcc` from PATH: put the one found first.
+        fmt, arch = "fatbin", ["-gencode", f"arch=compute_{target.sm},code=sm_{target.sm}"]
+        nvcc_bin = str(Path(nvcc_path()).parent)
+        env = {"PATH": os.pathsep.join([nvcc_bin, os.environ.get("PATH", "")]).rstrip(os.pathsep)}
+    else:  # a cubin for sm_XX is SASS only
+        fmt, arch = "cubin", target.cuda_arch
+        env = {"CUDA_PATH": str(nvrtc_cuda_path())}
 
     def compile_cuda(code):
-        return nvcc.compile_cuda(code, target_format=fmt, arch=arch, compiler=compiler)
+        with _environ(**env):
+            return nvcc.compile_cuda(code, target_format=fmt, arch=arch, compiler=compiler)
 
     tvm_ffi.register_global_func("tvm_callback_cuda_compile", compile_cuda, override=True)
     try:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up edgec on a fresh Debian machine: Python packages (edgec editable, pinned TVM), and with
-# --test what the test suite needs (test packages, qemu-user, the aarch64 cross toolchain, chromium).
+# --test what the test suite needs (test packages, NVRTC 12 for the Jetson targets, qemu-user, the
+# aarch64 cross toolchain, chromium).
 # Idempotent: re-running installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,7 @@ want_test=0
 
 PIP="python3 -m pip install --quiet --disable-pip-version-check"
 if (( want_test )); then
-    $PIP -e ".[test]"
+    $PIP -e ".[test,cuda]"  # cuda: NVRTC 12, so the Jetson tests build SASS without a CUDA toolkit
 else
     $PIP -e .
 fi
