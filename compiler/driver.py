@@ -134,8 +134,8 @@ def load_model(model: Any, input_shapes: dict[str, tuple[int, ...]] | None = Non
 
 def _write_artifact(tmp: Path, built, tgt, graph: Graph, pm: PassManager, level: int | None, sha: str,
                     bundle: bool, schedules: dict[str, str | None], jobs: int | None = None,
-                    progress=None) -> None:
-    """The artifact's files, into the temporary directory `tmp`."""
+                    progress=None, name: str | None = None) -> None:
+    """The artifact's files, into the temporary directory `tmp` (to be renamed `name`)."""
     import tvm
     from edgec.targets.build import export_library
     from edgec.targets.lower import kernel_table
@@ -157,7 +157,7 @@ def _write_artifact(tmp: Path, built, tgt, graph: Graph, pm: PassManager, level:
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     if bundle:
         from edgec.targets.bundle import write_bundle
-        write_bundle(tmp)
+        write_bundle(tmp, name=name)
     manifest["files"] = sorted(str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file())
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
@@ -194,8 +194,9 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
             progress: TextIO | None = None) -> CompileResult:
     """Import `model` (see `load_model`: ONNX, .eir or Graph), optimize, build for `target`, write `output`.
 
-    `bundle` (ARM targets): also put the aarch64 TVM runtime and the `edgec-run` runner in the
-    artifact, so that the directory runs on a board with nothing else installed.
+    `bundle` (ARM and Jetson targets): also put the aarch64 TVM runtime (for Jetson with CUDA) and
+    the `edgec-run` runner in the artifact, so that the directory runs on a board with nothing else
+    installed (targets/bundle.py).
     `tuning_db`: a directory written by `edgec tune`; matching kernels use its schedules.
     `output` may name an existing directory only if it is empty or an edgec artifact holding
     nothing but its own files (see `check_output_dir`); `force` replaces any other directory.
@@ -210,9 +211,11 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
     out_dir = Path(output) if output is not None else None
     if out_dir is not None:
         check_output_dir(out_dir, force)
-    if bundle and (tgt.arch != "aarch64" or out_dir is None):
-        raise EdgecError(f"--bundle needs an ARM target (--target arm-a72, ...) and an output directory; "
-                         f"target '{tgt.name}' runs on {tgt.arch}")
+    if bundle:
+        from edgec.targets.bundle import check_bundle_target
+        if out_dir is None:
+            raise EdgecError("--bundle needs an output directory (-o DIR)")
+        check_bundle_target(tgt)
     if tuning_db is not None and not Path(tuning_db).is_dir():
         raise EdgecError(f"--tuning-db {tuning_db}: no such directory; make one with `edgec tune`")
     made, tmp = [], None  # the artifact's parent directories this call made, and its temporary directory
@@ -234,7 +237,7 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
         if tmp is not None:
             try:
                 _write_artifact(tmp, built, tgt, graph, pm, level if passes is None else None, sha, bundle,
-                                schedule_report, jobs, bar)
+                                schedule_report, jobs, bar, name=out_dir.name)
             except OSError as e:
                 if e.filename is not None and not str(e.filename).startswith(str(tmp)):
                     raise  # not the artifact's own file: a tool's

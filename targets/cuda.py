@@ -6,6 +6,8 @@ there TVM silently keeps the CUDA source instead (DESIGN.md section 4). `load_cu
 loads the real driver library when there is one, else a stub of the few `cu*` symbols the
 runtime library needs (built once with the host C compiler into ~/.cache/edgec), and then TVM's
 CUDA runtime library. The stub is never called by a build: it only lets the library load.
+`build_stub_libcuda` builds such a stub with any C compiler (the Jetson bundle's load test
+builds an aarch64 one that reports an old driver, tests/targets/test_jetson_bundle.py).
 
 `cuda_compiler(target)` picks the compiler for the target's architecture: nvcc where it is
 installed and supports the architecture (nvcc 13 builds sm_75 and newer; nvcc 12 sm_50 and
@@ -48,6 +50,39 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgec"
 
 
+def stub_libcuda_source(driver_version: int | None = None) -> str:
+    """C source of a stub libcuda.so.1 defining STUB_SYMBOLS. With `driver_version` (1000 * major
+    + 10 * minor, as the driver API counts: 12000 is CUDA 12.0) it also has what the CUDA runtime
+    (libcudart) asks the driver first: cuInit, which succeeds, and cuDriverGetVersion, which
+    reports that version; a version older than the runtime's makes it fail with
+    cudaErrorInsufficientDriver."""
+    src = "".join(f"int {name}(void) {{ return 100; }}\n" for name in STUB_SYMBOLS)
+    if driver_version is not None:
+        src += ("int cuInit(unsigned int flags) { (void)flags; return 0; }\n"
+                f"int cuDriverGetVersion(int *version) {{ *version = {int(driver_version)}; return 0; }}\n")
+    return src
+
+
+def build_stub_libcuda(cc: list[str] | tuple[str, ...], out: Path, driver_version: int | None = None) -> Path:
+    """Compile `stub_libcuda_source(driver_version)` with the C compiler command `cc` (the host's,
+    or an aarch64 cross compiler's) into the shared library `out` (soname libcuda.so.1); the file
+    appears complete or not at all."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp{os.getpid()}"
+    src = tmp.with_suffix(".c")
+    src.write_text(stub_libcuda_source(driver_version))
+    try:
+        r = subprocess.run([*cc, "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o", str(tmp), str(src)],
+                           capture_output=True, text=True)
+        if r.returncode:
+            raise ToolError(f"building the stub libcuda failed: {r.stderr.strip()[-500:]}")
+        os.replace(tmp, out)
+    finally:
+        src.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+    return out
+
+
 def _stub_libcuda() -> Path:
     """A stub libcuda.so.1 for this machine, built once."""
     out = cache_dir() / "cuda-stub" / "libcuda.so.1"
@@ -57,16 +92,7 @@ def _stub_libcuda() -> Path:
     if cc is None:
         raise ToolError("building for a CUDA target on a machine without an NVIDIA driver needs a C compiler "
                         "for a stub libcuda (apt-get install gcc)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    src = out.parent / "stub.c"
-    src.write_text("".join(f"int {name}(void) {{ return 100; }}\n" for name in STUB_SYMBOLS))
-    tmp = out.with_suffix(f".tmp{os.getpid()}")
-    r = subprocess.run([cc, "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o", str(tmp), str(src)],
-                       capture_output=True, text=True)
-    if r.returncode:
-        raise ToolError(f"building the stub libcuda failed: {r.stderr.strip()[-500:]}")
-    os.replace(tmp, out)
-    return out
+    return build_stub_libcuda([cc], out)
 
 
 _LOADED: list[str] = []

@@ -35,8 +35,10 @@ if (( want_test )); then
     fi
 fi
 if (( want_test )); then
-    # The aarch64 TVM runtime and the edgec-run runner, cached in ~/.cache/edgec (downloads
-    # the aarch64 wheels of the pinned TVM once).
+    # The aarch64 TVM runtime and the edgec-run runner, and the CUDA libraries of a Jetson bundle,
+    # cached in ~/.cache/edgec (downloads the aarch64 wheels of the pinned TVM and of
+    # nvidia-cuda-runtime once).
     python3 -c "from edgec.targets import bundle; print('setup: aarch64 runtime in', bundle.runtime_dir())"
+    python3 -c "from edgec.targets import bundle; print('setup: aarch64 CUDA runtime in', bundle.cuda_runtime_dir())"
 fi
 echo "setup: done"

@@ -3,13 +3,21 @@
 //   edgec-run [-d DIR] [-n RUNS] [-w WARMUP] [-o OUTDIR] [--random] [NAME=FILE.npy | FILE.npy ...]
 //
 // DIR is the bundle directory (default: the directory holding this program). It holds model.so,
-// manifest.json, libtvm_runtime.so and libtvm_ffi.so. Inputs are .npy files, given as NAME=FILE
+// manifest.json, libtvm_runtime.so and libtvm_ffi.so, and for a CUDA model (a Jetson target:
+// manifest.json's tvm_target has kind "cuda") libtvm_runtime_cuda.so, which edgec-run loads
+// before model.so. Inputs are .npy files, given as NAME=FILE
 // or, without names, in the manifest's input order; --random fills every input with reproducible
 // pseudo-random values instead (for timing only). Each input's name, shape and dtype are checked
 // against manifest.json before anything runs. The model runs WARMUP times unmeasured, then RUNS
 // times (default 1) with the wall time of each run printed; outputs of the last run are written
 // to OUTDIR/<output name>.npy when -o is given (names made file names by OutputFiles, the rule of
 // edgec.driver.output_files).
+//
+// A CUDA model runs on GPU 0 (device kDLCUDA): after the model is loaded, edgec-run asks the CUDA
+// runtime for the devices (cudaGetDeviceCount), so that a driver older than the runtime
+// (cudaErrorInsufficientDriver) or no GPU is one clear message; then the inputs are copied to the
+// GPU, each run is timed up to the end of its GPU work (a stream sync) and the outputs are copied
+// back to the host.
 //
 // Exit status: 0 on success, 2 on bad arguments or inputs, 1 when the model fails to load or run.
 //
@@ -26,6 +34,7 @@
 #include <tvm/ffi/extra/module.h>
 #include <tvm/ffi/function.h>
 #include <tvm/ffi/string.h>
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -216,6 +225,15 @@ std::vector<TensorSpec> ReadSpecs(const ffi::Map<ffi::String, ffi::Any>& manifes
   return specs;
 }
 
+// Whether the model's kernels are CUDA kernels: manifest.json's "tvm_target" is a CUDA target.
+bool IsCudaModel(const ffi::Map<ffi::String, ffi::Any>& manifest) {
+  if (!manifest.count("tvm_target")) return false;
+  auto target = manifest["tvm_target"].try_cast<ffi::Map<ffi::String, ffi::Any>>();
+  if (!target || !target->count("kind")) return false;
+  auto kind = (*target)["kind"].try_cast<ffi::String>();
+  return kind && std::string(*kind) == "cuda";
+}
+
 struct CPUAlloc {
   void AllocData(DLTensor* t) {
     size_t n = ffi::GetDataSize(*t);
@@ -223,6 +241,69 @@ struct CPUAlloc {
   }
   void FreeData(DLTensor* t) { std::free(t->data); }
 };
+
+// --- CUDA ----------------------------------------------------------------------------------------
+
+constexpr int kCudaErrorInsufficientDriver = 35;
+constexpr int kCudaErrorNoDevice = 100;
+
+// Load TVM's CUDA runtime library from the bundle (global, so model.so's CUDA module finds its
+// loader). It links libcudart.so.13 (from the bundle too, by its RUNPATH $ORIGIN) and the
+// driver's libcuda.so.1.
+void LoadCudaRuntime(const std::string& dir) {
+  std::string path = dir + "/libtvm_runtime_cuda.so";
+  if (dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL) != nullptr) return;
+  std::string error = dlerror();
+  std::string hint = error.find("libcuda.so.1") != std::string::npos
+                         ? "libcuda.so.1 is the NVIDIA driver's library: run this on the Jetson (see README.txt)"
+                         : "copy the whole bundle directory to the board";
+  throw std::runtime_error("cannot load TVM's CUDA runtime: " + error + "; " + hint);
+}
+
+// Fail with one clear message unless the CUDA runtime sees a GPU. The runtime is already loaded
+// (a dependency of libtvm_runtime_cuda.so); its entry points are looked up by name, so that the
+// runner needs no CUDA headers and its CPU use no CUDA libraries.
+void CheckCudaDevice() {
+  void* cudart = dlopen("libcudart.so.13", RTLD_NOW | RTLD_NOLOAD);
+  if (cudart == nullptr) throw std::runtime_error("the CUDA runtime libcudart.so.13 is not loaded");
+  auto get_count = reinterpret_cast<int (*)(int*)>(dlsym(cudart, "cudaGetDeviceCount"));
+  auto error_name = reinterpret_cast<const char* (*)(int)>(dlsym(cudart, "cudaGetErrorName"));
+  auto error_string = reinterpret_cast<const char* (*)(int)>(dlsym(cudart, "cudaGetErrorString"));
+  if (!get_count || !error_name || !error_string)
+    throw std::runtime_error("libcudart.so.13 lacks cudaGetDeviceCount/cudaGetErrorName/cudaGetErrorString");
+  int count = 0;
+  int status = get_count(&count);
+  if (status == 0 && count > 0) return;
+  const char* no_gpu = "the CUDA runtime sees no GPU; run this on the Jetson, as a user allowed to use the GPU";
+  if (status == 0) throw std::runtime_error(std::string("CUDA device init failed: ") + no_gpu);
+  std::string what =
+      std::string("CUDA device init failed: ") + error_name(status) + " (" + std::to_string(status) + "): ";
+  if (status == kCudaErrorInsufficientDriver)
+    throw std::runtime_error(what + "the board's driver is older than CUDA 13; this bundle needs JetPack 7 "
+                             "(see README.txt)");
+  throw std::runtime_error(what + (status == kCudaErrorNoDevice ? no_gpu : error_string(status)));
+}
+
+ffi::Tensor DeviceTensor(const TensorSpec& s, DLDevice device) {
+  static const ffi::Function alloc = ffi::Function::GetGlobalRequired("runtime.TVMTensorAllocWithScope");
+  return alloc(ffi::Shape(s.shape), s.dtype->dl, device, nullptr).cast<ffi::Tensor>();
+}
+
+void CopyToDevice(const ffi::Tensor& host, const ffi::Tensor& device) {
+  static const ffi::Function copy = ffi::Function::GetGlobalRequired("runtime.TVMTensorCopyFromBytes");
+  copy(device, host.data_ptr(), static_cast<int64_t>(ffi::GetDataSize(host)));
+}
+
+// Waits for the copy to finish (TVM syncs the device's stream).
+void CopyToHost(const ffi::Tensor& device, const ffi::Tensor& host) {
+  static const ffi::Function copy = ffi::Function::GetGlobalRequired("runtime.TVMTensorCopyToBytes");
+  copy(device, host.data_ptr(), static_cast<int64_t>(ffi::GetDataSize(host)));
+}
+
+void SyncDevice(DLDevice device) {
+  static const ffi::Function sync = ffi::Function::GetGlobalRequired("runtime.Device_StreamSync");
+  sync(device, static_cast<void*>(nullptr));
+}
 
 std::string ProgramDir(const char* argv0) {
   char buf[4096];
@@ -284,6 +365,8 @@ int Run(int argc, char** argv) {
   if (!error.empty()) throw UsageError(dir + "/manifest.json is not valid JSON: " + std::string(error));
   auto manifest = parsed.cast<ffi::Map<ffi::String, ffi::Any>>();
   std::vector<TensorSpec> inputs = ReadSpecs(manifest, "inputs"), outputs = ReadSpecs(manifest, "outputs");
+  const bool cuda = IsCudaModel(manifest);
+  const DLDevice cpu{kDLCPU, 0}, device = cuda ? DLDevice{kDLCUDA, 0} : cpu;
 
   // Inputs by name (NAME=FILE) or by position, checked against the manifest.
   std::map<std::string, HostArray> given;
@@ -322,21 +405,39 @@ int Run(int argc, char** argv) {
       throw UsageError("input '" + s.name + "' is " + a.dtype->edgec + ShapeText(a.shape) + "; the model expects " +
                        s.dtype->edgec + ShapeText(s.shape));
     ffi::Tensor t = ffi::Tensor::FromNDAlloc(CPUAlloc(), ffi::ShapeView(s.shape.data(), s.shape.size()), s.dtype->dl,
-                                             DLDevice{kDLCPU, 0});
+                                             cpu);
     std::memcpy(t.data_ptr(), a.data.data(), a.data.size());
     tensors.push_back(t);
   }
 
-  // Load the library, create the Relax VM on the CPU (pooled allocator), get `main`.
+  // Load the library and its Relax VM executable (a CUDA model's kernels need TVM's CUDA runtime
+  // first), then the device; create the VM there with pooled allocators (for CUDA the CPU too,
+  // which runs the shape code), get `main`.
   std::string library = dir + "/" + std::string(manifest["library"].cast<ffi::String>());
+  if (cuda) LoadCudaRuntime(dir);
   ffi::Module lib = ffi::Module::LoadFromFile(library);
   ffi::Module vm = lib->GetFunction("vm_load_executable").value()().cast<ffi::Module>();
-  vm->GetFunction("vm_initialization").value()(static_cast<int>(kDLCPU), 0, 2);
+  std::printf("loaded %s for %s\n", library.c_str(), cuda ? "cuda" : "cpu");
+  std::fflush(stdout);
+  if (cuda) {
+    CheckCudaDevice();
+    vm->GetFunction("vm_initialization").value()(static_cast<int>(kDLCUDA), 0, 2, static_cast<int>(kDLCPU), 0, 2);
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      ffi::Tensor on_device = DeviceTensor(inputs[i], device);
+      CopyToDevice(tensors[i], on_device);
+      tensors[i] = on_device;
+    }
+  } else {
+    vm->GetFunction("vm_initialization").value()(static_cast<int>(kDLCPU), 0, 2);
+  }
   ffi::Function main_fn = vm->GetFunction("main").value();
 
   std::vector<ffi::AnyView> call_args(tensors.begin(), tensors.end());
   ffi::Any result;
-  auto call = [&]() { main_fn.CallPacked(call_args.data(), static_cast<int32_t>(call_args.size()), &result); };
+  auto call = [&]() {
+    main_fn.CallPacked(call_args.data(), static_cast<int32_t>(call_args.size()), &result);
+    if (cuda) SyncDevice(device);  // kernels run asynchronously: a run ends when the GPU is done
+  };
   for (int i = 0; i < warmup; ++i) call();
   std::vector<double> ms;
   for (int i = 0; i < runs; ++i) {
@@ -367,11 +468,16 @@ int Run(int argc, char** argv) {
   for (const TensorSpec& s : outputs) names.push_back(s.name);
   std::vector<std::string> files = OutputFiles(names);
   for (size_t i = 0; i < outputs.size(); ++i) {
-    const ffi::Tensor& t = results[i];
+    ffi::Tensor t = results[i];
     std::vector<int64_t> shape(t.shape().begin(), t.shape().end());
     if (shape != outputs[i].shape || !(t.dtype() == outputs[i].dtype->dl))
       throw std::runtime_error("output '" + outputs[i].name + "' has shape " + ShapeText(shape) +
                                ", the manifest says " + outputs[i].dtype->edgec + ShapeText(outputs[i].shape));
+    if (t.device().device_type != kDLCPU) {
+      ffi::Tensor host = ffi::Tensor::FromNDAlloc(CPUAlloc(), t.shape(), t.dtype(), cpu);
+      CopyToHost(t, host);
+      t = host;
+    }
     std::printf("output %s: %s%s\n", outputs[i].name.c_str(), outputs[i].dtype->edgec, ShapeText(shape).c_str());
     if (!out_dir.empty()) {
       WriteNpy(out_dir + "/" + files[i], *outputs[i].dtype, shape,
