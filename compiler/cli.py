@@ -69,6 +69,12 @@ def _add_pipeline_options(p: argparse.ArgumentParser, target: bool = True) -> No
                    help="explicit pipeline instead of a level, e.g. 'fold-constants,dce' (see `edgec passes`)")
 
 
+def _add_precision_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=("fp16", "mixed"), default=None,
+                   help="GPU targets: compute in float16 with float32 accumulation (fp16), or only conv, dense "
+                        "and matmul in float16 (mixed); adds convert-precision to the level's pipeline")
+
+
 def _add_instrument_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("pass instruments")
     g.add_argument("--print-ir-before", action="append", default=[], metavar="PASS",
@@ -218,7 +224,8 @@ def cmd_compile(args) -> int:
         model = cal.quantize(keep_float=reverted)
     result = compile(model, target=target, output=args.output, level=_level(args), passes=args.passes,
                      input_shapes=_input_shapes(args), instruments=_instruments(args), bundle=args.bundle,
-                     tuning_db=args.tuning_db, force=args.force, jobs=args.jobs, progress=sys.stderr)
+                     tuning_db=args.tuning_db, force=args.force, jobs=args.jobs, progress=sys.stderr,
+                     precision=args.precision)
     if args.tuning_db:
         tuned = sum(rule == "tuned" for rule in result.schedules.values())
         print(f"tuning database {args.tuning_db}: {tuned} of {len(result.schedules)} kernels tuned, "
@@ -235,6 +242,8 @@ def cmd_compile(args) -> int:
             print(f"machine code: {sum(k['code_bytes'] for k in sized):,} bytes; largest kernels: "
                   + ", ".join(f"{k['name']} {k['code_bytes']:,}" for k in largest), file=sys.stderr)
     how = f"passes {args.passes or 'none'}" if args.passes is not None else f"-O{_level(args)}"
+    if args.precision:
+        how += f", {args.precision}"
     print(f"compiled {args.model} for {target} ({how}): "
           f"{len(result.graph.nodes)} nodes, {len(result.kernels)} kernels -> {args.output}")
     return 0
@@ -296,7 +305,8 @@ def cmd_opt(args) -> int:
     from .passmanager import PassManager, resolve_pipeline
     from .text import print_ir
     _load_passes(args.load_pass)
-    pm = PassManager(resolve_pipeline(args.target or _default_target(), _level(args), args.passes), _instruments(args))
+    pm = PassManager(resolve_pipeline(args.target or _default_target(), _level(args), args.passes, args.precision),
+                     _instruments(args))
     graph = pm.run(load_model(args.model, _input_shapes(args))[0])
     text = print_ir(graph, full_constants=args.full_constants)
     if args.timing:
@@ -427,11 +437,11 @@ def cmd_verify(args) -> int:
     target = args.target or _default_target()
     if args.bisect:
         found = bisect(args.model, target=target, level=_level(args), passes=args.passes,
-                       input_shapes=_input_shapes(args), inputs=feeds)
+                       input_shapes=_input_shapes(args), inputs=feeds, precision=args.precision)
         print(found.format())
         return 0 if found.ok else 1
     report = verify_model(args.model, target=target, level=_level(args), passes=args.passes,
-                          input_shapes=_input_shapes(args), inputs=feeds)
+                          input_shapes=_input_shapes(args), inputs=feeds, precision=args.precision)
     print(report.format())
     return 0 if report.ok else 1
 
@@ -597,6 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pipeline_options(p)
     _add_model_options(p)
     _add_instrument_options(p)
+    _add_precision_option(p)
     p.set_defaults(func=cmd_compile)
 
     p = command("run", "run a compiled artifact on .npy inputs")
@@ -638,6 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pipeline_options(p)
     _add_model_options(p)
     _add_instrument_options(p)
+    _add_precision_option(p)
     p.set_defaults(func=cmd_opt)
 
     p = command("view", "draw a model, .eir file or --dump-ir directory as a self-contained HTML page")
@@ -677,6 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bisect", action="store_true", help="find the first pass after which outputs diverge")
     _add_pipeline_options(p)
     _add_model_options(p)
+    _add_precision_option(p)
     p.set_defaults(func=cmd_verify)
 
     p = command("check-pass", "check that a pass keeps the outputs of random graphs (shrinks a failure to a reproducer)")

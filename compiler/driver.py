@@ -191,7 +191,7 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
             passes: str | None = None, input_shapes: dict[str, tuple[int, ...]] | None = None,
             instruments: Instruments | None = None, bundle: bool = False,
             tuning_db: str | Path | None = None, force: bool = False, jobs: int | None = None,
-            progress: TextIO | None = None) -> CompileResult:
+            progress: TextIO | None = None, precision: str | None = None) -> CompileResult:
     """Import `model` (see `load_model`: ONNX, .eir or Graph), optimize, build for `target`, write `output`.
 
     `bundle` (ARM and Jetson targets): also put the aarch64 TVM runtime (for Jetson with CUDA) and
@@ -203,11 +203,13 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
     `jobs`: threads that generate the kernels' code (default: every core). `progress`: a stream
     (stderr) for a bar of the kernels scheduled, built and written, drawn only on a terminal and
     only once the compile has taken 2 s (`COMPILE_PROGRESS_AFTER_S`).
+    `precision` "fp16" or "mixed" (GPU targets): float16 computation, decided in the IR by the
+    pass convert-precision, which the pipeline of `level` then holds (see `resolve_pipeline`).
     TVM is loaded only after the passes, so that a bad model or pipeline fails at once."""
     from edgec.targets import get_target
 
     tgt = get_target(target, detect=False)
-    pm = PassManager(resolve_pipeline(target, level, passes), instruments)
+    pm = PassManager(resolve_pipeline(target, level, passes, precision), instruments)
     out_dir = Path(output) if output is not None else None
     if out_dir is not None:
         check_output_dir(out_dir, force)
@@ -262,16 +264,17 @@ def compile(model: Any, target: str = "host", output: str | Path | None = None, 
 
 def build(graph: Graph, target: str = "host", level: int | None = 2, passes: str | None = None, *,
           pass_manager: PassManager | None = None, tuning_db: str | Path | None = None,
-          jobs: int | None = None, progress=None) -> CompileResult:
+          jobs: int | None = None, progress=None, precision: str | None = None) -> CompileResult:
     """The one compile path: optimize `graph` with the pipeline of `target` at `level` (or the
     explicit `passes`; see `resolve_pipeline`), or with `pass_manager`, then lower every
     computing node to one kernel, schedule the kernels (records of `tuning_db` first) and
     generate their code. `compile` adds the artifact; the ONNX backend runs `built.executable` in
     this process; `verify` and the benchmark go through `compile`; `edgec tune` tunes the kernels
-    of the same optimized graph. `jobs`, `progress`: see `targets.build.build_graph`."""
+    of the same optimized graph. `jobs`, `progress`: see `targets.build.build_graph`; `precision`:
+    see `compile`."""
     from edgec.targets import get_target
     from edgec.targets.build import build_graph
-    pm = pass_manager or PassManager(resolve_pipeline(target, level, passes))
+    pm = pass_manager or PassManager(resolve_pipeline(target, level, passes, precision))
     graph = pm.run(graph)
     schedules: dict[str, str] = {}
     built = build_graph(graph, get_target(target), tuning_db=str(tuning_db) if tuning_db else None,

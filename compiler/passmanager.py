@@ -404,17 +404,25 @@ class PassManager:
         return "\n".join(rows)
 
 
-def resolve_pipeline(target: str = "host", level: int | None = None, passes: str | None = None) -> str:
+def resolve_pipeline(target: str = "host", level: int | None = None, passes: str | None = None,
+                     precision: str | None = None) -> str:
     """The pipeline a compile runs: `passes` when given, else the target's pipeline for `level`
-    (default 2). The one place where a level becomes passes: compile, optimize, verify, tune, opt
-    and the ONNX backend all ask here."""
-    if passes is not None:
-        return passes
+    (default 2), with `convert-precision{to=<precision>}` in it for `precision` "fp16" or "mixed"
+    (GPU targets only: `Target.precision_pipeline`). The one place where a level becomes passes:
+    compile, optimize, verify, tune, opt and the ONNX backend all ask here."""
     from edgec.targets import get_target
-    return get_target(target, detect=False).pipeline(2 if level is None else level)
+    if passes is not None:
+        if precision is not None:
+            raise EdgecError(f"--precision and --passes together: --passes is the whole pipeline; put "
+                             f"convert-precision{{to={precision}}} into it (after convert-layout) instead")
+        return passes
+    tgt = get_target(target, detect=False)
+    pipeline = tgt.pipeline(2 if level is None else level)
+    return pipeline if precision is None else tgt.precision_pipeline(pipeline, precision)
 
 
 def optimize(graph: Graph, target: str = "host", level: int | None = 2, passes: str | None = None,
-             instruments: Instruments | None = None) -> Graph:
-    """Run the target's pipeline for `level` (or the explicit `passes`) on a copy of `graph`."""
-    return PassManager(resolve_pipeline(target, level, passes), instruments).run(graph.copy())
+             instruments: Instruments | None = None, precision: str | None = None) -> Graph:
+    """Run the target's pipeline for `level` (or the explicit `passes`) on a copy of `graph`;
+    `precision`: see `resolve_pipeline`."""
+    return PassManager(resolve_pipeline(target, level, passes, precision), instruments).run(graph.copy())

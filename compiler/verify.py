@@ -283,6 +283,15 @@ class VerifyReport:
         return self.format()
 
 
+def precision_tolerance(precision: str | None, rtol, atol) -> tuple:
+    """(rtol, atol) for a pipeline with `precision` ("fp16", "mixed"): float32 outputs then get
+    float16's default tolerances, unless `rtol` or `atol` are given."""
+    if precision is None:
+        return rtol, atol
+    return (rtol if rtol is not None else {"f32": DEFAULT_RTOL["f16"]},
+            atol if atol is not None else {"f32": DEFAULT_ATOL["f16"]})
+
+
 def _model_label(model: Any) -> str:
     return str(model) if isinstance(model, (str, Path)) else (getattr(model.graph, "name", "") or "<model>")
 
@@ -291,19 +300,22 @@ def verify_model(model: Any, target: str = "host", level: int | None = 2, passes
                  input_shapes: dict[str, tuple[int, ...]] | None = None,
                  inputs: dict[str, np.ndarray] | None = None, seed: int = 0,
                  rtol: float | dict[str, float] | None = None, atol: float | dict[str, float] | None = None,
-                 compiled: bool = True) -> VerifyReport:
+                 compiled: bool = True, precision: str | None = None) -> VerifyReport:
     """Compare edgec (interpreter on the optimized graph, and the compiled module) with ONNX Runtime.
 
     `model` is a path or an onnx.ModelProto; `passes` overrides the level's pipeline; `inputs`
     (name -> array) replaces the seeded random inputs; `rtol`/`atol` are floats or dicts by dtype
-    name ("f32", ...); `compiled=False` skips the build and checks the interpreter only.
+    name ("f32", ...); `compiled=False` skips the build and checks the interpreter only;
+    `precision` ("fp16", "mixed"; GPU targets) adds convert-precision to the level's pipeline and
+    compares float32 outputs at float16's tolerance (`precision_tolerance`).
     """
     from .interpreter import check_inputs, interpret
     from .onnx_import import import_onnx
     from .passmanager import optimize, resolve_pipeline
 
     seconds: dict[str, float] = {}
-    pipeline = resolve_pipeline(target, level, passes)
+    pipeline = resolve_pipeline(target, level, passes, precision)
+    rtol, atol = precision_tolerance(precision, rtol, atol)
     graph = import_onnx(model, input_shapes)
     feeds = check_inputs(graph, inputs) if inputs is not None else random_inputs(graph, seed)
 
@@ -594,7 +606,8 @@ class _Bisect(Instrument):
 def bisect(model: Any, target: str = "host", level: int | None = 2, passes: str | None = None,
            inputs: dict[str, np.ndarray] | None = None, input_shapes: dict[str, tuple[int, ...]] | None = None,
            seed: int = 0, rtol: float | dict[str, float] | None = None,
-           atol: float | dict[str, float] | None = None, check_import: bool = True) -> BisectReport:
+           atol: float | dict[str, float] | None = None, check_import: bool = True,
+           precision: str | None = None) -> BisectReport:
     """Find the first pass after which the interpreter's outputs leave the unoptimized graph's.
 
     The pipeline (`passes`, or the target's for `level`) runs on a copy of the graph with a
@@ -604,12 +617,14 @@ def bisect(model: Any, target: str = "host", level: int | None = 2, passes: str 
     and the first intermediate value (matched by producer op and origin) that differs. A pass that
     raises is reported the same way, with its error. With `check_import`, the unoptimized graph is
     first compared with ONNX Runtime; a divergence there is reported as culprit "import".
+    `precision`: as for `verify_model`.
     """
     from .interpreter import interpret
     from .onnx_import import import_onnx
     from .passmanager import PassManager, VerifyIR, format_pipeline, parse_pipeline, resolve_pipeline
 
-    pipeline = resolve_pipeline(target, level, passes)
+    pipeline = resolve_pipeline(target, level, passes, precision)
+    rtol, atol = precision_tolerance(precision, rtol, atol)
     items = parse_pipeline(pipeline)
     graph = import_onnx(model, input_shapes)
     feeds = dict(inputs) if inputs is not None else random_inputs(graph, seed)

@@ -29,6 +29,9 @@ def level_pipelines(layout: str) -> dict[int, str]:
 
 
 DEFAULT_PIPELINES = level_pipelines("NCHW")
+# `--precision`: float16 storage and math (fp16), or only conv, dense and matmul in float16 (mixed);
+# see passes/convert_precision.py and `Target.precision_pipeline`.
+PRECISIONS = ("fp16", "mixed")
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,21 @@ class Target:
         if level not in self.pipelines:
             raise EdgecError(f"optimization level -O{level} does not exist; use -O0 to -O{max(self.pipelines)}")
         return self.pipelines[level]
+
+    def precision_pipeline(self, pipeline: str, precision: str) -> str:
+        """`pipeline` with `convert-precision{to=<precision>}` ("fp16" or "mixed") after its
+        convert-layout (so that the casts it adds fuse with their neighbours), or at its end when
+        it has none; an EdgecError for a target that does not compute in float16 (CPU targets)."""
+        if precision not in PRECISIONS:
+            raise EdgecError(f"precision '{precision}' does not exist; use one of {', '.join(PRECISIONS)}")
+        if not self.fp16:
+            gpus = ", ".join(sorted({t.name for t in TARGETS.values() if t.fp16}))
+            raise EdgecError(f"--precision {precision}: target '{self.name}' computes in float32 only; float16 "
+                             f"is for GPU targets ({gpus}). Omit --precision, or choose a GPU target")
+        from edgec.passmanager import format_pipeline, parse_pipeline
+        items = parse_pipeline(pipeline)
+        at = next((i + 1 for i, (name, _) in enumerate(items) if name == "convert-layout"), len(items))
+        return format_pipeline([*items[:at], ("convert-precision", {"to": precision}), *items[at:]])
 
     def tvm_target(self):
         import tvm

@@ -346,8 +346,11 @@ def _convt_lower(ctx, xs, attrs, out):
     n = len(out[0].shape) - 2
     strides, pads, dils, out_pad = _convt_params(attrs, n)
     fn = {1: R.nn.conv1d_transpose, 2: R.nn.conv2d_transpose, 3: R.nn.conv3d_transpose}[n]
+    dtype = str(xs[0].ty.dtype)
     y = fn(xs[0], xs[1], strides=strides, padding=pads, output_padding=out_pad, dilation=dils,
-           groups=attrs["group"], data_layout=_tvm_layout(n, False), kernel_layout="IO" + "DHW"[3 - n:])
+           groups=attrs["group"], data_layout=_tvm_layout(n, False), kernel_layout="IO" + "DHW"[3 - n:],
+           out_dtype=_accumulator(dtype))
+    y = _narrow(ctx, y, dtype)
     if len(xs) > 2:
         y = R.add(ctx.bb.emit(y), R.reshape(xs[2], _channel_shape(n + 2, out[0].shape[1], False)))
     return y

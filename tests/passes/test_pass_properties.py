@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import edgec
-from edgec.passmanager import PASSES, PassManager, get_pass, parse_pipeline
-from edgec.targets import all_target_names, get_target
+from edgec.passmanager import PASSES, PassManager, get_pass, parse_pipeline, resolve_pipeline
+from edgec.targets import PRECISIONS, all_target_names, get_target
 
 from onnx_util import assert_close
 import edgec.testing as S
@@ -24,8 +24,12 @@ get_pass("dce")  # loads the built-in passes
 BUILTIN = sorted(name for name, cls in PASSES.items() if cls.__module__.startswith("edgec.passes."))
 VARIANTS = {"convert-layout": ["convert-layout{to=NHWC}", "convert-layout{to=NCHW}"],
             "fold-constants": ["fold-constants", "fold-constants{max-size=4}"]}
-PASS_SPECS = [spec for name in BUILTIN for spec in VARIANTS.get(name, [name])]
+# convert-precision changes the arithmetic: its property (fp16 tolerance) is in test_pass_precision.py.
+PRECISION = {"convert-precision"}
+PASS_SPECS = [spec for name in BUILTIN if name not in PRECISION for spec in VARIANTS.get(name, [name])]
 PIPELINES = sorted({get_target(t).pipeline(level) for t in all_target_names() for level in range(4)} - {""})
+PRECISION_PIPELINES = sorted({resolve_pipeline(t, level, precision=p) for t in all_target_names()
+                              if get_target(t).fp16 for level in range(4) for p in PRECISIONS})
 # The graphs each pass's property draws: (families, motifs drawn more often), so that every pass
 # applies in a good share of the examples, not only in the rare graph that has its pattern.
 LINEAR = ["cnn", "mlp"]
@@ -92,7 +96,7 @@ def test_every_level_pipeline_keeps_outputs(pipeline, data):
 
 
 def test_the_pipelines_cover_every_pass():
-    used = {name for p in PIPELINES for name, _ in parse_pipeline(p)}
+    used = {name for p in PIPELINES + PRECISION_PIPELINES for name, _ in parse_pipeline(p)}
     assert used == set(BUILTIN)
 
 
