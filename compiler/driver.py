@@ -362,10 +362,11 @@ class Artifact:
     def gpu_problem(self) -> str | None:
         """Why this artifact cannot run on this machine's CPU when its kernels are a GPU's
         (None for a CPU artifact)."""
-        tvm_target = self.manifest.get("tvm_target")
-        if not (isinstance(tvm_target, dict) and tvm_target.get("kind") == "cuda"):
+        from edgec.targets.bundle import is_cuda_artifact
+        if not is_cuda_artifact(self.manifest):
             return None
-        return (f"{self.path} is built for the GPU of {self.manifest['target']} ({tvm_target.get('arch')}): it runs "
+        return (f"{self.path} is built for the GPU of {self.manifest['target']} "
+                f"({self.manifest['tvm_target'].get('arch')}), which qemu cannot emulate: it runs "
                 f"on the board. Build it with --bundle, copy the directory to the board and run its edgec-run "
                 f"there (-d cuda); on this machine, `edgec verify MODEL --target {self.manifest['target']}` checks "
                 "its kernels on the CPU")

@@ -26,7 +26,7 @@ import numpy as np
 from edgec.driver import output_files
 from edgec.errors import EdgecError, ToolError
 
-from .bundle import RUNNER, is_bundle, is_cuda_artifact, runtime_dir
+from .bundle import RUNNER, is_bundle, runtime_dir
 
 QEMU = "qemu-aarch64"
 SYSROOT = Path("/usr/aarch64-linux-gnu")
@@ -94,9 +94,8 @@ def run_bundle(artifact, arrays: list[np.ndarray], runs: int = 1, warmup: int = 
     if artifact.manifest.get("arch") != "aarch64":
         raise EdgecError(f"{artifact.path}: artifacts for '{artifact.manifest.get('target')}' "
                          f"({artifact.manifest.get('arch')}) cannot run on this machine")
-    if is_cuda_artifact(artifact.manifest):
-        raise EdgecError(f"{artifact.path}: the kernels of '{artifact.manifest['target']}' run on the Jetson's GPU, "
-                         "which qemu cannot emulate; compile with --bundle and run ./edgec-run on the board")
+    if artifact.gpu_problem:
+        raise EdgecError(artifact.gpu_problem)
     cmd = qemu_command(artifact.manifest["target"])
     runner = runner_for(artifact.path)
     with tempfile.TemporaryDirectory(prefix="edgec-run.") as tmp:

@@ -134,14 +134,14 @@ def test_no_cuda_compiler_is_one_clear_error(monkeypatch, tmp_path, capsys):
     from edgec.cli import main
     from edgec.targets import cuda
     monkeypatch.setattr(cuda, "nvcc_path", lambda: None)
-    monkeypatch.setattr(cuda, "nvrtc_available", lambda: False)
+    monkeypatch.setattr(cuda, "nvrtc_problem", lambda sm: "NVRTC is not installed")
     rng = np.random.default_rng(0)
     model = node_model("Relu", {"x": rng.standard_normal((4, 4), dtype=np.float32)})
     path = tmp_path / "relu.onnx"
     path.write_bytes(model.SerializeToString())
     assert main(["compile", str(path), "--target", "jetson-nano", "-o", str(tmp_path / "out")]) != 0
     err = capsys.readouterr().err
-    assert "cannot build CUDA kernels for jetson-nano (sm_53)" in err and "pip install 'edgec[cuda]'" in err, err
+    assert "cannot build CUDA kernels for jetson-nano (sm_53)" in err and cuda.INSTALL_NVRTC in err, err
     assert "Traceback" not in err and not (tmp_path / "out").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["relu.onnx"]
 

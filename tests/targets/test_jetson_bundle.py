@@ -162,7 +162,7 @@ def test_no_driver_is_a_missing_library_error(jetson_bundle, tmp_path):
 @needs_cuda_build
 def test_qemu_runs_refuse_cuda_artifacts(jetson_bundle):
     art = edgec.load(jetson_bundle)
-    with pytest.raises(EdgecError, match="run on the Jetson's GPU, which qemu cannot emulate"):
+    with pytest.raises(EdgecError, match=r"built for the GPU of jetson-orin \(sm_87\), which qemu cannot emulate"):
         art.run({"x": np.zeros((1, 16), np.float32)})
 
 
