@@ -96,7 +96,8 @@ def run_bundle(artifact, arrays: list[np.ndarray], runs: int = 1, warmup: int = 
                          f"({artifact.manifest.get('arch')}) cannot run on this machine")
     if is_cuda_artifact(artifact.manifest):
         raise EdgecError(f"{artifact.path}: the kernels of '{artifact.manifest['target']}' run on the Jetson's GPU, "
-                         "which qemu cannot emulate; compile with --bundle and run ./edgec-run on the board")
+                         "which qemu cannot emulate; run it on the board with the edgec-run of a bundle (edgec compile "
+                         "--bundle)")
     cmd = qemu_command(artifact.manifest["target"])
     runner = runner_for(artifact.path)
     with tempfile.TemporaryDirectory(prefix="edgec-run.") as tmp:
