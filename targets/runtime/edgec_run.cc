@@ -17,7 +17,7 @@
 // runtime for the devices (cudaGetDeviceCount), so that a driver older than the runtime
 // (cudaErrorInsufficientDriver) or no GPU is one clear message; then the inputs are copied to the
 // GPU, each run is timed up to the end of its GPU work (a stream sync) and the outputs are copied
-// back to the host.
+// back to the host. A CPU model goes through the same copies and sync, on the CPU.
 //
 // Exit status: 0 on success, 2 on bad arguments or inputs, 1 when the model fails to load or run.
 //
@@ -300,9 +300,10 @@ void CopyToHost(const ffi::Tensor& device, const ffi::Tensor& host) {
   copy(device, host.data_ptr(), static_cast<int64_t>(ffi::GetDataSize(host)));
 }
 
+// Waits for the work on the device's default stream (TVM takes the stream handle as an integer).
 void SyncDevice(DLDevice device) {
   static const ffi::Function sync = ffi::Function::GetGlobalRequired("runtime.Device_StreamSync");
-  sync(device, static_cast<void*>(nullptr));
+  sync(device, static_cast<int64_t>(0));
 }
 
 std::string ProgramDir(const char* argv0) {
@@ -422,13 +423,15 @@ int Run(int argc, char** argv) {
   if (cuda) {
     CheckCudaDevice();
     vm->GetFunction("vm_initialization").value()(static_cast<int>(kDLCUDA), 0, 2, static_cast<int>(kDLCPU), 0, 2);
-    for (size_t i = 0; i < tensors.size(); ++i) {
-      ffi::Tensor on_device = DeviceTensor(inputs[i], device);
-      CopyToDevice(tensors[i], on_device);
-      tensors[i] = on_device;
-    }
   } else {
     vm->GetFunction("vm_initialization").value()(static_cast<int>(kDLCPU), 0, 2);
+  }
+  // The inputs, copied to the device. A CPU model takes the same path (a copy into a tensor TVM
+  // allocates on the CPU), so that every run of a CPU bundle checks the code of the CUDA one.
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    ffi::Tensor on_device = DeviceTensor(inputs[i], device);
+    CopyToDevice(tensors[i], on_device);
+    tensors[i] = on_device;
   }
   ffi::Function main_fn = vm->GetFunction("main").value();
 
@@ -436,7 +439,7 @@ int Run(int argc, char** argv) {
   ffi::Any result;
   auto call = [&]() {
     main_fn.CallPacked(call_args.data(), static_cast<int32_t>(call_args.size()), &result);
-    if (cuda) SyncDevice(device);  // kernels run asynchronously: a run ends when the GPU is done
+    SyncDevice(device);  // CUDA kernels run asynchronously: a run ends when the GPU is done
   };
   for (int i = 0; i < warmup; ++i) call();
   std::vector<double> ms;
@@ -473,11 +476,9 @@ int Run(int argc, char** argv) {
     if (shape != outputs[i].shape || !(t.dtype() == outputs[i].dtype->dl))
       throw std::runtime_error("output '" + outputs[i].name + "' has shape " + ShapeText(shape) +
                                ", the manifest says " + outputs[i].dtype->edgec + ShapeText(outputs[i].shape));
-    if (t.device().device_type != kDLCPU) {
-      ffi::Tensor host = ffi::Tensor::FromNDAlloc(CPUAlloc(), t.shape(), t.dtype(), cpu);
-      CopyToHost(t, host);
-      t = host;
-    }
+    ffi::Tensor host = ffi::Tensor::FromNDAlloc(CPUAlloc(), t.shape(), t.dtype(), cpu);
+    CopyToHost(t, host);  // from the device (for a CPU model a copy too, as for the inputs)
+    t = host;
     std::printf("output %s: %s%s\n", outputs[i].name.c_str(), outputs[i].dtype->edgec, ShapeText(shape).c_str());
     if (!out_dir.empty()) {
       WriteNpy(out_dir + "/" + files[i], *outputs[i].dtype, shape,
