@@ -154,3 +154,14 @@ def test_edgec_verify_checks_the_gpu_kernels_on_the_cpu(models):
     assert line, r.stdout
     assert int(line.group(2)) == 3 and float(line.group(3)) <= 1e-5
     assert "OK: every output matches ONNX Runtime" in r.stdout
+
+
+def test_float16_kernels_are_refused_with_a_reason():
+    from edgec.errors import EdgecError
+    from edgec.targets.cuda_cpu import CudaOnCpu
+    rng = np.random.default_rng(0)
+    model = node_model("MatMul", {"x": rng.standard_normal((4, 64)).astype(np.float16)},
+                       {"w": rng.standard_normal((64, 32)).astype(np.float16)})
+    graph = optimize(import_onnx(model), target=TARGET)
+    with pytest.raises(EdgecError, match="float16 kernels are not checked on the CPU yet"):
+        CudaOnCpu(graph, get_target(TARGET))
