@@ -21,7 +21,7 @@ changed input buffer a write to an input, both failures naming the kernel. Outpu
 
 Not covered: nvcc/NVRTC/ptxas, the GPU's fast-math intrinsics (libm is used), the CUDA driver and
 runtime, and races that the fibers' fixed order hides (see the shim's header). Inline PTX,
-tensor-core (wmma) code and float16 kernels are refused: the shim does not emulate them (yet).
+and tensor-core (wmma) code are refused: the shim does not emulate them.
 """
 
 from __future__ import annotations
@@ -177,9 +177,6 @@ def _unit(preamble: str, functions: dict[str, str]) -> str:
     for name, text in functions.items():
         if re.search(r"\basm\b|__asm__", text):
             raise EdgecError(f"{name}: the CUDA source has inline PTX (asm), which the CPU check does not emulate")
-        if re.search(r"\bhalf\d?\b", text):
-            raise EdgecError(f"{name}: float16 kernels are not checked on the CPU yet (the shim lacks TVM's "
-                             "half2/half4 helpers); check the float32 build, or run on a GPU")
         if "wmma::" in text or "nvcuda" in text:
             raise EdgecError(f"{name}: the CUDA source uses tensor cores (wmma), which the CPU check does not emulate")
     # `__shared__ alignas(16) float x[..]`: in C++ the alignment comes before the storage class

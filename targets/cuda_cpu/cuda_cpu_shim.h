@@ -304,14 +304,19 @@ inline int __dp4a(int a, int b, int c) {
 // fp16: _Float16 on the host compiler
 typedef _Float16 half;
 typedef _Float16 __half;
+CUCPU_VEC2(half, half2)
+typedef half2 __half2;
 inline half __float2half(float x) { return half(x); }
 inline half __float2half_rn(float x) { return half(x); }
 inline float __half2float(half x) { return float(x); }
 inline half hexp(half x) { return half(expf(float(x))); }
 inline half hmax(half a, half b) { return a > b ? a : b; }
 inline half hmin(half a, half b) { return a < b ? a : b; }
-inline half max(half a, half b) { return a > b ? a : b; }
-inline half min(half a, half b) { return a < b ? a : b; }
+// max(half, half) and min(half, half) come with TVM's own preamble
+inline bool __hgt(half a, half b) { return a > b; }
+inline bool __hlt(half a, half b) { return a < b; }
+inline bool __hge(half a, half b) { return a >= b; }
+inline bool __hle(half a, half b) { return a <= b; }
 inline half hsqrt(half x) { return half(sqrtf(float(x))); }
 inline half hrsqrt(half x) { return half(1.0f / sqrtf(float(x))); }
 inline half htanh(half x) { return half(tanhf(float(x))); }

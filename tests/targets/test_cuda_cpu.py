@@ -30,7 +30,8 @@ from edgec.onnx_import import import_onnx
 from edgec.passmanager import optimize
 from edgec.targets import get_target
 from edgec.verify import compare, error_bound, random_inputs, run_onnxruntime
-from onnx_util import node_model
+from onnx import helper
+from onnx_util import make_model, node_model, run_ort
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the CPU check of CUDA kernels needs g++ "
                                                                      "(apt-get install g++)")
@@ -156,12 +157,22 @@ def test_edgec_verify_checks_the_gpu_kernels_on_the_cpu(models):
     assert "OK: every output matches ONNX Runtime" in r.stdout
 
 
-def test_float16_kernels_are_refused_with_a_reason():
-    from edgec.errors import EdgecError
-    from edgec.targets.cuda_cpu import CudaOnCpu
+def test_float16_kernels():
+    """A float16 matmul and softmax (half storage, TVM's half helpers on the shim's _Float16):
+    each kernel within KERNEL_RTOL["float16"] of its unscheduled version, the model within
+    verify's f16 tolerance of ONNX Runtime."""
+    from edgec.targets.cuda_cpu import KERNEL_RTOL, CudaOnCpu
     rng = np.random.default_rng(0)
-    model = node_model("MatMul", {"x": rng.standard_normal((4, 64)).astype(np.float16)},
-                       {"w": rng.standard_normal((64, 32)).astype(np.float16)})
+    x = rng.standard_normal((4, 64)).astype(np.float16)
+    w = (rng.standard_normal((64, 32)) * 0.1).astype(np.float16)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm"),
+             helper.make_node("Softmax", ["y"], ["z"], name="sm", axis=-1)]
+    model = make_model(nodes, {"x": x}, ["z"], {"w": w})
     graph = optimize(import_onnx(model), target=TARGET)
-    with pytest.raises(EdgecError, match="float16 kernels are not checked on the CPU yet"):
-        CudaOnCpu(graph, get_target(TARGET))
+    feeds = random_inputs(graph)
+    report = CudaOnCpu(graph, get_target(TARGET)).run(feeds)
+    assert [k.dtype for k in report.kernels] == ["float16", "float16"], report.format()
+    assert report.ok and all(k.rel_error <= KERNEL_RTOL["float16"] for k in report.kernels), report.format()
+    want = run_ort(model, feeds)["z"]
+    assert report.outputs["z"].dtype == np.float16
+    assert compare(report.outputs["z"], want).abs <= error_bound("f16", float(np.abs(want).max()))
