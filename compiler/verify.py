@@ -241,10 +241,13 @@ class VerifyReport:
     outputs: list[OutputReport]
     inputs: dict[str, np.ndarray]
     seconds: dict[str, float] = field(default_factory=dict)  # onnxruntime, optimize, interpreter, compile, run
+    # CUDA targets: the kernels' check on the CPU (edgec.targets.cuda_cpu.CpuCheckReport), whose
+    # outputs are the "compiled" column
+    kernels: Any = None
 
     @property
     def ok(self) -> bool:
-        return all(o.ok for o in self.outputs)
+        return all(o.ok for o in self.outputs) and (self.kernels is None or self.kernels.ok)
 
     def format(self) -> str:
         """A readable table: one row per output, then the verdict and the timings."""
@@ -268,7 +271,10 @@ class VerifyReport:
             lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
             if i == 0:
                 lines.append("  ".join("-" * w for w in widths))
-        lines.append(("OK: every output matches ONNX Runtime within tolerance" if self.ok else
+        if self.kernels is not None:
+            lines.append(self.kernels.summary())
+        outputs_ok = all(o.ok for o in self.outputs)
+        lines.append(("OK: every output matches ONNX Runtime within tolerance" if outputs_ok else
                       "FAILED: some output differs from ONNX Runtime beyond tolerance"))
         for o in self.outputs:
             if o.vacuous:
@@ -330,8 +336,16 @@ def verify_model(model: Any, target: str = "host", level: int | None = 2, passes
     interp = interpret(optimized, feeds)
     seconds["interpreter"] = time.perf_counter() - start
 
-    got_compiled = None
-    if compiled:
+    got_compiled, kernel_check = None, None
+    if compiled and _is_cuda(target):
+        # no Jetson GPU here to run the artifact on: its CUDA kernels run on this CPU (targets/cuda_cpu.py)
+        from edgec.targets import get_target
+        from edgec.targets.cuda_cpu import check_on_cpu
+        start = time.perf_counter()
+        kernel_check = check_on_cpu(optimized, get_target(target), feeds)
+        got_compiled = kernel_check.outputs
+        seconds["gpu kernels on the cpu"] = time.perf_counter() - start
+    elif compiled:
         from .driver import compile as edgec_compile
         with tempfile.TemporaryDirectory(prefix="edgec-verify-") as tmp:
             start = time.perf_counter()
@@ -354,7 +368,12 @@ def verify_model(model: Any, target: str = "host", level: int | None = 2, passes
             name, value.type.dtype, value.type.shape, scale, bound,
             interpreter=compare(interp[name], exp),
             compiled=compare(got_compiled[name], exp) if got_compiled is not None else None))
-    return VerifyReport(_model_label(model), target, pipeline, reports, feeds, seconds)
+    return VerifyReport(_model_label(model), target, pipeline, reports, feeds, seconds, kernel_check)
+
+
+def _is_cuda(target: str) -> bool:
+    from edgec.targets import get_target
+    return get_target(target, detect=False).kind == "cuda"
 
 
 # ---- bisect --------------------------------------------------------------------------------
