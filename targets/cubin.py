@@ -139,7 +139,8 @@ def _elf_sections(data: bytes, what: str) -> list[_Section]:
     (shoff,) = struct.unpack_from("<Q", data, 0x28)
     shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
     if shentsize != 64 or shoff + shnum * 64 > len(data) or shstrndx >= shnum:
-        raise DeviceCodeError(f"{what} is truncated or damaged: its section table does not fit in its {len(data)} bytes")
+        raise DeviceCodeError(f"{what} is truncated or damaged: its section table does not fit in its "
+                              f"{len(data)} bytes")
     raw = [struct.unpack_from("<IIQQQQII", data, shoff + i * 64) for i in range(shnum)]
     for name, typ, _, addr, offset, size, link, _ in raw:
         if typ != SHT_NOBITS and offset + size > len(data):
@@ -186,7 +187,8 @@ def fatbin_images(data: bytes) -> list[Image]:
         raise DeviceCodeError(f"the fatbin starts with {magic:#x}, not the fatbin magic {FATBIN_MAGIC:#x}")
     r.pos, r.end = header_size, header_size + entries_size
     if r.end > len(data):
-        raise DeviceCodeError(f"the fatbin says it holds {entries_size} bytes of entries; it has {len(data) - header_size}")
+        raise DeviceCodeError(f"the fatbin says it holds {entries_size} bytes of entries; "
+                              f"it has {len(data) - header_size}")
     images = []
     while r.pos < r.end:
         start = r.pos
@@ -337,7 +339,7 @@ def library_problems(code: DeviceCode, sm: int, kernels: list[str]) -> list[str]
         problems.append("it holds no SASS")
     other = [s for s in code.sass_sms if s != sm]
     if other:
-        problems.append(f"it holds SASS for {', '.join(f'sm_{s}' for s in other)}, not only sm_{sm}")
+        problems.append(f"it holds SASS for {', '.join(f'sm_{s}' for s in other)}, not only for sm_{sm}")
     if any(i.compressed for i in code.images):
         problems.append("its SASS is compressed, so its kernels cannot be checked")
     if code.has_ptx:
@@ -347,12 +349,12 @@ def library_problems(code: DeviceCode, sm: int, kernels: list[str]) -> list[str]
     owned, stray = kernels_by_owner(code, kernels)
     missing = [k for k, devs in owned.items() if not devs]
     if missing and not code.has_cuda_source:
-        problems.append(f"the kernels {', '.join(missing)} have no device kernel")
+        problems.append(f"kernels without a device kernel: {', '.join(missing)}")
     if stray:
-        problems.append(f"the device kernels {', '.join(stray)} are no kernel's")
+        problems.append(f"device kernels that are no kernel's: {', '.join(stray)}")
     unbuilt = sorted(set(code.functions) - set(code.kernels))
     if unbuilt and any(i.kind == "sass" for i in code.images):
-        problems.append(f"the host code launches {', '.join(unbuilt)}, which the SASS lacks")
+        problems.append(f"device functions the host code launches but the SASS lacks: {', '.join(unbuilt)}")
     return problems
 
 

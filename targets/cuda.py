@@ -159,7 +159,11 @@ def nvcc_path() -> str | None:
 
 
 def nvcc_version(nvcc: str) -> tuple[int, int]:
-    out = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout
+    """(major, minor) of `nvcc --version`; (0, 0) when it does not run or names no release."""
+    try:
+        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout
+    except OSError:
+        return 0, 0
     m = re.search(r"release (\d+)\.(\d+)", out)
     return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
@@ -180,10 +184,11 @@ INSTALL_NVRTC = "pip install 'edgec[cuda]'"
 def nvrtc_archs() -> tuple[tuple[int, int], tuple[int, ...]] | str:
     """((major, minor) version, SM numbers it builds) of the NVRTC that cuda-bindings loads, or
     why there is none usable (a sentence)."""
-    if importlib.util.find_spec("cuda") is None or importlib.util.find_spec("cuda.bindings") is None:
-        return "NVRTC is not installed (no cuda-bindings)"
     try:
         from cuda.bindings import nvrtc
+    except ImportError:
+        return "NVRTC is not installed (no cuda-bindings)"
+    try:
         _, major, minor = nvrtc.nvrtcVersion()
         _, archs = nvrtc.nvrtcGetSupportedArchs()
     except Exception as e:  # the library is missing or does not load: cuda-bindings raises its own types
@@ -205,13 +210,15 @@ def _package_include(module: str) -> Path | None:
 def nvrtc_cuda_path() -> Path:
     """A CUDA_PATH for TVM's NVRTC compile: a directory under cache_dir() whose include/ holds a
     symbolic link to each entry of the header packages' include/ directories (built once per
-    set of package directories; a ToolError when one is not installed)."""
+    set of package directories and their entries; a ToolError when one is not installed)."""
     includes = [_package_include(m) for m in NVRTC_HEADER_PACKAGES]
     missing = [m for m, inc in zip(NVRTC_HEADER_PACKAGES, includes) if inc is None]
     if missing:
         raise ToolError(f"NVRTC needs the CUDA headers of {', '.join(missing)}, which are not installed; "
                         f"install them with {INSTALL_NVRTC}")
-    key = hashlib.sha256("\n".join(str(inc.resolve()) for inc in includes).encode()).hexdigest()[:12]
+    entries = [(inc.resolve(), sorted(e.name for e in inc.iterdir() if not e.name.startswith("__")))
+               for inc in includes]  # not __init__.py, __pycache__
+    key = hashlib.sha256(repr(entries).encode()).hexdigest()[:12]  # the directories and what they hold
     root = cache_dir() / f"nvrtc-headers-{key}"
     if (root / "include" / "cuda_runtime.h").exists():  # exists() follows the link: the package is still there
         return root
@@ -219,13 +226,11 @@ def nvrtc_cuda_path() -> Path:
     tmp = root.with_name(f"{root.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "include").mkdir(parents=True)
-    for inc in includes:
-        for entry in sorted(inc.iterdir()):
-            if entry.name.startswith("__"):  # __init__.py, __pycache__
-                continue
-            link = tmp / "include" / entry.name
-            if not link.exists():  # the packages share no names; the first one wins if they ever do
-                link.symlink_to(entry.resolve())
+    for inc, names in entries:
+        for name in names:
+            link = tmp / "include" / name
+            if not link.is_symlink():  # the packages share no names; the first one wins if they ever do
+                link.symlink_to(inc / name)
     shutil.rmtree(root, ignore_errors=True)  # a stale one whose packages went away
     try:
         os.replace(tmp, root)
@@ -261,8 +266,13 @@ def cuda_compiler(target) -> str:
     why_not_nvrtc = nvrtc_problem(target.sm)
     if why_not_nvrtc is None:
         return "nvrtc"
-    found = (f"nvcc {'.'.join(map(str, nvcc_version(nvcc)))} at {nvcc} does not build {target.cuda_arch}"
-             if nvcc else "no nvcc was found (PATH, $CUDA_PATH, /usr/local/cuda)")
+    version = nvcc_version(nvcc) if nvcc else None
+    if version is None:
+        found = "no nvcc was found (PATH, $CUDA_PATH, /usr/local/cuda)"
+    elif version == (0, 0):
+        found = f"nvcc at {nvcc} does not run (`nvcc --version` names no release)"
+    else:
+        found = f"nvcc {version[0]}.{version[1]} at {nvcc} does not build {target.cuda_arch}"
     raise ToolError(f"cannot build CUDA kernels for {target.name} ({target.cuda_arch}): {found}, and {why_not_nvrtc}; "
                     f"install NVRTC 12 with {INSTALL_NVRTC} (it builds sm_50 to sm_90, sm_100 and sm_120), "
                     "or the CUDA toolkit (nvcc 13 builds sm_75 and newer, nvcc 12 sm_50 and newer)")
@@ -295,18 +305,20 @@ def compiling_for(target):
     compiler = cuda_compiler(target)
     from tvm.support import nvcc  # registers TVM's own callback; ours replaces it for the block
     if compiler == "nvcc":
-        # SASS for the one architecture, no PTX: nothing is left for the board's driver to compile.
+        # SASS for the one architecture, no PTX: nothing is left for the board's driver to compile;
+        # uncompressed (nvcc 12.4+ may compress), so that targets/cubin.py can read its kernels.
         # TVM runs `nvcc` from PATH: put the one found first.
         fmt, arch = "fatbin", ["-gencode", f"arch=compute_{target.sm},code=sm_{target.sm}"]
+        options = ["--no-compress"] if nvcc_version(nvcc_path()) >= (12, 4) else None
         nvcc_bin = str(Path(nvcc_path()).parent)
         env = {"PATH": os.pathsep.join([nvcc_bin, os.environ.get("PATH", "")]).rstrip(os.pathsep)}
     else:  # a cubin for sm_XX is SASS only
-        fmt, arch = "cubin", target.cuda_arch
+        fmt, arch, options = "cubin", target.cuda_arch, None
         env = {"CUDA_PATH": str(nvrtc_cuda_path())}
 
     def compile_cuda(code):
         with _environ(**env):
-            return nvcc.compile_cuda(code, target_format=fmt, arch=arch, compiler=compiler)
+            return nvcc.compile_cuda(code, target_format=fmt, arch=arch, options=options, compiler=compiler)
 
     tvm_ffi.register_global_func("tvm_callback_cuda_compile", compile_cuda, override=True)
     try:

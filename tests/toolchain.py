@@ -38,7 +38,8 @@ def cuda_build_problem(target_name: str) -> str | None:
     (TVM's CUDA runtime library, nvcc or NVRTC for its SM, an aarch64 linker), or None."""
     from edgec.targets import cuda, get_target
     if not can_build_arm():
-        return "needs an aarch64 linker for the host code (apt-get install g++-aarch64-linux-gnu, or pip install ziglang)"
+        return ("needs an aarch64 linker for the host code (apt-get install g++-aarch64-linux-gnu, "
+                "or pip install ziglang)")
     try:
         cuda.load_cuda_runtime()
         cuda.cuda_compiler(get_target(target_name))

@@ -8,7 +8,8 @@ Cases:
   installed, else NVRTC) and jetson-nano (NVRTC), mlp also for jetson-xavier and jetson-tx2
   (NVRTC): read back with the parser, only SASS for the target's SM, no PTX and no CUDA source,
   one or more device kernels for each computing node of model.eir (its kernel named in the
-  manifest) and none that is no node's; `edgec inspect DIR` lists each kernel with its SM;
+  manifest) and none that is no node's; `edgec inspect DIR` lists each kernel with its SM (and
+  a CPU artifact's kernels; a directory that is no artifact is refused);
 - the compiler choice: nvcc for sm_75 and newer where nvcc 13 is, NVRTC below and where nvcc is
   missing (an orin build through NVRTC), one ToolError when neither builds the SM;
 - the compile-time check: a library with SASS for another SM, with PTX only, or with a kernel
@@ -152,13 +153,14 @@ def test_parser_reads_fatbin_and_cubin_libraries(tmp_path):
     owned, stray = cubin.kernels_by_owner(code, ["k0_dense", "k1_relu"])
     assert owned == {"k0_dense": ["k0_dense_kernel", "k0_dense_kernel_1"], "k1_relu": []} and stray == []
     assert cubin.library_problems(code, 53, ["k0_dense"]) == []
-    assert cubin.library_problems(code, 53, ["k0_dense", "k1_relu"]) == ["the kernels k1_relu have no device kernel"]
+    assert cubin.library_problems(code, 53, ["k0_dense", "k1_relu"]) == ["kernels without a device kernel: k1_relu"]
 
     source = b'extern "C" __global__ void k0_dense_kernel(float* x) {}\n'
     path.write_bytes(tvm_library(0xB7, [("cuda", cuda_module("cuda", ["k0_dense_kernel"], source))]))
     code = read_device_code(path)
     assert code.has_cuda_source and code.kernels == {}
-    assert cubin.library_problems(code, 53, ["k0_dense"]) == ["it holds no SASS", "it holds CUDA source, not compiled code"]
+    assert cubin.library_problems(code, 53, ["k0_dense"]) == ["it holds no SASS",
+                                                              "it holds CUDA source, not compiled code"]
 
     cpu_only = tmp_path / "cpu.so"
     cpu_only.write_bytes(tvm_library(0x3E, [("relax.VMExecutable", b"x" * 10), ("_lib", b"")]))
@@ -291,9 +293,13 @@ def test_library_holds_sass_for_the_board_and_a_device_kernel_per_node(built, mo
           f"{len(kernel_nodes)} kernels of {len(nodes)} nodes")
 
 
+def inspect(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgec", "inspect", str(path)], capture_output=True, text=True)
+
+
 def test_inspect_lists_each_kernel_with_its_sm_and_node(built):
     out, _ = built("mlp", "jetson-nano")
-    r = subprocess.run([sys.executable, "-m", "edgec", "inspect", str(out)], capture_output=True, text=True)
+    r = inspect(out)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert "device code: SASS for sm_53 (cubin" in r.stdout
@@ -302,6 +308,17 @@ def test_inspect_lists_each_kernel_with_its_sm_and_node(built):
     assert sorted(rows) == ["k0_dense_relu", "k1_dense_relu", "k2_dense"]
     assert rows["k2_dense"][1:3] == ["%2", "dense"] and rows["k2_dense"][4:6] == ["sm_53", "k2_dense_kernel"]
     assert "fc3.matmul, fc3.add" in next(line for line in lines if line.startswith("  k2_dense"))
+
+
+def test_inspect_of_a_cpu_artifact_and_of_a_directory_that_is_none(models, tmp_path):
+    edgec.compile(models["mlp"], target="host", output=tmp_path / "host")
+    r = inspect(tmp_path / "host")
+    assert r.returncode == 0, r.stderr
+    assert "device code: none (a CPU library)" in r.stdout and "kernels: 3" in r.stdout
+    assert re.search(r"^  k2_dense +%2 +dense +\S+ +fc3.matmul, fc3.add$", r.stdout, re.M), r.stdout
+    (tmp_path / "empty").mkdir()
+    r = inspect(tmp_path / "empty")
+    assert r.returncode == 2 and "is not an edgec artifact (no manifest.json)" in r.stderr, r.stderr
 
 
 def test_nvrtc_builds_orin_where_nvcc_is_missing(models, tmp_path, monkeypatch):
@@ -354,7 +371,7 @@ def nano_builds():
 
 def test_compile_refuses_sass_for_another_sm(models, tmp_path, monkeypatch, nano_builds):
     _compiling_with(monkeypatch, sm=72)
-    _refused(models, tmp_path, "jetson-nano (sm_53)", "it holds SASS for sm_72, not only sm_53")
+    _refused(models, tmp_path, "jetson-nano (sm_53)", "it holds SASS for sm_72, not only for sm_53")
 
 
 def test_compile_refuses_ptx(models, tmp_path, monkeypatch, nano_builds):
@@ -365,14 +382,14 @@ def test_compile_refuses_ptx(models, tmp_path, monkeypatch, nano_builds):
             return nvcc.compile_cuda(code, target_format="ptx", arch="compute_53", compiler="nvrtc")
     _compiling_with(monkeypatch, compile_cuda=ptx)
     _refused(models, tmp_path, "it holds no SASS", "it holds PTX",
-             "the kernels k0_dense_relu, k1_dense_relu, k2_dense have no device kernel")
+             "kernels without a device kernel: k0_dense_relu, k1_dense_relu, k2_dense")
 
 
 def test_compile_refuses_a_kernel_without_device_kernel(models, tmp_path, monkeypatch, nano_builds):
     _compiling_with(monkeypatch, edit_source=lambda code: code.replace("k2_dense_kernel", "k2_dense_kernex"))
-    _refused(models, tmp_path, "the kernels k2_dense have no device kernel",
-             "the device kernels k2_dense_kernex are no kernel's",
-             "the host code launches k2_dense_kernel, which the SASS lacks")
+    _refused(models, tmp_path, "kernels without a device kernel: k2_dense",
+             "device kernels that are no kernel's: k2_dense_kernex",
+             "device functions the host code launches but the SASS lacks: k2_dense_kernel")
 
 
 def test_check_finds_the_problems_of_an_edited_library(built, tmp_path):
@@ -380,13 +397,13 @@ def test_check_finds_the_problems_of_an_edited_library(built, tmp_path):
     data = (out / "model.so").read_bytes()
     kernels = ["k0_dense_relu", "k1_dense_relu", "k2_dense"]
     assert cubin.check_library(out / "model.so", get_target("jetson-nano"), kernels).sass_sms == [53]
-    with pytest.raises(EdgecError, match="it holds SASS for sm_53, not only sm_87"):
+    with pytest.raises(EdgecError, match="it holds SASS for sm_53, not only for sm_87"):
         cubin.check_library(out / "model.so", get_target("jetson-orin"), kernels)
     # the kernel's name changed everywhere (host code, TVM's table, the cubin's symbols)
     renamed = tmp_path / "renamed.so"
     renamed.write_bytes(data.replace(b"k1_dense_relu_kernel", b"k1_dense_relu_kernex"))
-    with pytest.raises(EdgecError, match="the kernels k1_dense_relu have no device kernel; "
-                                         "the device kernels k1_dense_relu_kernex are no kernel's"):
+    with pytest.raises(EdgecError, match="kernels without a device kernel: k1_dense_relu; "
+                                         "device kernels that are no kernel's: k1_dense_relu_kernex"):
         cubin.check_library(renamed, get_target("jetson-nano"), kernels)
     # the cubin's ELF header says sm_62 (ABI 7: the SM is the low byte of e_flags)
     start = data.index(b"\x7fELF\x02\x01", 4)
@@ -394,5 +411,5 @@ def test_check_finds_the_problems_of_an_edited_library(built, tmp_path):
     assert data[start + 8] == 7 and e_flags & 0xFF == 53
     other = tmp_path / "sm62.so"
     other.write_bytes(data[:start + 0x30] + struct.pack("<I", e_flags & ~0xFF | 62) + data[start + 0x34:])
-    with pytest.raises(EdgecError, match="it holds SASS for sm_62, not only sm_53"):
+    with pytest.raises(EdgecError, match="it holds SASS for sm_62, not only for sm_53"):
         cubin.check_library(other, get_target("jetson-nano"), kernels)
