@@ -4,7 +4,11 @@ The precision of every node is an IR decision: after this pass a node computes i
 operands and results have, and each f32 <-> f16 conversion is a `cast` node of the IR (fused
 into its neighbours by `fuse-elementwise` and `fuse-epilogue` like any elementwise op). Float16
 products accumulate in float32 inside the kernel: conv, conv_transpose, dense and matmul lower
-to a float32 accumulator narrowed to float16 (compiler/ops/nn.py, `_accumulator`).
+to a float32 accumulator narrowed to float16 (compiler/ops/nn.py, `_accumulator`); the few
+functions CUDA has no half version of (asin, atan, erf, pow, mod, round, ...: `VIA_FLOAT32` in
+compiler/ops/elementwise.py) and grid_sample's coordinates are computed in float32 in their kernel.
+The pass runs in the pipeline of `--precision fp16|mixed` (`Target.precision_pipeline`: after
+convert-layout) and anywhere `--passes` puts it; CPU targets refuse `--precision`.
 
 Cases:
 - `to=fp16`: every node that computes on f32 tensors is rebuilt on f16 operands, with f16
@@ -27,8 +31,10 @@ Cases:
 - constants (weights) are converted at compile time, once per constant; finite values beyond
   float16's range (+-65504, e.g. a -1e9 attention mask) are clamped to it instead of becoming
   infinities (an infinity times 0 would be NaN), and nonzero ones below its smallest subnormal
-  (2^-24, about 6e-8: a 1e-9 epsilon) to that, instead of vanishing; a constant that an f32 node also reads keeps
-  its f32 copy for it;
+  (2^-24, about 6e-8: a 1e-9 epsilon) to that, instead of vanishing; a constant that an f32
+  node also reads keeps its f32 copy for it;
+- `fused` and `fused_elementwise` nodes (when the pass runs after the fusion passes) convert as a
+  whole under fp16 when their body infers f16 from f16 operands, and keep f32 under mixed;
 - f64 tensors and integer computation are left alone; a graph with no f32 computation is
   unchanged. Running the pass again changes nothing (every convertible node is already f16).
 

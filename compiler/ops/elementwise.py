@@ -252,12 +252,29 @@ def _unary_reference(ref):
     return reference
 
 
+# Functions TVM 0.27's CUDA code has no float16 version of (TVM: "Unresolved call tirx.asin"; nvcc:
+# "identifier hatan is undefined"): on float16 operands they are computed in float32 in the kernel
+# (as CUDA's own half math does for most functions). `pow`, `mod` and `round` (no `hnearbyint`) do the same.
+VIA_FLOAT32 = ("acos", "acosh", "asin", "asinh", "atan", "atanh", "erf")
+
+
+def via_float32(fn, xs):
+    """`fn(*xs)` for Relax operands; float16 ones computed in float32, the result back in float16."""
+    if str(xs[0].ty.dtype) != "float16":
+        return fn(*xs)
+    return R.astype(fn(*(R.astype(x, "float32") for x in xs)), "float16")
+
+
 def _unary_op(name: str, ref, low, attrs) -> OpDef:
+    if name in VIA_FLOAT32:
+        lower = lambda ctx, xs, a, out, low=low: via_float32(lambda x: low(x, a), xs)  # noqa: E731
+    else:
+        lower = lambda ctx, xs, a, out, low=low: low(xs[0], a)  # noqa: E731
     return OpDef(
         name=name, kind="elementwise", attrs=attrs, infer=_unary_infer(name),
         activation=name in ("relu", "sigmoid", "hard_sigmoid", "hard_swish", "silu", "leaky_relu", "gelu", "tanh"),
         reference=_unary_reference(ref),
-        lower=lambda ctx, xs, a, out, low=low: low(xs[0], a),
+        lower=lower,
         summary=f"elementwise {name}")
 
 
@@ -278,6 +295,8 @@ for _name, (_ref, _low, _onnx, _attrs) in UNARY.items():
 def nearbyint_te(ctx, x: relax.Expr) -> relax.Expr:
     """Round half to even, explicitly (`tirx.nearbyint`): TVM's `round` is half-to-even on LLVM
     targets but C `round` (half away from zero) on CUDA."""
+    if str(x.ty.dtype) == "float16":  # CUDA has no half nearbyint
+        return R.astype(nearbyint_te(ctx, ctx.bb.emit(R.astype(x, "float32"))), "float16")
     return ctx.bb.call_te(lambda t: te.compute(t.shape, lambda *i: tirx.nearbyint(t(*i)), name="nearbyint"), x)
 
 
@@ -478,6 +497,8 @@ def _pow_np(xs, a):
 def _pow_relax(ctx, xs, a, out):
     x, y = xs
     dt, ydt = str(x.ty.dtype), str(y.ty.dtype)
+    if dt == "float16":  # CUDA has no half pow (`hpow`): computed in float32
+        return R.astype(R.power(R.astype(x, "float32"), R.astype(y, "float32")), dt)
     if dt.startswith("float"):
         return R.power(x, y if ydt == dt else R.astype(y, dt))
     xf = x if dt == "float64" else R.astype(x, "float64")
@@ -518,6 +539,8 @@ def _mod_np(xs, a):
 def _mod_relax(ctx, xs, a, out):
     x, y = xs
     dt = str(x.ty.dtype)
+    if dt == "float16":  # TVM's Mod takes 32- and 64-bit floats only
+        return R.astype(ctx.bb.emit(_mod_relax(ctx, [ctx.bb.emit(R.astype(v, "float32")) for v in xs], a, out)), dt)
     if a["fmod"]:
         return R.mod(x, y)  # C fmod for floats, truncated remainder for integers
     if not dt.startswith("float"):

@@ -1732,6 +1732,10 @@ def _grid_sample_lower(ctx, xs, attrs, out):
     """One kernel in stages (so that no expression nests deeply): the source coordinate per
     axis, then each tap's index, validity and weight, then the weighted sum of the reads."""
     from ..ir import DTYPES
+    if str(xs[0].ty.dtype) == "float16":  # the coordinate arithmetic needs float32 (and its precision)
+        wide = [TensorType("f32", t.shape) for t in out]
+        narrow = [ctx.bb.emit(R.astype(v, "float32")) for v in xs]
+        return R.astype(ctx.bb.emit(_grid_sample_lower(ctx, narrow, attrs, wide)), "float16")
     dtype = DTYPES[out[0].dtype].name
     m = _TirMath(dtype)
 

@@ -334,3 +334,73 @@ def test_jetson_orin_fp16_build_makes_half_kernels(monkeypatch):
         assert "half" not in kernels[name][0]  # float tensors in and out
     assert kernels["k6_matmul_cast"][0].startswith("float*")  # the matmul whose result goes to the layer norm
     assert set(result.schedules) == set(result.kernels)
+
+
+def test_verify_and_bisect_compare_at_f16_tolerance_with_precision(models):
+    """With --precision the float32 outputs are held to float16's tolerance (1e-2 of their scale):
+    the fp16 graph passes; the same pipeline given as --passes is held to float32's (1e-4) and
+    bisect names convert-precision as the pass whose outputs diverge."""
+    from edgec.verify import bisect, verify_model
+    model = models["transformer"]
+    report = verify_model(model, target="jetson-orin", precision="fp16", compiled=False)
+    assert "convert-precision{to=fp16}" in report.pipeline and report.ok
+    (out,) = report.outputs
+    assert out.bound == pytest.approx(1e-2 * out.scale) and 1e-4 * out.scale < out.interpreter.abs <= out.bound
+    assert bisect(model, target="jetson-orin", precision="fp16").culprit is None
+    strict = bisect(model, target="jetson-orin", passes=resolve_pipeline("jetson-orin", 2, precision="fp16"))
+    assert strict.culprit == "convert-precision{to=fp16}"
+
+
+# ---- every op ---------------------------------------------------------------------------------
+# The examples of test_layout_every_op (each op after convs of its own), in its batches.
+
+def _every_op():
+    from test_layout_every_op import OP_BATCHES, _feeds, batch_graph
+    return OP_BATCHES, batch_graph, _feeds
+
+
+def test_every_op_under_fp16_keeps_its_float_outputs_within_2e_2():
+    """The float outputs of every op's example within 2e-2 after the fp16 pipeline (interpreter).
+    Integer outputs made from floats (a quantize_linear of a conv's output, a cast to int) may
+    round the other way now that the conv computes in float16, so they are not compared."""
+    batches, batch_graph, feeds_of = _every_op()
+    for ops in batches:
+        graph = batch_graph(ops)
+        feeds = feeds_of(graph)
+        expected = edgec.interpret(graph, feeds)
+        half = edgec.optimize(graph, target="jetson-orin", level=2, precision="fp16")
+        assert any(v.type.dtype == "f16" for n in half.nodes for v in n.outputs)
+        floats = [k for k, v in expected.items() if v.dtype.kind == "f"]
+        got = edgec.interpret(half, feeds)
+        assert_within({k: got[k] for k in floats}, {k: expected[k] for k in floats}, what=f"{ops[0]}..{ops[-1]}")
+
+
+@pytest.mark.skipif(_cuda_compiler() is None, reason="needs nvcc (CUDA 12/13) or NVRTC (pip install 'edgec[cuda]') "
+                    "to build CUDA kernels")
+def test_every_elementwise_op_under_fp16_builds_for_jetson_orin(monkeypatch):
+    """The example of every elementwise op (and grid_sample), on the graph input rather than after
+    a conv, compiled for jetson-orin after the fp16 pipeline, nvcc included: this found the
+    float16 functions TVM's CUDA code lacks (asin, acos, ..., atan and erf: `hatan`, `herf`
+    undefined; pow; float mod) and grid_sample's float32 arithmetic."""
+    from tvm.support import nvcc
+    from edgec.driver import build
+    from edgec.ir import Graph, TensorType
+    from edgec.ops import OPS
+    from test_layout_every_op import EXAMPLES, SHAPE, Example
+
+    class OnInput(Example):
+        def x(self):
+            return self.input
+
+    graph = Graph()
+    e = OnInput(graph, graph.add_input("x", TensorType("f32", SHAPE)), seed=0)
+    ops = sorted(op for op in EXAMPLES if OPS[op].kind == "elementwise") + ["grid_sample"]
+    outs = [v for op in ops for v in EXAMPLES[op](e)]
+    graph.set_outputs(outs, [f"out{i}" for i in range(len(outs))])
+    sources = []
+    compile_cuda = nvcc.compile_cuda
+    monkeypatch.setattr(nvcc, "compile_cuda", lambda code, *a, **k: sources.append(code) or compile_cuda(code, *a, **k))
+    result = build(graph, "jetson-orin", level=2, precision="fp16")
+    (stats,) = [r.stats for r in result.pass_manager.records if r.name.startswith("convert-precision")]
+    assert all(stats.get(f"converted-{op}") for op in ("asin", "atan", "erf", "pow", "mod", "round", "grid_sample"))
+    assert len(sources) == 1 and "half" in sources[0]
