@@ -150,7 +150,19 @@ def cuda_source(device_mods: list, tvm_target) -> str:
             mod[gv] = f
     with tvm_target:
         mod = finalize_device_passes()(mod)
-        return tvm.get_global_func("target.build.cuda")(mod, tvm_target).inspect_source("cuda")
+        # Only the source is wanted: once TVM's CUDA runtime library is loaded (by a CUDA build in
+        # this process) the codegen calls the compile callback, so for this call the callback
+        # compiles nothing (the bytes it returns are never loaded).
+        import tvm_ffi
+        callback = tvm_ffi.get_global_func("tvm_callback_cuda_compile", allow_missing=True)
+        tvm_ffi.register_global_func("tvm_callback_cuda_compile", lambda code: code.encode(), override=True)
+        try:
+            return tvm.get_global_func("target.build.cuda")(mod, tvm_target).inspect_source("cuda")
+        finally:
+            if callback is None:
+                tvm_ffi.remove_global_func("tvm_callback_cuda_compile")
+            else:
+                tvm_ffi.register_global_func("tvm_callback_cuda_compile", callback, override=True)
 
 
 # ---- the g++ build -----------------------------------------------------------------------

@@ -176,3 +176,23 @@ def test_float16_kernels():
     want = run_ort(model, feeds)["z"]
     assert report.outputs["z"].dtype == np.float16
     assert compare(report.outputs["z"], want).abs <= error_bound("f16", float(np.abs(want).max()))
+
+
+def test_source_is_read_after_a_cuda_build_in_the_same_process(tmp_path):
+    """Once a CUDA build has loaded TVM's CUDA runtime library and its compile callback (as any
+    earlier test of the worker may have), reading the kernels' source must still compile
+    nothing: in CI, TVM's own callback ran NVRTC there and failed looking for headers."""
+    import tvm.support.nvcc  # noqa: F401 - registers TVM's callback
+    from edgec.errors import ToolError
+    from edgec.targets.cuda import load_cuda_runtime
+    try:
+        load_cuda_runtime()
+    except ToolError as e:
+        pytest.skip(str(e))
+    rng = np.random.default_rng(0)
+    path = tmp_path / "relu.onnx"
+    path.write_bytes(node_model("Relu", {"x": rng.standard_normal((4, 32), dtype=np.float32)}).SerializeToString())
+    graph, cpu = _prepared(path)
+    assert "__global__" in cpu.source
+    report = cpu.run(random_inputs(graph))
+    assert report.ok, report.summary()
