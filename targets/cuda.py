@@ -40,14 +40,12 @@ from pathlib import Path
 
 from edgec.errors import ToolError
 
+from .bundle import cache_root
+
 # The driver API symbols libtvm_runtime_cuda.so links (nm -D --undefined-only); each stub returns
 # CUDA_ERROR_NO_DEVICE (100).
 STUB_SYMBOLS = ("cuDeviceGetName", "cuFuncSetAttribute", "cuGetErrorName", "cuGetErrorString", "cuLaunchKernelEx",
                 "cuModuleGetFunction", "cuModuleLoadData", "cuModuleUnload", "cuTensorMapEncodeTiled")
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgec"
 
 
 def stub_libcuda_source(driver_version: int | None = None) -> str:
@@ -85,7 +83,7 @@ def build_stub_libcuda(cc: list[str] | tuple[str, ...], out: Path, driver_versio
 
 def _stub_libcuda() -> Path:
     """A stub libcuda.so.1 for this machine, built once."""
-    out = cache_dir() / "cuda-stub" / "libcuda.so.1"
+    out = cache_root() / "cuda-stub" / "libcuda.so.1"
     if out.exists():
         return out
     cc = shutil.which("cc") or shutil.which("gcc")
@@ -208,7 +206,7 @@ def _package_include(module: str) -> Path | None:
 
 
 def nvrtc_cuda_path() -> Path:
-    """A CUDA_PATH for TVM's NVRTC compile: a directory under cache_dir() whose include/ holds a
+    """A CUDA_PATH for TVM's NVRTC compile: a directory under cache_root() whose include/ holds a
     symbolic link to each entry of the header packages' include/ directories (built once per
     set of package directories and their entries; a ToolError when one is not installed)."""
     includes = [_package_include(m) for m in NVRTC_HEADER_PACKAGES]
@@ -219,7 +217,7 @@ def nvrtc_cuda_path() -> Path:
     entries = [(inc.resolve(), sorted(e.name for e in inc.iterdir() if not e.name.startswith("__")))
                for inc in includes]  # not __init__.py, __pycache__
     key = hashlib.sha256(repr(entries).encode()).hexdigest()[:12]  # the directories and what they hold
-    root = cache_dir() / f"nvrtc-headers-{key}"
+    root = cache_root() / f"nvrtc-headers-{key}"
     if (root / "include" / "cuda_runtime.h").exists():  # exists() follows the link: the package is still there
         return root
     root.parent.mkdir(parents=True, exist_ok=True)

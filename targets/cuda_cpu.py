@@ -215,7 +215,7 @@ def build_library(source: str, groups: list[list[str]], jobs: int | None = None)
     ~/.cache/edgec/cuda-cpu by the hash of everything that goes in; units compile on `jobs`
     threads (default: every core)."""
     from .build import _map
-    from .cuda import cache_dir
+    from .bundle import cache_root
     compiler = gxx()
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
     salt = _shim_files() + version.encode() + " ".join(GXX_FLAGS).encode()
@@ -223,7 +223,7 @@ def build_library(source: str, groups: list[list[str]], jobs: int | None = None)
     missing = [f for g in groups for f in g if f not in functions]
     if missing:
         raise EdgecError(f"no device function {', '.join(missing)} in the CUDA source")
-    work = cache_dir() / "cuda-cpu"
+    work = cache_root() / "cuda-cpu"
     work.mkdir(parents=True, exist_ok=True)
     tag = f"{os.getpid()}.{threading.get_ident()}"
 
