@@ -167,9 +167,11 @@ def nvcc_version(nvcc: str) -> tuple[int, int]:
 
 
 def nvcc_supports(version: tuple[int, int], sm: int) -> bool:
-    """Whether an nvcc of `version` builds SASS for sm_`sm` (CUDA 13 dropped everything below sm_75,
-    CUDA 12 below sm_50)."""
-    return sm >= (75 if version[0] >= 13 else 50) and version[0] >= 12
+    """Whether an nvcc of `version` builds SASS for sm_`sm`: CUDA 13 builds sm_75 and newer, CUDA
+    12 sm_50 to sm_100 and sm_120 (Thor's sm_110 is CUDA 13's name for it; 12.x called it sm_101)."""
+    if version[0] >= 13:
+        return sm >= 75
+    return version[0] == 12 and sm >= 50 and sm != 110
 
 
 # The PyPI packages whose include/ directories NVRTC compiles TVM's kernels against (the module

@@ -174,3 +174,12 @@ def test_gpu_artifact_is_not_run_or_profiled_on_the_cpu(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "built for the GPU of jetson-orin (sm_87)" in err and "edgec verify MODEL --target jetson-orin" in err
         assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("version, sm, builds", [
+    ((13, 0), 87, True), ((13, 0), 110, True), ((13, 0), 72, False), ((13, 0), 53, False),
+    ((12, 6), 53, True), ((12, 6), 87, True), ((12, 6), 110, False), ((11, 4), 72, False)])
+def test_which_nvcc_builds_which_sm(version, sm, builds):
+    # NVIDIA's release notes: CUDA 13 dropped Maxwell, Pascal and Volta; sm_110 is CUDA 13's name.
+    from edgec.targets.cuda import nvcc_supports
+    assert nvcc_supports(version, sm) == builds
